@@ -1,0 +1,117 @@
+//! The operator's status page: what the inventory holds, in one small self-contained HTML page
+//! (no scripts, no external assets, so it works from a serial-console jump host's browser).
+
+use std::fmt::Write;
+
+use rusqlite::Connection;
+
+use crate::inventory;
+use crate::inventory::queries::{self, Counts};
+use crate::inventory::site::{SiteFile, store};
+
+pub struct Page {
+    counts: Counts,
+    site: SiteFile,
+}
+
+pub fn gather(conn: &Connection) -> inventory::Result<Page> {
+    Ok(Page {
+        counts: queries::counts(conn)?,
+        site: store::export(conn)?,
+    })
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub fn render(p: &Page) -> String {
+    let c = &p.counts;
+    let title = if p.site.site.name.is_empty() {
+        "nhn — no site imported yet".to_owned()
+    } else {
+        format!("nhn — site {}", esc(&p.site.site.name))
+    };
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
+         td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}th{{background:#f3f3f3}}\
+         </style></head><body><h1>{title}</h1>\
+         <h2>Summary</h2><table>\
+         <tr><th>switches</th><td>{} ({} core, {} edge)</td></tr>\
+         <tr><th>links</th><td>{}</td></tr>\
+         <tr><th>machines</th><td>{} ({} hypervisors, {} discovered)</td></tr>\
+         <tr><th>VMs</th><td>{}</td></tr><tr><th>networks</th><td>{}</td></tr>\
+         <tr><th>volumes</th><td>{}</td></tr><tr><th>images</th><td>{}</td></tr>\
+         <tr><th>customers</th><td>{}</td></tr><tr><th>DHCP leases</th><td>{}</td></tr></table>",
+        c.switches,
+        c.core_switches,
+        c.edge_switches,
+        c.links,
+        c.machines,
+        c.hypervisors,
+        c.discovered,
+        c.vms,
+        c.networks,
+        c.volumes,
+        c.images,
+        c.customers,
+        c.leases
+    );
+    h.push_str("<h2>Switches</h2><table><tr><th>name</th><th>role</th><th>driver</th><th>os</th><th>address</th><th>ports</th><th>MAC budget</th></tr>");
+    for s in &p.site.switches {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            store::enum_str(&s.role),
+            store::enum_str(&s.driver),
+            esc(&s.os),
+            esc(&s.address),
+            s.ports.len(),
+            s.max_macs.map_or("-".into(), |m| m.to_string())
+        );
+    }
+    h.push_str("</table><h2>Machines</h2><table><tr><th>name</th><th>kind</th><th>capacity</th><th>NICs</th></tr>");
+    for m in &p.site.machines {
+        let nics: Vec<String> = m
+            .nics
+            .iter()
+            .map(|n| {
+                let port = n.port.as_ref().map_or(String::new(), |p| format!(" → {p}"));
+                esc(&format!("{} {}{port}", n.device, n.mac))
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{} vCPU / {} MB</td><td>{}</td></tr>",
+            esc(&m.name),
+            store::enum_str(&m.kind),
+            m.vcpus,
+            m.memory_mb,
+            nics.join("<br>")
+        );
+    }
+    h.push_str("</table><h2>Networks</h2><table><tr><th>name</th><th>role</th><th>VLAN</th><th>subnet</th></tr>");
+    for n in &p.site.networks {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&n.name),
+            store::enum_str(&n.role),
+            n.vlan,
+            n.subnet
+        );
+    }
+    let _ = write!(
+        h,
+        "</table><p>nhn {} · <a href=\"/metrics\">metrics</a> · <a href=\"/healthz\">health</a></p></body></html>",
+        env!("CARGO_PKG_VERSION")
+    );
+    h
+}

@@ -1,0 +1,396 @@
+//! The inventory: nhn's single source of truth, an SQLite database in WAL mode.
+//!
+//! Everything the appliance does is derived from these tables (DHCP answers, switch plans,
+//! API responses), so this module is deliberately small and strict:
+//!
+//! - **One writer.** All mutations go through [`Inventory::write`], which hands a closure to a
+//!   dedicated writer thread. The thread drains whatever jobs are queued and runs them in *one*
+//!   transaction, each inside its own savepoint (group commit): a failing job rolls back alone,
+//!   and a burst of small writes (DHCP leases, API calls) costs one fsync instead of hundreds.
+//! - **Many readers.** [`Inventory::read`] borrows a read-only connection from a small pool;
+//!   WAL lets readers run while the writer commits.
+//! - **Change events.** Every mutation appends rows to the `events` table in its own
+//!   transaction. After each commit the writer publishes the new rows on a broadcast channel;
+//!   [`Inventory::follow_external_writers`] also publishes rows committed by other processes
+//!   (the CLI importing a site while `nhn serve` runs). Services subscribe with
+//!   [`Inventory::subscribe`] and rebuild their in-memory snapshots; nobody polls tables.
+//! - **Schema** migrations live in `migrations/` (rusqlite_migration). A database written by a
+//!   newer nhn is refused with a clear message instead of being "migrated" backwards.
+
+pub mod queries;
+pub mod site;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::util;
+
+/// Errors of the inventory layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the inventory at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the inventory at {path} has schema version {found}, but this nhn only knows versions up to {supported}; \
+         it was written by a newer nhn: run that version (or restore a backup), do not downgrade"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        supported: usize,
+    },
+    #[error("schema migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("the inventory writer has stopped (is the appliance shutting down?)")]
+    Closed,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The batch this job belonged to could not be committed.
+    #[error("commit failed: {0}")]
+    Commit(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One committed change, as recorded in the `events` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    pub object: String,
+}
+
+/// Records a change event inside the current transaction. Call it from every mutation.
+pub fn record_event(conn: &Connection, kind: &str, object: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO events (at, kind, object) VALUES (?1, ?2, ?3)",
+        params![util::now_rfc3339(), kind, object],
+    )?;
+    Ok(())
+}
+
+/// The schema migrations, in order. Append; never edit a released migration.
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("migrations/0001_initial.sql"))])
+}
+
+/// The schema version this build writes.
+pub fn schema_version() -> usize {
+    1
+}
+
+/// How many jobs one group commit may hold; bounds the latency a burst adds to its last job.
+const MAX_BATCH: usize = 512;
+/// Read-only connections kept for reuse.
+const READ_POOL: usize = 8;
+/// How often `nhn serve` looks for commits made by other processes.
+const EXTERNAL_POLL: Duration = Duration::from_millis(250);
+
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// A queued mutation. Called with `None` when no transaction could be opened, so that the job
+/// reports the failure instead of vanishing.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+
+struct Shared {
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    published: Mutex<i64>,
+    events: broadcast::Sender<Event>,
+}
+
+/// Handle to the inventory. Cheap to clone; the writer thread stops when the last clone drops.
+#[derive(Clone)]
+pub struct Inventory {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+impl Inventory {
+    /// Opens (creating if needed) the database at `path`, migrates it to the current schema and
+    /// starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = open_conn(path, false)?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let found = usize::try_from(found).unwrap_or(usize::MAX);
+        if found > schema_version() {
+            return Err(Error::TooNew {
+                path: path.to_owned(),
+                found,
+                supported: schema_version(),
+            });
+        }
+        migrations().to_latest(&mut conn)?;
+        let published: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            path: path.to_owned(),
+            readers: Mutex::new(Vec::new()),
+            published: Mutex::new(published),
+            events,
+        });
+        let (jobs, rx) = mpsc::channel::<Job>(4096);
+        let writer_shared = Arc::downgrade(&shared);
+        thread::Builder::new()
+            .name("inventory-writer".into())
+            .spawn(move || writer_loop(conn, rx, writer_shared))
+            .map_err(|e| {
+                Error::Invalid(format!("cannot start the inventory writer thread: {e}"))
+            })?;
+        Ok(Inventory { jobs, shared })
+    }
+
+    /// The database file this handle works on.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Runs `f` in the writer's transaction (its own savepoint); `Err` rolls back only `f`'s
+    /// changes. Returns once the batch holding `f` is durably committed.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (job, rx) = make_job(f);
+        self.jobs.send(job).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Inventory::write`] for synchronous callers (the CLI). Do not call on a tokio worker.
+    pub fn write_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (job, rx) = make_job(f);
+        self.jobs.blocking_send(job).map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Runs a read-only query on a pooled connection, off the async runtime.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inv = self.clone();
+        tokio::task::spawn_blocking(move || inv.read_blocking(f))
+            .await
+            .map_err(|e| Error::Invalid(format!("read task failed: {e}")))?
+    }
+
+    /// [`Inventory::read`] for synchronous callers.
+    pub fn read_blocking<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R>,
+    {
+        let pooled = self.shared.readers.lock().ok().and_then(|mut p| p.pop());
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_conn(&self.shared.path, true)?,
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.shared.readers.lock()
+            && pool.len() < READ_POOL
+        {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Change events committed from now on (by this process, and by others once
+    /// [`Inventory::follow_external_writers`] runs). A lagging receiver should rebuild its state.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Publishes events committed by other processes (e.g. `nhn inventory import` while the
+    /// appliance runs). Polls SQLite's `data_version`, which is a cheap in-memory check.
+    pub fn follow_external_writers(&self) -> Result<()> {
+        let conn = open_conn(&self.shared.path, true)?;
+        let weak = Arc::downgrade(&self.shared);
+        thread::Builder::new()
+            .name("inventory-follow".into())
+            .spawn(move || {
+                let mut last = None;
+                loop {
+                    thread::sleep(EXTERNAL_POLL);
+                    let Some(shared) = weak.upgrade() else { return };
+                    let version: Option<i64> =
+                        conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+                    if version != last {
+                        last = version;
+                        if let Err(e) = publish(&conn, &shared) {
+                            tracing::warn!(error = %e, "cannot read inventory events");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::Invalid(format!("cannot start the event follower thread: {e}")))?;
+        Ok(())
+    }
+}
+
+fn make_job<R, F>(f: F) -> (Job, oneshot::Receiver<Result<R>>)
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |conn| match conn.map(f) {
+        None => {
+            let finish: Finish = Box::new(move |failed| {
+                let _ = tx.send(Err(Error::Commit(failed.err().unwrap_or_default())));
+            });
+            (false, finish)
+        }
+        Some(Ok(value)) => {
+            let finish: Finish = Box::new(move |committed| {
+                let _ = tx.send(committed.map(|()| value).map_err(Error::Commit));
+            });
+            (true, finish)
+        }
+        Some(Err(e)) => {
+            let finish: Finish = Box::new(move |_| {
+                let _ = tx.send(Err(e));
+            });
+            (false, finish)
+        }
+    });
+    (job, rx)
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Invalid(format!(
+                "{} cannot use WAL journaling (got {mode}); put the data dir on a local filesystem",
+                path.display()
+            )));
+        }
+    }
+    conn.execute_batch("PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL;")?;
+    Ok(conn)
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, shared: Weak<Shared>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let (finishes, committed) = match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                let finishes = run_batch(&conn, batch);
+                let committed = conn.execute_batch("COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    tracing::error!(error = %e, "inventory commit failed");
+                    e.to_string()
+                });
+                (finishes, committed)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start an inventory transaction");
+                let finishes = batch.into_iter().map(|job| job(None).1).collect();
+                (finishes, Err(format!("cannot start a transaction: {e}")))
+            }
+        };
+        for finish in finishes {
+            finish(committed.clone());
+        }
+        if let Some(shared) = shared.upgrade()
+            && let Err(e) = publish(&conn, &shared)
+        {
+            tracing::warn!(error = %e, "cannot publish inventory events");
+        }
+    }
+}
+
+/// Runs each job in its own savepoint inside one open transaction; returns their completions.
+fn run_batch(conn: &Connection, batch: Vec<Job>) -> Vec<Finish> {
+    batch
+        .into_iter()
+        .map(|job| {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(error = %e, "cannot open a savepoint");
+            }
+            // A panicking job must not take the writer (and every later write) down with it.
+            let Ok((ok, finish)) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn))))
+            else {
+                tracing::error!("an inventory job panicked; its changes are rolled back");
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                let finish: Finish = Box::new(|_| {});
+                return finish;
+            };
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            if let Err(e) = conn.execute_batch(end) {
+                tracing::error!(error = %e, "cannot close a savepoint");
+            }
+            finish
+        })
+        .collect()
+}
+
+/// Broadcasts events committed since the last publication, in order, exactly once per process.
+fn publish(conn: &Connection, shared: &Shared) -> Result<()> {
+    let mut published = shared
+        .published
+        .lock()
+        .map_err(|_| Error::Invalid("event lock poisoned".into()))?;
+    let mut stmt =
+        conn.prepare_cached("SELECT seq, kind, object FROM events WHERE seq > ?1 ORDER BY seq")?;
+    let rows = stmt.query_map([*published], |r| {
+        Ok(Event {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            object: r.get(2)?,
+        })
+    })?;
+    for ev in rows {
+        let ev = ev?;
+        *published = ev.seq;
+        // No subscribers is fine: nothing follows the inventory in CLI commands.
+        let _ = shared.events.send(ev);
+    }
+    Ok(())
+}
+
+/// Reads one optional row; a small convenience over rusqlite's `optional()`.
+pub fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    Ok(r.optional()?)
+}

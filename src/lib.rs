@@ -1,0 +1,11 @@
+//! nhn as a library: every module of the appliance, so that integration tests and benchmarks can
+//! call the pure cores (site validation, later DHCP decisions and switch plans) directly. The
+//! `nhn` binary (`src/main.rs`) is the command line over this library.
+
+pub mod api;
+pub mod config;
+pub mod http;
+pub mod inventory;
+pub mod net;
+pub mod serve;
+pub mod util;

@@ -1,0 +1,355 @@
+//! `nhn`: the network-boot and switch-automation appliance in one binary.
+//!
+//! This file is the command line only: it parses arguments (clap), loads the configuration and
+//! hands off to the module that does the work. See ARCHITECTURE.md for the map of the code.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use nhn::api::keys::{self, Scope};
+use nhn::config::{Config, LogFormat};
+use nhn::inventory::site::{self, store};
+use nhn::inventory::{self, Inventory};
+use nhn::serve;
+
+#[derive(Parser)]
+#[command(
+    name = "nhn",
+    version,
+    about = "Network-boot and switch-automation appliance",
+    long_about = "nhn boots diskless servers and VMs from the network onto iSCSI volumes, keeps switch VLANs \
+                  in step with its inventory, and serves the HaaS XML-RPC API.\n\n\
+                  Every command reads the same configuration (--config, default: the embedded defaults: \
+                  data in ./nhn-data, HTTP on 127.0.0.1:8080, no DHCP on any interface)."
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded defaults apply; see `nhn config show`.
+    #[arg(long, short, global = true, env = "NHN_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override the configuration's data_dir (where nhn.db lives).
+    #[arg(long, global = true, env = "NHN_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance: HTTP (status page, /metrics, /healthz) on the inventory.
+    ///
+    /// Holds an exclusive lock on the data dir, so a second `nhn serve` on the same data fails
+    /// instead of corrupting it. Stops cleanly on SIGTERM or SIGINT.
+    Serve {
+        /// Override [http] listen, e.g. 0.0.0.0:8080.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Load, write out and summarize the site: switches, cabling, machines, pools, customers.
+    #[command(subcommand)]
+    Inventory(InventoryCmd),
+    /// Manage customers' API keys (the secret is shown once and stored only as a hash).
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective configuration (file values plus defaults) as TOML.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum InventoryCmd {
+    /// Import a site file (TOML). Idempotent: importing the same file twice changes nothing.
+    ///
+    /// The file is checked as a whole first (duplicate MACs, dangling links, overlapping pools,
+    /// unknown switches, ...); any problem aborts the import with nothing changed. Objects in the
+    /// inventory that the file does not mention are kept and listed.
+    Import {
+        /// Site file, e.g. examples/seed-site.toml.
+        file: PathBuf,
+    },
+    /// Write the site (everything `import` reads) as TOML, to stdout or --out.
+    Export {
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Summarize the inventory: counts, switches, links, machines, networks.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create an API key for a customer and print its secret once.
+    Create {
+        /// Customer name (from the site file's [[customers]]).
+        #[arg(long)]
+        customer: String,
+        /// read: get* calls; operate: + power, restore, init, attach/detach; full: + allocate/deallocate/change.
+        #[arg(long, value_enum)]
+        scope: Scope,
+    },
+    /// List keys (ids, customers, scopes, state; never secrets).
+    List,
+    /// Revoke a key by its id; it stops working at once.
+    Revoke {
+        /// The access key id (AK...).
+        id: String,
+    },
+}
+
+/// Logs go to stderr. `serve` logs at the configured level; one-shot commands only warn unless
+/// `NHN_LOG` asks for more.
+fn init_logging(config: &Config, level: &str) {
+    use std::io::IsTerminal;
+    let filter = std::env::var("NHN_LOG").unwrap_or_else(|_| level.to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: invalid log filter {filter:?} ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.http.listen = listen;
+            }
+            let level = config.log.level.clone();
+            init_logging(&config, &level);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(serve::run(config))
+        }
+        Command::Config(ConfigCmd::Show) => {
+            print!("{}", config.to_toml());
+            Ok(())
+        }
+        Command::Inventory(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            match cmd {
+                InventoryCmd::Import { file } => import(&inv, &file),
+                InventoryCmd::Export { out } => export(&inv, out.as_deref()),
+                InventoryCmd::Show => show(&inv),
+            }
+        }
+        Command::Key(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            match cmd {
+                KeyCmd::Create { customer, scope } => {
+                    let key = inv.write_blocking(move |c| keys::create(c, &customer, scope))?;
+                    println!("key id:   {}", key.id);
+                    println!("customer: {}", key.customer);
+                    println!("scope:    {}", key.scope.as_str());
+                    println!("secret:   {}", key.secret);
+                    println!();
+                    println!("The secret is shown only now; nhn keeps only its hash.");
+                    println!(
+                        "API clients authenticate with \"{}:<secret>\" as the first parameter.",
+                        key.id
+                    );
+                    Ok(())
+                }
+                KeyCmd::List => {
+                    let list = inv.read_blocking(keys::list)?;
+                    if list.is_empty() {
+                        println!(
+                            "no keys; create one with `nhn key create --customer NAME --scope read|operate|full`"
+                        );
+                    }
+                    for k in list {
+                        let state = if k.enabled { "enabled" } else { "revoked" };
+                        let used = k.last_used_at.as_deref().unwrap_or("never used");
+                        println!(
+                            "{}  {:<16} {:<8} {:<8} created {}  {}",
+                            k.id, k.customer, k.scope, state, k.created_at, used
+                        );
+                    }
+                    Ok(())
+                }
+                KeyCmd::Revoke { id } => {
+                    let shown = id.clone();
+                    inv.write_blocking(move |c| keys::revoke(c, &id))?;
+                    println!("revoked {shown}");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn open_inventory(config: &Config) -> Result<Inventory> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    Ok(Inventory::open(&config.db_path())?)
+}
+
+fn import(inv: &Inventory, file: &Path) -> Result<()> {
+    let name = file.display().to_string();
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read site file {name}"))?;
+    let parsed = site::parse(&name, &text)?;
+    let problems = site::validate(&text, &parsed);
+    if !problems.is_empty() {
+        return Err(site::SiteErrors {
+            file: name,
+            errors: problems,
+        }
+        .into());
+    }
+    let report = inv
+        .write_blocking(move |c| store::import(c, &parsed))
+        .with_context(|| format!("{name}: import failed; nothing was changed"))?;
+    if report.is_noop() {
+        println!(
+            "no change: the inventory already matches {name} ({} objects)",
+            report.unchanged
+        );
+    } else {
+        println!(
+            "imported {name}: {} created, {} updated, {} unchanged",
+            report.created.len(),
+            report.updated.len(),
+            report.unchanged
+        );
+        for (kind, obj) in &report.created {
+            println!("  + {kind} {obj}");
+        }
+        for (kind, obj) in &report.updated {
+            println!("  ~ {kind} {obj}");
+        }
+    }
+    if !report.only_in_inventory.is_empty() {
+        println!("kept (in the inventory, not in {name}):");
+        for (kind, obj) in &report.only_in_inventory {
+            println!("  = {kind} {obj}");
+        }
+    }
+    Ok(())
+}
+
+fn export(inv: &Inventory, out: Option<&Path>) -> Result<()> {
+    let site = inv.read_blocking(store::export)?;
+    let text = format!(
+        "# nhn site export (nhn {}); import with `nhn inventory import FILE`\n{}",
+        env!("CARGO_PKG_VERSION"),
+        site::to_toml(&site).context("cannot render the site as TOML")?
+    );
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    Ok(())
+}
+
+fn show(inv: &Inventory) -> Result<()> {
+    let (counts, site) =
+        inv.read_blocking(|c| Ok((inventory::queries::counts(c)?, store::export(c)?)))?;
+    if site.site.name.is_empty() {
+        println!("site: (none imported yet; run `nhn inventory import examples/seed-site.toml`)");
+    } else {
+        println!("site: {}  {}", site.site.name, site.site.description);
+    }
+    println!(
+        "{} switches ({} core, {} edge), {} links, {} machines ({} hypervisors, {} discovered), {} VMs, {} networks, {} volumes, {} images, {} customers",
+        counts.switches,
+        counts.core_switches,
+        counts.edge_switches,
+        counts.links,
+        counts.machines,
+        counts.hypervisors,
+        counts.discovered,
+        counts.vms,
+        counts.networks,
+        counts.volumes,
+        counts.images,
+        counts.customers
+    );
+    if !site.switches.is_empty() {
+        println!("\nswitches:");
+        for s in &site.switches {
+            println!(
+                "  {:<16} {:<4} {:<4} {:<12} {:<16} {} ports{}",
+                s.name,
+                store::enum_str(&s.role),
+                store::enum_str(&s.driver),
+                s.os,
+                s.address,
+                s.ports.len(),
+                s.max_macs.map_or(String::new(), |m| format!(", {m} MACs"))
+            );
+        }
+    }
+    if !site.links.is_empty() {
+        println!("\nlinks:");
+        for l in &site.links {
+            println!("  {} <-> {}", l.a, l.b);
+        }
+    }
+    if !site.machines.is_empty() {
+        println!("\nmachines:");
+        for m in &site.machines {
+            println!(
+                "  {:<16} {:<10} {} vCPU, {} MB",
+                m.name,
+                store::enum_str(&m.kind),
+                m.vcpus,
+                m.memory_mb
+            );
+            for n in &m.nics {
+                let port = n
+                    .port
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" -> {p}"));
+                let ip = n.ip.map_or(String::new(), |ip| format!(" {ip}"));
+                println!("    {} {}{ip}{port}", n.device, n.mac);
+            }
+        }
+    }
+    if !site.networks.is_empty() {
+        println!("\nnetworks:");
+        for n in &site.networks {
+            println!(
+                "  {:<12} {:<12} VLAN {:<5} {}",
+                n.name,
+                store::enum_str(&n.role),
+                n.vlan,
+                n.subnet
+            );
+        }
+    }
+    Ok(())
+}

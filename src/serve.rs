@@ -1,0 +1,109 @@
+//! `nhn serve`: opens the inventory (holding the data dir's lock), starts every service and
+//! stops them all on one shutdown signal (SIGTERM or SIGINT), in the style of mini-redis: each
+//! service gets a `watch` receiver and finishes its in-flight work when it flips.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::inventory::Inventory;
+
+/// How long services get to finish in-flight work after the shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Takes the data dir's exclusive lock, so that two appliances never share one inventory.
+/// The lock is released by the kernel when the process exits, even on kill -9.
+fn lock_data_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("serve.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        bail!(
+            "another `nhn serve` (pid {}) is already running on data dir {}; stop it first or use another --data-dir",
+            if holder.is_empty() { "unknown" } else { holder },
+            dir.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let inventory = Inventory::open(&config.db_path())?;
+    inventory.follow_external_writers()?;
+
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    metrics::gauge!("nhn_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+
+    let listener = TcpListener::bind(config.http.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} for HTTP; set [http] listen in the config (or --listen) to a free local address",
+            config.http.listen
+        )
+    })?;
+    let (stop, stopping) = watch::channel(false);
+
+    let upkeep = {
+        let metrics = metrics.clone();
+        let mut stopping = stopping.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopping.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => metrics.run_upkeep(),
+                }
+            }
+        })
+    };
+    let mut http = tokio::spawn(http::serve(
+        listener,
+        AppState { inventory, metrics },
+        stopping.clone(),
+    ));
+    tracing::info!(data_dir = %config.data_dir.display(), "nhn serving");
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        ended = &mut http => {
+            return match ended {
+                Ok(Ok(())) => bail!("the HTTP service stopped unexpectedly"),
+                Ok(Err(e)) => Err(e).context("the HTTP service failed"),
+                Err(e) => Err(e).context("the HTTP service panicked"),
+            };
+        }
+    }
+    let _ = stop.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
+        tracing::warn!("HTTP connections did not finish within the grace period; closing them");
+    }
+    upkeep.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
