@@ -374,7 +374,7 @@ impl<T> At<T> {
     }
 
     /// A value located at `span` of its source.
-    pub fn at(span: std::ops::Range<usize>, value: T) -> Self {
+    pub fn located(span: std::ops::Range<usize>, value: T) -> Self {
         At { span, value }
     }
 

@@ -137,7 +137,7 @@ fn check_vlans(c: &mut Checker, site: &SiteFile) {
         .map(|p| (p.span(), format!("IP pool {:?}", p.name), p.vlan));
     for (span, object, vlan) in nets.chain(pools).collect::<Vec<_>>() {
         let Some(vlan) = vlan else { continue };
-        let at = At::at(span, ());
+        let at = At::located(span, ());
         if !vlan_ok(vlan) {
             c.err(&at, object, format!("VLAN {vlan} is outside 1-4094"));
             continue;
@@ -172,7 +172,7 @@ fn check_addresses(c: &mut Checker, site: &SiteFile) {
         |c: &mut Checker, span: std::ops::Range<usize>, object: String, net: Ipv4Net| {
             if let Some((_, other)) = prefixes.iter().find(|(p, _)| p.overlaps(&net)) {
                 c.err(
-                    &At::at(span, ()),
+                    &At::located(span, ()),
                     object.clone(),
                     format!("{net} overlaps {other}"),
                 );
@@ -274,7 +274,8 @@ fn check_switches_and_cabling(c: &mut Checker, site: &SiteFile) {
                 "address and credentials must not be empty".into(),
             );
         }
-        ports.insert(&s.name, seen);
+        // A duplicate switch is reported above; its ports must not mask the first one's.
+        ports.entry(&s.name).or_insert(seen);
     }
     let mut used: HashMap<PortRef, String> = HashMap::new();
     for l in &site.links {

@@ -1,0 +1,81 @@
+//! Running the real `nhn` binary the way an operator does, each test on its own data dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The project's `examples/` folder.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+/// The test fixtures in `tests/data/`.
+pub fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The `nhn` binary on a private, temporary data dir.
+pub struct Nhn {
+    dir: tempfile::TempDir,
+}
+
+impl Nhn {
+    pub fn new() -> Self {
+        Nhn {
+            dir: tempfile::Builder::new()
+                .prefix("nhn-test-")
+                .tempdir()
+                .expect("create a temp data dir"),
+        }
+    }
+
+    /// The data dir (also a scratch dir for the test's own files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `nhn --data-dir <dir> ARGS...`, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nhn"));
+        cmd.arg("--data-dir")
+            .arg(self.dir())
+            .args(args)
+            .env_remove("NHN_CONFIG")
+            .env_remove("NHN_LOG");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run nhn")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "nhn {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "nhn {args:?} succeeded but should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The inventory's last change-event sequence number: unchanged means nothing was written.
+    pub fn events(&self) -> i64 {
+        let db = rusqlite::Connection::open(self.dir().join("nhn.db")).expect("open nhn.db");
+        db.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+            .expect("read events")
+    }
+}
