@@ -394,3 +394,98 @@ fn publish(conn: &Connection, shared: &Shared) -> Result<()> {
 pub fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
     Ok(r.optional()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nhn.db");
+        (dir, path)
+    }
+
+    fn add_customer(name: &'static str) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
+        move |c| {
+            c.execute("INSERT INTO customers (name, created_at) VALUES (?1, 'now')", [name])?;
+            record_event(c, "customer", name)
+        }
+    }
+
+    fn customers(inv: &Inventory) -> Vec<String> {
+        inv.read_blocking(|c| {
+            let mut st = c.prepare("SELECT name FROM customers ORDER BY name")?;
+            Ok(st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_rolls_back_alone_in_a_group_commit() {
+        let (_dir, path) = temp_db();
+        let inv = Inventory::open(&path).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let inv = inv.clone();
+            tasks.push(tokio::spawn(async move {
+                inv.write(move |c| {
+                    c.execute("INSERT INTO customers (name, created_at) VALUES (?1, 'now')", [format!("c{i}")])?;
+                    if i % 10 == 0 {
+                        // Half-done work that must vanish with the error.
+                        return Err(Error::Invalid(format!("job {i} refuses")));
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut failed = 0;
+        for t in tasks {
+            if t.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 20);
+        let names = customers(&inv);
+        assert_eq!(names.len(), 180);
+        assert!(!names.contains(&"c10".to_owned()) && names.contains(&"c11".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn subscribers_see_each_committed_change_once_in_order() {
+        let (_dir, path) = temp_db();
+        let inv = Inventory::open(&path).unwrap();
+        let mut rx = inv.subscribe();
+        inv.write(add_customer("acme")).await.unwrap();
+        assert!(inv.write(|_| Err::<(), _>(Error::Invalid("no".into()))).await.is_err());
+        inv.write(add_customer("globex")).await.unwrap();
+        let a = rx.recv().await.unwrap();
+        let b = rx.recv().await.unwrap();
+        assert_eq!((a.kind.as_str(), a.object.as_str()), ("customer", "acme"));
+        assert_eq!(b.object, "globex");
+        assert!(b.seq > a.seq);
+        assert!(rx.try_recv().is_err(), "a rolled-back job must not publish");
+    }
+
+    #[tokio::test]
+    async fn changes_committed_by_another_process_are_published() {
+        let (_dir, path) = temp_db();
+        let serving = Inventory::open(&path).unwrap();
+        serving.follow_external_writers().unwrap();
+        let mut rx = serving.subscribe();
+        // A second handle stands in for the CLI: its own connection and writer thread.
+        let cli = Inventory::open(&path).unwrap();
+        cli.write(add_customer("initech")).await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(ev.object, "initech");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let (_dir, path) = temp_db();
+        drop(Inventory::open(&path).unwrap());
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 7).unwrap();
+        let err = Inventory::open(&path).err().unwrap().to_string();
+        assert!(err.contains("schema version 7") && err.contains("newer nhn"), "{err}");
+    }
+}
