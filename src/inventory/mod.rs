@@ -407,7 +407,10 @@ mod tests {
 
     fn add_customer(name: &'static str) -> impl FnOnce(&Connection) -> Result<()> + Send + 'static {
         move |c| {
-            c.execute("INSERT INTO customers (name, created_at) VALUES (?1, 'now')", [name])?;
+            c.execute(
+                "INSERT INTO customers (name, created_at) VALUES (?1, 'now')",
+                [name],
+            )?;
             record_event(c, "customer", name)
         }
     }
@@ -415,7 +418,9 @@ mod tests {
     fn customers(inv: &Inventory) -> Vec<String> {
         inv.read_blocking(|c| {
             let mut st = c.prepare("SELECT name FROM customers ORDER BY name")?;
-            Ok(st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+            Ok(st
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
         })
         .unwrap()
     }
@@ -429,7 +434,10 @@ mod tests {
             let inv = inv.clone();
             tasks.push(tokio::spawn(async move {
                 inv.write(move |c| {
-                    c.execute("INSERT INTO customers (name, created_at) VALUES (?1, 'now')", [format!("c{i}")])?;
+                    c.execute(
+                        "INSERT INTO customers (name, created_at) VALUES (?1, 'now')",
+                        [format!("c{i}")],
+                    )?;
                     if i % 10 == 0 {
                         // Half-done work that must vanish with the error.
                         return Err(Error::Invalid(format!("job {i} refuses")));
@@ -457,7 +465,11 @@ mod tests {
         let inv = Inventory::open(&path).unwrap();
         let mut rx = inv.subscribe();
         inv.write(add_customer("acme")).await.unwrap();
-        assert!(inv.write(|_| Err::<(), _>(Error::Invalid("no".into()))).await.is_err());
+        assert!(
+            inv.write(|_| Err::<(), _>(Error::Invalid("no".into())))
+                .await
+                .is_err()
+        );
         inv.write(add_customer("globex")).await.unwrap();
         let a = rx.recv().await.unwrap();
         let b = rx.recv().await.unwrap();
@@ -476,7 +488,10 @@ mod tests {
         // A second handle stands in for the CLI: its own connection and writer thread.
         let cli = Inventory::open(&path).unwrap();
         cli.write(add_customer("initech")).await.unwrap();
-        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ev.object, "initech");
     }
 
@@ -484,8 +499,14 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let (_dir, path) = temp_db();
         drop(Inventory::open(&path).unwrap());
-        Connection::open(&path).unwrap().pragma_update(None, "user_version", 7).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 7)
+            .unwrap();
         let err = Inventory::open(&path).err().unwrap().to_string();
-        assert!(err.contains("schema version 7") && err.contains("newer nhn"), "{err}");
+        assert!(
+            err.contains("schema version 7") && err.contains("newer nhn"),
+            "{err}"
+        );
     }
 }
