@@ -229,8 +229,20 @@ fn import(inv: &Inventory, file: &Path) -> Result<()> {
         }
         .into());
     }
+    let object = name.clone();
     let report = inv
-        .write_blocking(move |c| store::import(c, &parsed))
+        .write_blocking(move |c| {
+            let report = store::import(c, &parsed)?;
+            if !report.is_noop() {
+                let result = format!(
+                    "ok: {} created, {} updated",
+                    report.created.len(),
+                    report.updated.len()
+                );
+                inventory::audit(c, "cli", "inventory.import", &object, &result)?;
+            }
+            Ok(report)
+        })
         .with_context(|| format!("{name}: import failed; nothing was changed"))?;
     if report.is_noop() {
         println!(

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::inventory::{Error, Result, record_event};
+use crate::inventory::{Error, Result, audit, record_event};
 use crate::util::now_rfc3339;
 
 /// What a key may do: `read` get* calls; `operate` adds power, restore, init, attach/detach,
@@ -114,9 +114,12 @@ pub fn create(conn: &Connection, customer: &str, scope: Scope) -> Result<NewKey>
         "INSERT INTO api_keys (id, customer_id, secret_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![key.id, customer_id, hash_secret(&key.secret), scope.as_str(), now_rfc3339()],
     )?;
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, object, result) VALUES (?1, 'cli', 'key.create', ?2, 'ok')",
-        params![now_rfc3339(), key.id],
+    audit(
+        conn,
+        "cli",
+        "key.create",
+        &key.id,
+        &format!("ok: customer {customer}, scope {}", scope.as_str()),
     )?;
     record_event(conn, "key", &key.id)?;
     Ok(key)
@@ -159,10 +162,7 @@ pub fn revoke(conn: &Connection, id: &str) -> Result<()> {
             Error::NotFound(format!("key {id}; `nhn key list` shows the existing keys"))
         });
     }
-    conn.execute(
-        "INSERT INTO audit (at, actor, action, object, result) VALUES (?1, 'cli', 'key.revoke', ?2, 'ok')",
-        params![now_rfc3339(), id],
-    )?;
+    audit(conn, "cli", "key.revoke", id, "ok")?;
     record_event(conn, "key", id)
 }
 

@@ -82,6 +82,22 @@ pub fn record_event(conn: &Connection, kind: &str, object: &str) -> Result<()> {
     Ok(())
 }
 
+/// Appends to the audit trail inside the current transaction: who (`actor`: a key id or
+/// `cli`), did what to which object, with what result. Never pass secrets.
+pub fn audit(
+    conn: &Connection,
+    actor: &str,
+    action: &str,
+    object: &str,
+    result: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, object, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![util::now_rfc3339(), actor, action, object, result],
+    )?;
+    Ok(())
+}
+
 /// The schema migrations, in order. Append; never edit a released migration.
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![M::up(include_str!("migrations/0001_initial.sql"))])
