@@ -17,6 +17,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub http: Http,
     pub log: Log,
+    pub dhcp: Dhcp,
+    pub tftp: Tftp,
+    pub boot: Boot,
 }
 
 impl Default for Config {
@@ -25,6 +28,122 @@ impl Default for Config {
             data_dir: PathBuf::from("./nhn-data"),
             http: Http::default(),
             log: Log::default(),
+            dhcp: Dhcp::default(),
+            tftp: Tftp::default(),
+            boot: Boot::default(),
+        }
+    }
+}
+
+/// The DHCP server. It answers only on the interfaces listed here; with none (the default)
+/// it does not run at all, so a fresh appliance never answers on a network nobody planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dhcp {
+    /// Network interfaces to serve, e.g. `["eth1"]`. Empty: DHCP is off.
+    pub interfaces: Vec<String>,
+    /// Lease time for static (inventory) answers and pools that do not set their own.
+    pub lease_time_secs: u32,
+    /// Per-MAC flood limit: packets per second a client may send, and the burst it may save up.
+    pub per_mac_rate: u32,
+    pub per_mac_burst: u32,
+    /// Subnets served directly (on an interface with an address in it) or through relays
+    /// (giaddr inside it). Unknown MACs get addresses from `pool_first`..`pool_last`.
+    pub subnets: Vec<DhcpSubnet>,
+}
+
+impl Default for Dhcp {
+    fn default() -> Self {
+        Dhcp {
+            interfaces: Vec::new(),
+            lease_time_secs: 3600,
+            per_mac_rate: 10,
+            per_mac_burst: 30,
+            subnets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhcpSubnet {
+    pub subnet: crate::net::Ipv4Net,
+    /// The dynamic pool for machines the inventory does not know (they become "discovered").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_first: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_last: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_time_secs: Option<u32>,
+}
+
+/// The TFTP server (read-only, serving `boot.dir`). Off unless `listen` names an address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tftp {
+    /// Addresses to serve on, e.g. `["10.96.0.1:69"]`. Empty: TFTP is off.
+    pub listen: Vec<SocketAddr>,
+    /// Concurrent transfers; more are refused with a TFTP error (the client retries).
+    pub max_sessions: usize,
+    /// Retransmission timeout when the client does not ask for one (RFC 2349), milliseconds.
+    pub timeout_ms: u64,
+    /// Retransmissions of one packet before a transfer is abandoned.
+    pub retries: u32,
+    /// Largest block size (RFC 2348) and window (RFC 7440) granted to a client.
+    pub max_blksize: u16,
+    pub max_windowsize: u16,
+}
+
+impl Default for Tftp {
+    fn default() -> Self {
+        Tftp {
+            listen: Vec::new(),
+            max_sessions: 512,
+            timeout_ms: 1000,
+            retries: 5,
+            max_blksize: 65464,
+            max_windowsize: 64,
+        }
+    }
+}
+
+/// What booting clients are sent: PXE boot files (served by TFTP from `dir`), the iPXE script
+/// URL, and the kernel, initrd and command line the script loads over HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Boot {
+    /// Static boot assets (iPXE binaries, kernels, initrds), served by TFTP and by HTTP under /boot/.
+    pub dir: PathBuf,
+    /// Boot file for legacy BIOS PXE firmware.
+    pub bios_file: String,
+    /// Boot file for UEFI x64 PXE firmware (`snponly.efi` or `ipxe.efi`).
+    pub efi_file: String,
+    /// Base URL iPXE fetches scripts, kernels and initrds from. Default:
+    /// `http://<DHCP server address>:<HTTP port>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_base: Option<String>,
+    /// Kernel and initrd (under `dir`) and the kernel command line of the default boot.
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        Boot {
+            dir: PathBuf::from("./boot"),
+            bios_file: "undionly.kpxe".into(),
+            efi_file: "snponly.efi".into(),
+            http_base: None,
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.img".into(),
+            cmdline: "console=ttyS0".into(),
         }
     }
 }

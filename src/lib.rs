@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dhcp;
 pub mod http;
 pub mod inventory;
 pub mod net;

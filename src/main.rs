@@ -54,6 +54,9 @@ enum Command {
     /// Load, write out and summarize the site: switches, cabling, machines, pools, customers.
     #[command(subcommand)]
     Inventory(InventoryCmd),
+    /// DHCP leases (dynamic addresses handed to machines the inventory does not know).
+    #[command(subcommand)]
+    Lease(LeaseCmd),
     /// Manage customers' API keys (the secret is shown once and stored only as a hash).
     #[command(subcommand)]
     Key(KeyCmd),
@@ -83,6 +86,12 @@ enum InventoryCmd {
     },
     /// Summarize the inventory: counts, switches, links, machines, networks.
     Show,
+}
+
+#[derive(Subcommand)]
+enum LeaseCmd {
+    /// List leases: address, MAC, state, expiry, relay (giaddr), client hostname.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +172,26 @@ fn run(cli: Cli) -> Result<()> {
                 InventoryCmd::Export { out } => export(&inv, out.as_deref()),
                 InventoryCmd::Show => show(&inv),
             }
+        }
+        Command::Lease(LeaseCmd::List) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            let leases = inv.read_blocking(nhn::dhcp::service::list)?;
+            if leases.is_empty() {
+                println!("no leases");
+            }
+            for l in leases {
+                println!(
+                    "{:<15} {}  {:<8} until {}  {}{}",
+                    l.address,
+                    l.mac,
+                    l.state,
+                    nhn::util::rfc3339(l.expires_at),
+                    l.giaddr.map(|g| format!("via {g}  ")).unwrap_or_default(),
+                    l.hostname
+                );
+            }
+            Ok(())
         }
         Command::Key(cmd) => {
             init_logging(&config, "warn");

@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::dhcp;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
 
@@ -66,6 +67,9 @@ pub async fn run(config: Config) -> Result<()> {
         )
     })?;
     let (stop, stopping) = watch::channel(false);
+    let dhcp_server = dhcp::service::start(&config, inventory.clone())
+        .await
+        .context("cannot start DHCP")?;
 
     let upkeep = {
         let metrics = metrics.clone();
@@ -104,6 +108,9 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("HTTP connections did not finish within the grace period; closing them");
     }
     upkeep.abort();
+    if let Some(server) = dhcp_server {
+        tokio::task::spawn_blocking(move || server.stop()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -260,11 +260,12 @@ CREATE INDEX requests_customer ON requests(customer_id, accepted_at);
 CREATE UNIQUE INDEX requests_client_token ON requests(customer_id, method, client_token)
     WHERE client_token IS NOT NULL;
 
--- Dynamic DHCP leases (static answers come from nics + ip_addresses).
+-- Dynamic DHCP leases (static answers come from nics + ip_addresses). One row per address; a
+-- declined address keeps the declining client's MAC until it expires.
 CREATE TABLE leases (
-    mac             TEXT PRIMARY KEY,
-    address         TEXT NOT NULL UNIQUE,
-    state           TEXT NOT NULL CHECK (state IN ('offered', 'bound', 'released', 'declined')),
+    address         TEXT PRIMARY KEY,
+    mac             TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('bound', 'released', 'declined')),
     hostname        TEXT NOT NULL DEFAULT '',
     client_id       BLOB,
     giaddr          TEXT,
@@ -273,6 +274,7 @@ CREATE TABLE leases (
     expires_at      INTEGER NOT NULL,              -- unix seconds
     updated_at      INTEGER NOT NULL
 );
+CREATE INDEX leases_mac ON leases(mac);
 
 -- Switch plane: what the reconciler must do (persisted before anything is sent) and what it
 -- last read back from each port.

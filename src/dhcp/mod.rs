@@ -1,0 +1,16 @@
+//! The DHCPv4 server of the boot plane.
+//!
+//! - [`decide`]: the pure decision (what to answer, to whom, which lease change), unit-tested
+//!   with tables of cases;
+//! - [`snapshot`]: builds the decision's view of the inventory (static reservations, iSCSI
+//!   root-paths, known MACs);
+//! - `socket`: per-interface sockets (SO_BINDTODEVICE, IP_PKTINFO, ARP entries);
+//! - [`service`]: threads around them — workers, the batching lease persister, the snapshot
+//!   refresher.
+//!
+//! The server answers only on interfaces the configuration names; with none it does not start.
+
+pub mod decide;
+pub mod service;
+pub mod snapshot;
+mod socket;

@@ -1,0 +1,535 @@
+//! The running DHCP server: one worker thread per configured interface (blocking socket, no
+//! async overhead on the packet path), a persister thread that writes lease changes in batches
+//! (group commit) and sends each ACK only after its lease is committed, and a task that
+//! rebuilds the snapshot when the inventory changes.
+//!
+//! Packet path: recvmsg → parse → per-MAC flood limit → [`decide`] (pure) → apply the lease
+//! change in memory → send now (OFFER, NAK, static ACK) or hand to the persister (dynamic ACK,
+//! RELEASE, DECLINE). Malformed packets are counted and dropped; nothing on this path can
+//! panic on input or wait for the database.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use dhcproto::v4::MessageType;
+use rusqlite::{Connection, params};
+
+use super::decide::{
+    self, Decision, Dest, Lease, LeaseChange, LeaseState, Leases, Receiver as Rx, Snapshot,
+};
+use super::snapshot;
+use super::socket::{self, CLIENT_PORT, Interface, SERVER_PORT};
+use crate::config::Config;
+use crate::inventory::{self, Inventory};
+use crate::net::Mac;
+use crate::util::unix_now;
+
+/// A lease change waiting to be committed, with the answer to send once it is.
+struct Pending {
+    change: LeaseChange,
+    discovered: bool,
+    reply: Option<(Vec<u8>, Dest, usize)>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+struct Shared {
+    snapshot: RwLock<Arc<Snapshot>>,
+    leases: Mutex<Leases>,
+    limiter: Mutex<HashMap<Mac, Bucket>>,
+    rate: f64,
+    burst: f64,
+    sockets: Vec<(Interface, Arc<UdpSocket>)>,
+    stop: AtomicBool,
+}
+
+/// Handle on the running server; [`Running::stop`] ends it.
+pub struct Running {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    refresher: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the workers and the persister (which commits what it holds) and waits for them.
+    pub fn stop(self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.refresher.abort();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lease_state(s: &str) -> LeaseState {
+    match s {
+        "bound" => LeaseState::Bound,
+        "declined" => LeaseState::Declined,
+        _ => LeaseState::Released,
+    }
+}
+
+fn load_leases(conn: &Connection) -> inventory::Result<Vec<Lease>> {
+    let mut st = conn.prepare("SELECT address, mac, state, hostname, expires_at FROM leases")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (ip, mac, state, hostname, expires) = row?;
+        if let (Ok(ip), Ok(mac)) = (ip.parse(), mac.parse()) {
+            out.push(Lease {
+                mac,
+                ip,
+                state: lease_state(&state),
+                expires,
+                hostname,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Starts DHCP on the configured interfaces; `Ok(None)` when none is configured (DHCP off).
+pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Running>> {
+    if config.dhcp.interfaces.is_empty() {
+        tracing::info!("DHCP is off: no [dhcp] interfaces configured");
+        return Ok(None);
+    }
+    let subnets = snapshot::subnets(config)?;
+    let mut leases = Leases::default();
+    for s in &subnets {
+        if let Some((first, _)) = s.pool {
+            leases.add_pool(first);
+        }
+    }
+    for l in inventory.read(load_leases).await? {
+        leases.insert(l);
+    }
+    let snap = {
+        let (config, subnets) = (config.clone(), subnets.clone());
+        inventory
+            .read(move |c| snapshot::build(c, &config, subnets))
+            .await?
+    };
+    let mut sockets = Vec::new();
+    for name in &config.dhcp.interfaces {
+        let iface = socket::interface(name)?;
+        let sock = socket::open(&iface, SERVER_PORT).with_context(|| format!("DHCP on {name}"))?;
+        tracing::info!(interface = %name, addrs = ?iface.addrs, "DHCP listening");
+        sockets.push((iface, Arc::new(sock)));
+    }
+    metrics::gauge!("nhn_dhcp_leases").set(leases.len() as f64);
+    let shared = Arc::new(Shared {
+        snapshot: RwLock::new(Arc::new(snap)),
+        leases: Mutex::new(leases),
+        limiter: Mutex::new(HashMap::new()),
+        rate: f64::from(config.dhcp.per_mac_rate.max(1)),
+        burst: f64::from(config.dhcp.per_mac_burst.max(1)),
+        sockets,
+        stop: AtomicBool::new(false),
+    });
+    let (tx, rx) = mpsc::channel::<Pending>();
+    let mut threads = Vec::new();
+    for idx in 0..shared.sockets.len() {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        threads.push(
+            thread::Builder::new()
+                .name(format!("dhcp-{}", shared.sockets[idx].0.name))
+                .spawn(move || worker(&shared, idx, &tx))?,
+        );
+    }
+    drop(tx);
+    {
+        let (shared, inventory) = (shared.clone(), inventory.clone());
+        threads.push(
+            thread::Builder::new()
+                .name("dhcp-persist".into())
+                .spawn(move || persister(&shared, &inventory, rx))?,
+        );
+    }
+    let refresher = tokio::spawn(refresh(shared.clone(), inventory, config.clone(), subnets));
+    Ok(Some(Running {
+        shared,
+        threads,
+        refresher,
+    }))
+}
+
+/// Rebuilds the snapshot after inventory changes (debounced; our own lease batches ignored).
+async fn refresh(
+    shared: Arc<Shared>,
+    inventory: Inventory,
+    config: Config,
+    subnets: Vec<decide::Subnet>,
+) {
+    let mut events = inventory.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(ev) if ev.kind == "leases" => continue,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        // Let a burst of changes (a site import) settle into one rebuild.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while events.try_recv().is_ok() {}
+        let (c, s) = (config.clone(), subnets.clone());
+        match inventory
+            .read(move |conn| snapshot::build(conn, &c, s))
+            .await
+        {
+            Ok(snap) => {
+                if let Ok(mut cur) = shared.snapshot.write() {
+                    *cur = Arc::new(snap);
+                }
+                tracing::debug!("DHCP snapshot rebuilt");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the DHCP snapshot; answering from the previous one")
+            }
+        }
+    }
+}
+
+fn drop_packet(reason: &'static str) {
+    metrics::counter!("nhn_dhcp_dropped_total", "reason" => reason).increment(1);
+}
+
+fn type_label(t: Option<MessageType>) -> &'static str {
+    match t {
+        Some(MessageType::Discover) => "discover",
+        Some(MessageType::Offer) => "offer",
+        Some(MessageType::Request) => "request",
+        Some(MessageType::Decline) => "decline",
+        Some(MessageType::Ack) => "ack",
+        Some(MessageType::Nak) => "nak",
+        Some(MessageType::Release) => "release",
+        Some(MessageType::Inform) => "inform",
+        _ => "other",
+    }
+}
+
+impl Shared {
+    fn allow(&self, mac: Mac, now: Instant) -> bool {
+        let Ok(mut buckets) = self.limiter.lock() else {
+            return true;
+        };
+        if buckets.len() > 100_000 {
+            // Forget idle clients rather than grow without bound under a spoofed-MAC flood.
+            buckets.retain(|_, b| now.duration_since(b.at) < Duration::from_secs(10));
+        }
+        let b = buckets.entry(mac).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn worker(shared: &Shared, idx: usize, persist: &Sender<Pending>) {
+    let (iface, sock) = &shared.sockets[idx];
+    let mut buf = vec![0u8; 4096];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let got = match socket::recv(sock, &mut buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(interface = %iface.name, error = %e, "DHCP receive failed");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Some(msg) = decide::parse(&buf[..got.len]) else {
+            tracing::trace!(from = %got.from, len = got.len, "malformed DHCP packet dropped");
+            drop_packet("malformed");
+            continue;
+        };
+        metrics::counter!("nhn_dhcp_received_total", "type" => type_label(msg.opts().msg_type()))
+            .increment(1);
+        let Some(mac) = decide::client_mac(&msg) else {
+            drop_packet("not_ethernet");
+            continue;
+        };
+        if !shared.allow(mac, Instant::now()) {
+            drop_packet("rate_limited");
+            continue;
+        }
+        // The server identifier: the address the request reached, if it is one of ours.
+        let server = got
+            .local
+            .filter(|l| iface.addrs.iter().any(|(a, _)| a == l))
+            .unwrap_or(iface.addrs[0].0);
+        let snap = match shared.snapshot.read() {
+            Ok(s) => s.clone(),
+            Err(_) => continue,
+        };
+        let decision = {
+            let Ok(mut leases) = shared.leases.lock() else {
+                continue;
+            };
+            let d = decide::decide(&snap, &leases, &msg, &Rx { server }, unix_now());
+            match &d {
+                Decision::Reply {
+                    change: Some(c), ..
+                }
+                | Decision::Silent { change: c, .. } => leases.apply(c),
+                _ => {}
+            }
+            d
+        };
+        match decision {
+            Decision::Drop(reason) => drop_packet(reason),
+            Decision::Silent { change, discovered } => {
+                let _ = persist.send(Pending {
+                    change,
+                    discovered,
+                    reply: None,
+                });
+            }
+            Decision::Reply {
+                msg: out,
+                dest,
+                change,
+                discovered,
+            } => {
+                let Some(bytes) = decide::encode(&out) else {
+                    drop_packet("encode_failed");
+                    continue;
+                };
+                metrics::counter!("nhn_dhcp_sent_total", "type" => type_label(out.opts().msg_type())).increment(1);
+                match change {
+                    Some(change) if change.is_durable() => {
+                        let _ = persist.send(Pending {
+                            change,
+                            discovered,
+                            reply: Some((bytes, dest, idx)),
+                        });
+                    }
+                    _ => send(shared, idx, &bytes, dest),
+                }
+            }
+        }
+    }
+}
+
+/// Sends an answer per RFC 2131 §4.1; an ARP-less unicast falls back to broadcast.
+fn send(shared: &Shared, idx: usize, bytes: &[u8], dest: Dest) {
+    let (iface, sock) = &shared.sockets[idx];
+    let to = match dest {
+        Dest::Relay(ip) => SocketAddrV4::new(ip, SERVER_PORT),
+        Dest::Unicast(ip) => SocketAddrV4::new(ip, CLIENT_PORT),
+        Dest::Broadcast => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+        Dest::UnicastNoArp(ip, mac) => match socket::set_arp(sock, &iface.name, ip, &mac) {
+            Ok(()) => SocketAddrV4::new(ip, CLIENT_PORT),
+            Err(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT),
+        },
+    };
+    if let Err(e) = sock.send_to(bytes, to) {
+        metrics::counter!("nhn_dhcp_send_errors_total").increment(1);
+        tracing::debug!(%to, error = %e, "DHCP send failed");
+    }
+}
+
+/// Commits lease changes in batches and sends the answers that waited for them.
+fn persister(shared: &Shared, inventory: &Inventory, rx: Receiver<Pending>) {
+    let mut recorded: HashSet<Mac> = HashSet::new();
+    let mut last_gauge = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(p) => p,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let changes: Vec<(LeaseChange, Option<Mac>)> = batch
+            .iter()
+            .map(|p| {
+                let newly = match &p.change {
+                    LeaseChange::Bind { mac, .. } if p.discovered && !recorded.contains(mac) => {
+                        Some(*mac)
+                    }
+                    _ => None,
+                };
+                (p.change.clone(), newly)
+            })
+            .collect();
+        let n = changes.len();
+        match inventory.write_blocking(move |c| write_batch(c, &changes)) {
+            Ok(new_macs) => {
+                recorded.extend(new_macs);
+                for p in batch {
+                    if let Some((bytes, dest, idx)) = p.reply {
+                        send(shared, idx, &bytes, dest);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, changes = n, "cannot store DHCP leases; their ACKs are not sent (clients retry)")
+            }
+        }
+        if last_gauge.elapsed() > Duration::from_secs(1) {
+            last_gauge = Instant::now();
+            if let Ok(l) = shared.leases.lock() {
+                let bound = l.iter().filter(|l| l.state == LeaseState::Bound).count();
+                metrics::gauge!("nhn_dhcp_leases").set(bound as f64);
+            }
+        }
+    }
+}
+
+/// One transaction: every lease change of the batch, plus "discovered" machines for MACs the
+/// inventory did not know. Returns the MACs recorded as discovered.
+fn write_batch(
+    conn: &Connection,
+    changes: &[(LeaseChange, Option<Mac>)],
+) -> inventory::Result<Vec<Mac>> {
+    let now = unix_now();
+    let mut upsert = conn.prepare_cached(
+        "INSERT INTO leases (address, mac, state, hostname, client_id, giaddr, circuit_id, remote_id, expires_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT(address) DO UPDATE SET mac = excluded.mac, state = excluded.state, hostname = excluded.hostname,
+             client_id = excluded.client_id, giaddr = excluded.giaddr, circuit_id = excluded.circuit_id,
+             remote_id = excluded.remote_id, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+    )?;
+    let mut release = conn.prepare_cached(
+        "UPDATE leases SET state = 'released', updated_at = ?2 WHERE address = ?1",
+    )?;
+    let mut discovered = Vec::new();
+    for (change, newly) in changes {
+        match change {
+            LeaseChange::Bind {
+                mac,
+                ip,
+                until,
+                hostname,
+                client_id,
+                giaddr,
+                circuit_id,
+                remote_id,
+            } => {
+                upsert.execute(params![
+                    ip.to_string(),
+                    mac.to_string(),
+                    "bound",
+                    hostname,
+                    client_id,
+                    giaddr.map(|g| g.to_string()),
+                    circuit_id,
+                    remote_id,
+                    until,
+                    now
+                ])?;
+                if let Some(mac) = newly {
+                    record_discovered(conn, mac)?;
+                    discovered.push(*mac);
+                }
+            }
+            LeaseChange::Release { ip, .. } => {
+                release.execute(params![ip.to_string(), now])?;
+            }
+            LeaseChange::Decline { mac, ip, until } => {
+                upsert.execute(params![
+                    ip.to_string(),
+                    mac.to_string(),
+                    "declined",
+                    "",
+                    None::<Vec<u8>>,
+                    None::<String>,
+                    None::<Vec<u8>>,
+                    None::<Vec<u8>>,
+                    until,
+                    now
+                ])?;
+            }
+            LeaseChange::Offer { .. } => {}
+        }
+    }
+    inventory::record_event(conn, "leases", &format!("{} changes", changes.len()))?;
+    Ok(discovered)
+}
+
+/// A MAC the inventory does not know got a lease: it appears as a "discovered" machine that an
+/// operator can enroll (name it in a site file and import).
+fn record_discovered(conn: &Connection, mac: &Mac) -> inventory::Result<()> {
+    let known: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM nics WHERE mac = ?1)",
+        [mac.to_string()],
+        |r| r.get(0),
+    )?;
+    if known {
+        return Ok(());
+    }
+    let name = format!("discovered-{}", mac.to_string().replace(':', ""));
+    conn.execute(
+        "INSERT INTO machines (name, kind, state, created_at) VALUES (?1, 'discovered', 'discovered', ?2)
+         ON CONFLICT(name) DO NOTHING",
+        params![name, crate::util::now_rfc3339()],
+    )?;
+    conn.execute(
+        "INSERT INTO nics (mac, machine_id, device) VALUES (?1, (SELECT id FROM machines WHERE name = ?2), 'eth0')",
+        params![mac.to_string(), name],
+    )?;
+    inventory::record_event(conn, "machine", &name)
+}
+
+/// One row of `nhn lease list`.
+#[derive(Debug, Clone)]
+pub struct LeaseRow {
+    pub address: String,
+    pub mac: String,
+    pub state: String,
+    pub hostname: String,
+    pub expires_at: i64,
+    pub giaddr: Option<String>,
+}
+
+pub fn list(conn: &Connection) -> inventory::Result<Vec<LeaseRow>> {
+    let mut st =
+        conn.prepare("SELECT address, mac, state, hostname, expires_at, giaddr FROM leases")?;
+    let rows = st.query_map([], |r| {
+        Ok(LeaseRow {
+            address: r.get(0)?,
+            mac: r.get(1)?,
+            state: r.get(2)?,
+            hostname: r.get(3)?,
+            expires_at: r.get(4)?,
+            giaddr: r.get(5)?,
+        })
+    })?;
+    let mut out: Vec<LeaseRow> = rows.collect::<rusqlite::Result<_>>()?;
+    out.sort_by_key(|l| {
+        l.address
+            .parse::<Ipv4Addr>()
+            .map(u32::from)
+            .unwrap_or(u32::MAX)
+    });
+    Ok(out)
+}
