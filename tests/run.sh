@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   iproute2 iputils-ping procps curl ethtool   # network namespaces, veths, reachability
   openvswitch-switch                          # 802.1Q switches (userspace datapath) in the lab
+  python3                                     # hostile-packet senders, small test peers
+  busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
 )
 
 missing=()

@@ -356,8 +356,12 @@ pub fn classify(msg: &Message) -> ClientKind {
 
 /// The client's MAC, if the hardware address is Ethernet.
 pub fn client_mac(msg: &Message) -> Option<Mac> {
+    // Check hlen before chaddr(): dhcproto slices chaddr by hlen and panics past 16.
+    if msg.hlen() != 6 {
+        return None;
+    }
     let ch = msg.chaddr();
-    (msg.hlen() == 6 && ch.len() >= 6).then(|| Mac([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]))
+    Some(Mac([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5]]))
 }
 
 fn requested_ip(msg: &Message) -> Option<Ipv4Addr> {
@@ -816,13 +820,79 @@ pub fn encode(msg: &Message) -> Option<Vec<u8>> {
 }
 
 /// Decodes a request; `None` for anything that is not a well-formed BOOTP/DHCP packet.
+///
+/// The options are walked and checked here first, and only those the server uses are handed
+/// to dhcproto, each with a length it can decode: dhcproto trusts option lengths (it reads
+/// fixed-size fields whatever the length says, and debug-asserts on some), so a hostile length
+/// would otherwise desynchronize or panic the decoder.
 pub fn parse(bytes: &[u8]) -> Option<Message> {
     use dhcproto::Decodable;
-    // 236 bytes of fixed header + the 4-byte magic cookie.
-    if bytes.len() < 240 {
+    let clean = sanitize(bytes)?;
+    Message::decode(&mut dhcproto::Decoder::new(&clean)).ok()
+}
+
+const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+
+/// The fixed header, then only the options we use, re-encoded with lengths dhcproto accepts.
+fn sanitize(bytes: &[u8]) -> Option<Vec<u8>> {
+    // 236 bytes of fixed header, the magic cookie, and hlen that fits chaddr (16 bytes).
+    if bytes.len() < 240 || bytes[236..240] != MAGIC_COOKIE || bytes[2] > 16 {
         return None;
     }
-    Message::decode(&mut dhcproto::Decoder::new(bytes)).ok()
+    let mut out = bytes[..240].to_vec();
+    let mut i = 240;
+    while i < bytes.len() {
+        let code = bytes[i];
+        match code {
+            0 => {
+                i += 1;
+                continue;
+            }
+            255 => break,
+            _ => {}
+        }
+        let len = usize::from(*bytes.get(i + 1)?);
+        let data = bytes.get(i + 2..i + 2 + len)?;
+        i += 2 + len;
+        let keep: Option<&[u8]> = match code {
+            53 if len == 1 => Some(data),
+            50 | 54 | 118 | 51 if len == 4 => Some(data),
+            57 if len == 2 => Some(data),
+            // Client architectures: a list of u16; we use the first.
+            93 if len >= 2 => Some(&data[..2]),
+            12 | 55 | 60 | 61 | 77 if len >= 1 => Some(data),
+            82 if relay_info_ok(data) => Some(data),
+            _ => None,
+        };
+        if let Some(d) = keep {
+            out.push(code);
+            out.push(d.len() as u8);
+            out.extend_from_slice(d);
+        }
+    }
+    out.push(255);
+    Some(out)
+}
+
+/// Option 82 sub-options: well-formed TLVs, with the fixed sizes dhcproto reads.
+fn relay_info_ok(data: &[u8]) -> bool {
+    let mut i = 0;
+    while i < data.len() {
+        let Some(&len) = data.get(i + 1) else {
+            return false;
+        };
+        let len = usize::from(len);
+        let fixed = match data[i] {
+            4 | 5 | 11 => Some(4),
+            10 => Some(1),
+            _ => None,
+        };
+        if fixed.is_some_and(|f| f != len) || i + 2 + len > data.len() {
+            return false;
+        }
+        i += 2 + len;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -514,3 +514,47 @@ fn non_requests_and_foreign_hardware_are_dropped() {
     );
     assert!(parse(&[0u8; 100]).is_none());
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_discover() -> Vec<u8> {
+        let mut m = request(MessageType::Discover, STRANGER);
+        m.opts_mut().insert(DhcpOption::Hostname("fuzz".into()));
+        m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+            OptionCode::SubnetMask,
+            OptionCode::RootPath,
+        ]));
+        dhcproto::Encodable::to_vec(&m).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever arrives, parsing and deciding never panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            if let Some(m) = parse(&bytes) {
+                let _ = decide(&snapshot(), &Leases::default(), &m, &rx(), NOW);
+            }
+        }
+
+        /// A valid packet with a few bytes changed (lengths, codes, hlen) never panics either.
+        #[test]
+        fn mutated_packets_never_panic(edits in proptest::collection::vec((0usize..400, any::<u8>()), 1..8), cut in 0usize..400) {
+            let mut bytes = valid_discover();
+            for (at, b) in edits {
+                if let Some(x) = bytes.get_mut(at) {
+                    *x = b;
+                }
+            }
+            bytes.truncate(bytes.len().saturating_sub(cut % 40));
+            if let Some(m) = parse(&bytes)
+                && let Decision::Reply { msg, .. } = decide(&snapshot(), &Leases::default(), &m, &rx(), NOW)
+            {
+                prop_assert!(encode(&msg).is_some());
+            }
+        }
+    }
+}

@@ -261,74 +261,92 @@ fn worker(shared: &Shared, idx: usize, persist: &Sender<Pending>) {
                 continue;
             }
         };
-        let Some(msg) = decide::parse(&buf[..got.len]) else {
-            tracing::trace!(from = %got.from, len = got.len, "malformed DHCP packet dropped");
-            drop_packet("malformed");
-            continue;
-        };
-        metrics::counter!("nhn_dhcp_received_total", "type" => type_label(msg.opts().msg_type()))
-            .increment(1);
-        let Some(mac) = decide::client_mac(&msg) else {
-            drop_packet("not_ethernet");
-            continue;
-        };
-        if !shared.allow(mac, Instant::now()) {
-            drop_packet("rate_limited");
-            continue;
+        // A bug on one packet must not stop the server: count it and go on.
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            handle(shared, idx, persist, &buf[..got.len], &got)
+        }));
+        if handled.is_err() {
+            drop_packet("internal_error");
         }
-        // The server identifier: the address the request reached, if it is one of ours.
-        let server = got
-            .local
-            .filter(|l| iface.addrs.iter().any(|(a, _)| a == l))
-            .unwrap_or(iface.addrs[0].0);
-        let snap = match shared.snapshot.read() {
-            Ok(s) => s.clone(),
-            Err(_) => continue,
+    }
+}
+
+fn handle(
+    shared: &Shared,
+    idx: usize,
+    persist: &Sender<Pending>,
+    packet: &[u8],
+    got: &socket::Received,
+) {
+    let iface = &shared.sockets[idx].0;
+    let Some(msg) = decide::parse(packet) else {
+        tracing::trace!(from = %got.from, len = got.len, "malformed DHCP packet dropped");
+        drop_packet("malformed");
+        return;
+    };
+    metrics::counter!("nhn_dhcp_received_total", "type" => type_label(msg.opts().msg_type()))
+        .increment(1);
+    let Some(mac) = decide::client_mac(&msg) else {
+        drop_packet("not_ethernet");
+        return;
+    };
+    if !shared.allow(mac, Instant::now()) {
+        drop_packet("rate_limited");
+        return;
+    }
+    // The server identifier: the address the request reached, if it is one of ours.
+    let server = got
+        .local
+        .filter(|l| iface.addrs.iter().any(|(a, _)| a == l))
+        .unwrap_or(iface.addrs[0].0);
+    let snap = match shared.snapshot.read() {
+        Ok(s) => s.clone(),
+        Err(_) => return,
+    };
+    let decision = {
+        let Ok(mut leases) = shared.leases.lock() else {
+            return;
         };
-        let decision = {
-            let Ok(mut leases) = shared.leases.lock() else {
-                continue;
-            };
-            let d = decide::decide(&snap, &leases, &msg, &Rx { server }, unix_now());
-            match &d {
-                Decision::Reply {
-                    change: Some(c), ..
-                }
-                | Decision::Silent { change: c, .. } => leases.apply(c),
-                _ => {}
-            }
-            d
-        };
-        match decision {
-            Decision::Drop(reason) => drop_packet(reason),
-            Decision::Silent { change, discovered } => {
-                let _ = persist.send(Pending {
-                    change,
-                    discovered,
-                    reply: None,
-                });
-            }
+        let d = decide::decide(&snap, &leases, &msg, &Rx { server }, unix_now());
+        match &d {
             Decision::Reply {
-                msg: out,
-                dest,
+                change: Some(c), ..
+            }
+            | Decision::Silent { change: c, .. } => leases.apply(c),
+            _ => {}
+        }
+        d
+    };
+    match decision {
+        Decision::Drop(reason) => drop_packet(reason),
+        Decision::Silent { change, discovered } => {
+            let _ = persist.send(Pending {
                 change,
                 discovered,
-            } => {
-                let Some(bytes) = decide::encode(&out) else {
-                    drop_packet("encode_failed");
-                    continue;
-                };
-                metrics::counter!("nhn_dhcp_sent_total", "type" => type_label(out.opts().msg_type())).increment(1);
-                match change {
-                    Some(change) if change.is_durable() => {
-                        let _ = persist.send(Pending {
-                            change,
-                            discovered,
-                            reply: Some((bytes, dest, idx)),
-                        });
-                    }
-                    _ => send(shared, idx, &bytes, dest),
+                reply: None,
+            });
+        }
+        Decision::Reply {
+            msg: out,
+            dest,
+            change,
+            discovered,
+        } => {
+            let Some(bytes) = decide::encode(&out) else {
+                drop_packet("encode_failed");
+                return;
+            };
+            metrics::counter!("nhn_dhcp_sent_total", "type" => type_label(out.opts().msg_type()))
+                .increment(1);
+            match change {
+                Some(change) if change.is_durable() => {
+                    let _ = persist.send(Pending {
+                        change,
+                        discovered,
+                        reply: Some((bytes, dest, idx)),
+                    });
                 }
+                _ => send(shared, idx, &bytes, dest),
             }
         }
     }

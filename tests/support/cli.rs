@@ -79,3 +79,53 @@ impl Nhn {
             .expect("read events")
     }
 }
+
+impl Nhn {
+    /// Writes `config` (TOML) next to the data dir and starts `nhn serve` with it inside `ns`,
+    /// then waits until `http://<http>/healthz` answers from inside the namespace.
+    pub fn serve_in(
+        &self,
+        lab: &super::Lab,
+        ns: &super::Netns,
+        config: &str,
+        http: &str,
+    ) -> super::Proc {
+        let path = self.dir().join("nhn.toml");
+        std::fs::write(&path, config).expect("write nhn.toml");
+        let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_nhn"));
+        cmd.arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(self.dir())
+            .arg("serve");
+        cmd.env("NHN_LOG", "info,nhn=debug");
+        let proc = lab.spawn("nhn-serve", cmd);
+        let url = format!("http://{http}/healthz");
+        let up = super::wait_until(
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(100),
+            || {
+                proc.try_wait().is_none()
+                    && ns
+                        .try_run(&["curl", "-sf", "--max-time", "1", &url])
+                        .status
+                        .success()
+            },
+        );
+        assert!(
+            up,
+            "nhn serve did not come up in {}; log:\n{}",
+            ns.name(),
+            proc.log()
+        );
+        proc
+    }
+
+    /// Opens the inventory database directly (test fixtures the CLI cannot create yet).
+    pub fn db(&self) -> rusqlite::Connection {
+        let db = rusqlite::Connection::open(self.dir().join("nhn.db")).expect("open nhn.db");
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        db
+    }
+}
