@@ -3,10 +3,12 @@
 //! `nhn` binary (`src/main.rs`) is the command line over this library.
 
 pub mod api;
+pub mod boot;
 pub mod config;
 pub mod dhcp;
 pub mod http;
 pub mod inventory;
 pub mod net;
 pub mod serve;
+pub mod tftp;
 pub mod util;

@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -13,10 +14,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::boot::files::BootRoot;
 use crate::config::Config;
 use crate::dhcp;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
+use crate::tftp;
 
 /// How long services get to finish in-flight work after the shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -67,6 +70,10 @@ pub async fn run(config: Config) -> Result<()> {
         )
     })?;
     let (stop, stopping) = watch::channel(false);
+    let boot_root = Arc::new(BootRoot::new(&config.boot.dir));
+    tftp::server::start(&config.tftp, boot_root.clone(), stopping.clone())
+        .await
+        .context("cannot start TFTP")?;
     let dhcp_server = dhcp::service::start(&config, inventory.clone())
         .await
         .context("cannot start DHCP")?;
@@ -85,7 +92,12 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let mut http = tokio::spawn(http::serve(
         listener,
-        AppState { inventory, metrics },
+        AppState {
+            inventory,
+            metrics,
+            boot_root: boot_root.clone(),
+            boot: Arc::new(config.boot.clone()),
+        },
         stopping.clone(),
     ));
     tracing::info!(data_dir = %config.data_dir.display(), "nhn serving");

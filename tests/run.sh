@@ -17,6 +17,7 @@ PACKAGES=(
   openvswitch-switch                          # 802.1Q switches (userspace datapath) in the lab
   python3                                     # hostile-packet senders, small test peers
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
+  tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)
 )
 
 missing=()

@@ -181,12 +181,13 @@ async fn refresh(
     let mut events = inventory.subscribe();
     loop {
         match events.recv().await {
-            Ok(ev) if ev.kind == "leases" => continue,
+            // Our own writes: lease batches, and discovered machines (already in `recorded`).
+            Ok(ev) if ev.kind == "leases" || ev.kind == "discovered" => continue,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
         // Let a burst of changes (a site import) settle into one rebuild.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         while events.try_recv().is_ok() {}
         let (c, s) = (config.clone(), subnets.clone());
         match inventory
@@ -515,7 +516,7 @@ fn record_discovered(conn: &Connection, mac: &Mac) -> inventory::Result<()> {
         "INSERT INTO nics (mac, machine_id, device) VALUES (?1, (SELECT id FROM machines WHERE name = ?2), 'eth0')",
         params![mac.to_string(), name],
     )?;
-    inventory::record_event(conn, "machine", &name)
+    inventory::record_event(conn, "discovered", &name)
 }
 
 /// One row of `nhn lease list`.

@@ -1,26 +1,34 @@
-//! The HTTP listener: `/healthz`, `/metrics` (Prometheus text) and `/`, a small status page.
-//! Later slices mount `/RPC2` (the HaaS API) and `/boot/*` (iPXE scripts, kernels, initrds) on
-//! the same router.
+//! The HTTP listener: `/healthz`, `/metrics` (Prometheus text), `/`, a small status page, and
+//! `/boot/*`: per-machine iPXE scripts (`/boot/<mac>.ipxe`) and the boot directory's files
+//! (kernels, initrds) with Range support. Later slices mount `/RPC2` (the HaaS API) here.
 
 mod status;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use tower::ServiceExt;
+
+use crate::boot::files::{BootRoot, FileError};
+use crate::boot::script;
+use crate::config;
 use crate::inventory::{Inventory, queries};
 
 #[derive(Clone)]
 pub struct AppState {
     pub inventory: Inventory,
     pub metrics: PrometheusHandle,
+    pub boot_root: Arc<BootRoot>,
+    pub boot: Arc<config::Boot>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/boot/{*path}", get(boot_file))
         .with_state(state)
 }
 
@@ -105,6 +114,62 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn status_page(State(state): State<AppState>) -> Response {
     match state.inventory.read(status::gather).await {
         Ok(page) => Html(status::render(&page)).into_response(),
+        Err(e) => internal_error(e),
+    }
+}
+
+/// The base URL iPXE should use: configured, else the Host the request came to.
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(base) = &state.boot.http_base {
+        return base.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        });
+    format!("http://{}", host.unwrap_or("localhost"))
+}
+
+/// `/boot/<mac>.ipxe` scripts and files of the boot directory.
+async fn boot_file(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    req: Request,
+) -> Response {
+    if let Some(mac) = script::mac_of_script(&path) {
+        let target = match state.inventory.read(move |c| script::lookup(c, &mac)).await {
+            Ok(t) => t,
+            Err(e) => return internal_error(e),
+        };
+        let settings = script::Settings {
+            base_url: base_url(&state, req.headers()),
+            kernel: state.boot.kernel.clone(),
+            initrd: state.boot.initrd.clone(),
+            cmdline: state.boot.cmdline.clone(),
+        };
+        metrics::counter!("nhn_http_boot_scripts_total", "known" => if target.is_some() { "yes" } else { "no" }).increment(1);
+        return (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            script::render(&mac, target.as_ref(), &settings),
+        )
+            .into_response();
+    }
+    match state.boot_root.resolve(&path) {
+        Ok(file) => match tower_http::services::ServeFile::new(file)
+            .oneshot(req)
+            .await
+        {
+            Ok(r) => r.into_response(),
+            Err(e) => internal_error(e),
+        },
+        Err(FileError::NotFound) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        Err(FileError::Denied(why)) => {
+            (StatusCode::FORBIDDEN, format!("forbidden: {why}\n")).into_response()
+        }
         Err(e) => internal_error(e),
     }
 }

@@ -1,0 +1,208 @@
+//! iPXE scripts, rendered per MAC from the inventory (`GET /boot/<mac>.ipxe`). A machine with a
+//! boot volume loads the kernel and nhn's initrd over HTTP with the iSCSI root-path and
+//! initiator name on the command line (neither is a secret; CHAP secrets never go there). A
+//! machine the inventory does not know gets a script that says so and hands the boot back.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::inventory::Result;
+use crate::net::Mac;
+
+/// What the inventory says about the machine (or VM) behind a MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    /// RFC 4173 root-path and initiator, when a boot volume is assigned.
+    pub iscsi: Option<(String, String)>,
+}
+
+/// Boot settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// e.g. `http://10.96.0.1:8080` (no trailing slash).
+    pub base_url: String,
+    pub kernel: String,
+    pub initrd: String,
+    pub cmdline: String,
+}
+
+/// Parses the `<mac>` of `<mac>.ipxe` (dashes or colons).
+pub fn mac_of_script(name: &str) -> Option<Mac> {
+    name.strip_suffix(".ipxe")?.parse().ok()
+}
+
+/// Looks up the machine or VM that owns `mac`, with its boot volume.
+pub fn lookup(conn: &Connection, mac: &Mac) -> Result<Option<Target>> {
+    let row = conn
+        .query_row(
+            "SELECT n.machine_id, n.vm_id, COALESCE(m.name, v.name), COALESCE(m.initiator_iqn, ''), m.kind
+             FROM nics n LEFT JOIN machines m ON m.id = n.machine_id LEFT JOIN vms v ON v.id = n.vm_id
+             WHERE n.mac = ?1",
+            [mac.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, Option<i64>>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((machine, vm, name, initiator, kind)) = row else {
+        return Ok(None);
+    };
+    if kind.as_deref() == Some("discovered") {
+        return Ok(None);
+    }
+    let volume = conn
+        .query_row(
+            "SELECT vol.lun, vol.target_iqn, p.address, p.port, p.iqn_prefix FROM volumes vol
+             JOIN iscsi_portals p ON p.id = vol.portal_id
+             WHERE (?1 IS NOT NULL AND vol.machine_id = ?1) OR (?2 IS NOT NULL AND vol.vm_id = ?2 AND vol.device = 'DISK1')
+             ORDER BY vol.id LIMIT 1",
+            rusqlite::params![machine, vm],
+            |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, u16>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let name = name.unwrap_or_default();
+    let iscsi = volume.and_then(|(lun, target, portal, port, prefix)| {
+        let portal = portal.parse().ok()?;
+        let initiator = if initiator.is_empty() {
+            format!("{prefix}:initiator:{}", name.to_ascii_lowercase())
+        } else {
+            initiator
+        };
+        Some((
+            crate::dhcp::snapshot::root_path(portal, port, lun, &target),
+            initiator,
+        ))
+    });
+    Ok(Some(Target { name, iscsi }))
+}
+
+/// Characters that may appear in a kernel command-line value without quoting surprises.
+fn cmdline_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:-_/@=+,".contains(c))
+}
+
+/// Renders the script for `mac`.
+pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
+    let bootif = format!("01-{}", mac.to_string().replace(':', "-"));
+    let Some(t) = target else {
+        return format!(
+            "#!ipxe\n\
+             echo nhn: this machine ({mac}) is not in the inventory; it is listed as discovered.\n\
+             echo nhn: describe it in the site file, run `nhn inventory import`, then reboot it.\n\
+             sleep 10\n\
+             exit 1\n"
+        );
+    };
+    let Some((root, initiator)) = t
+        .iscsi
+        .as_ref()
+        .filter(|(r, i)| cmdline_safe(r) && cmdline_safe(i))
+    else {
+        return format!(
+            "#!ipxe\n\
+             echo nhn: {} ({mac}) has no boot volume; assign one, then reboot it.\n\
+             sleep 10\n\
+             exit 1\n",
+            t.name.replace(['\n', '\r'], " ")
+        );
+    };
+    let base = s.base_url.trim_end_matches('/');
+    // `initrd=<name>` on the kernel line: UEFI kernels' EFI stub needs it to find the initrd.
+    let initrd_name = s.initrd.rsplit('/').next().unwrap_or(&s.initrd);
+    format!(
+        "#!ipxe\n\
+         echo nhn: booting {name} ({mac}) from {root}\n\
+         kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}\n\
+         initrd {base}/boot/{initrd}\n\
+         boot\n",
+        name = t.name.replace(['\n', '\r'], " "),
+        kernel = s.kernel,
+        initrd = s.initrd,
+        cmdline = s.cmdline,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            base_url: "http://10.96.0.1:8080".into(),
+            kernel: "vmlinuz".into(),
+            initrd: "initrd.img".into(),
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+
+    #[test]
+    fn machine_with_a_boot_volume_loads_kernel_and_initrd_with_its_iscsi_root() {
+        let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
+        let t = Target {
+            name: "Server-2".into(),
+            iscsi: Some((
+                "iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2".into(),
+                "iqn.2026-11.test:server-2".into(),
+            )),
+        };
+        let s = render(&mac, Some(&t), &settings());
+        assert!(s.starts_with("#!ipxe\n"));
+        assert!(s.contains(
+            "kernel http://10.96.0.1:8080/boot/vmlinuz initrd=initrd.img console=ttyS0 BOOTIF=01-52-54-00-96-00-01 \
+             nhn.mode=boot nhn.root=iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2 nhn.initiator=iqn.2026-11.test:server-2\n"
+        ), "{s}");
+        assert!(
+            s.contains("initrd http://10.96.0.1:8080/boot/initrd.img\nboot\n"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_volumeless_machines_get_an_explanation_not_a_boot() {
+        let mac: Mac = "52:54:00:96:00:99".parse().unwrap();
+        let s = render(&mac, None, &settings());
+        assert!(
+            s.contains("not in the inventory") && !s.contains("kernel"),
+            "{s}"
+        );
+        let t = Target {
+            name: "Server-9".into(),
+            iscsi: None,
+        };
+        let s = render(&mac, Some(&t), &settings());
+        assert!(
+            s.contains("has no boot volume") && !s.contains("kernel"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn script_names_parse_with_dashes_or_colons() {
+        assert_eq!(
+            mac_of_script("52-54-00-96-00-01.ipxe"),
+            "52:54:00:96:00:01".parse().ok()
+        );
+        assert_eq!(
+            mac_of_script("52:54:00:96:00:01.ipxe"),
+            "52:54:00:96:00:01".parse().ok()
+        );
+        assert_eq!(mac_of_script("undionly.kpxe"), None);
+        assert_eq!(mac_of_script("zz.ipxe"), None);
+    }
+}
