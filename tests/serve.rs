@@ -3,10 +3,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::cli::{Nhn, examples};
+use support::cli::{Nhn, Serving, examples};
 use support::{lab_or_skip, wait_until};
 
 #[test]
@@ -95,7 +95,7 @@ fn serve_in_a_namespace_answers_another_namespace_and_stops_on_sigterm() {
 }
 
 /// Starts `nhn serve` on loopback with an ephemeral port; waits until it holds the data dir.
-fn start_serve(nhn: &Nhn) -> Child {
+fn start_serve(nhn: &Nhn) -> Serving {
     let child = nhn
         .command(&["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
@@ -104,20 +104,12 @@ fn start_serve(nhn: &Nhn) -> Child {
         .expect("spawn nhn serve");
     let lock = nhn.dir().join("serve.lock");
     let pid = child.id().to_string();
+    let serving = Serving(child);
     let locked = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
         std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid)
     });
     assert!(locked, "nhn serve did not take the data dir lock");
-    child
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
+    serving
 }
 
 #[test]
@@ -128,26 +120,23 @@ fn a_second_serve_on_the_same_data_dir_fails_clearly() {
     assert!(
         err.contains(&format!(
             "another `nhn serve` (pid {}) is already running on data dir",
-            first.id()
+            first.0.id()
         )),
         "{err}"
     );
     // The first one is unharmed and still stops cleanly.
     assert!(
-        first.try_wait().unwrap().is_none(),
+        first.0.try_wait().unwrap().is_none(),
         "the first nhn serve died"
     );
-    signal(&first, "-TERM");
-    assert!(first.wait().unwrap().success());
+    assert!(first.terminate().success());
 }
 
 #[test]
 fn the_data_dir_lock_is_released_by_kill_9() {
     let nhn = Nhn::new();
-    let mut first = start_serve(&nhn);
-    signal(&first, "-KILL");
-    first.wait().unwrap();
-    let mut second = start_serve(&nhn);
-    signal(&second, "-TERM");
-    assert!(second.wait().unwrap().success());
+    let first = start_serve(&nhn);
+    drop(first); // SIGKILL and reap
+    let second = start_serve(&nhn);
+    assert!(second.terminate().success());
 }

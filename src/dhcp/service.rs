@@ -30,6 +30,9 @@ use crate::inventory::{self, Inventory};
 use crate::net::Mac;
 use crate::util::unix_now;
 
+/// How long the persister waits for more lease changes before committing a batch.
+const GROUP_COMMIT_LINGER: Duration = Duration::from_millis(2);
+
 /// A lease change waiting to be committed, with the answer to send once it is.
 struct Pending {
     change: LeaseChange,
@@ -381,9 +384,13 @@ fn persister(shared: &Shared, inventory: &Inventory, rx: Receiver<Pending>) {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // Group commit: gather what arrives within a couple of milliseconds into one
+        // transaction. The ACKs wait that long; the disk and the writer thread see one commit
+        // for dozens of leases instead of one each.
         let mut batch = vec![first];
+        let linger = Instant::now() + GROUP_COMMIT_LINGER;
         while batch.len() < 4096 {
-            match rx.try_recv() {
+            match rx.recv_timeout(linger.saturating_duration_since(Instant::now())) {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
@@ -507,15 +514,15 @@ fn record_discovered(conn: &Connection, mac: &Mac) -> inventory::Result<()> {
         return Ok(());
     }
     let name = format!("discovered-{}", mac.to_string().replace(':', ""));
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO machines (name, kind, state, created_at) VALUES (?1, 'discovered', 'discovered', ?2)
          ON CONFLICT(name) DO NOTHING",
-        params![name, crate::util::now_rfc3339()],
-    )?;
-    conn.execute(
+    )?
+    .execute(params![name, crate::util::now_rfc3339()])?;
+    conn.prepare_cached(
         "INSERT INTO nics (mac, machine_id, device) VALUES (?1, (SELECT id FROM machines WHERE name = ?2), 'eth0')",
-        params![mac.to_string(), name],
-    )?;
+    )?
+    .execute(params![mac.to_string(), name])?;
     inventory::record_event(conn, "discovered", &name)
 }
 

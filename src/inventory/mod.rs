@@ -75,10 +75,8 @@ pub struct Event {
 
 /// Records a change event inside the current transaction. Call it from every mutation.
 pub fn record_event(conn: &Connection, kind: &str, object: &str) -> Result<()> {
-    conn.execute(
-        "INSERT INTO events (at, kind, object) VALUES (?1, ?2, ?3)",
-        params![util::now_rfc3339(), kind, object],
-    )?;
+    conn.prepare_cached("INSERT INTO events (at, kind, object) VALUES (?1, ?2, ?3)")?
+        .execute(params![util::now_rfc3339(), kind, object])?;
     Ok(())
 }
 

@@ -129,3 +129,23 @@ impl Nhn {
         db
     }
 }
+
+/// A `nhn serve` child process that is killed (and reaped) when dropped, also on panic.
+pub struct Serving(pub std::process::Child);
+
+impl Serving {
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        self.0.wait().expect("wait for nhn serve")
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
