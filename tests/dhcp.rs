@@ -411,3 +411,38 @@ for p in corpus:
     s.sendto(p, srv)
 print(len(corpus))
 "#;
+
+#[test]
+fn enrolling_a_discovered_machine_takes_effect_without_a_restart() {
+    let Some(lab) = lab_or_skip(
+        "enrolling_a_discovered_machine_takes_effect_without_a_restart",
+        &["busybox", "curl"],
+    ) else {
+        return;
+    };
+    let nhn = appliance();
+    let (srv, cli) = segment(&lab);
+    let server = serve(&lab, &srv, &nhn);
+    set_mac(&cli, "eth0", "52:54:00:96:00:31");
+    assert_eq!(
+        env_value(&udhcpc(&lab, &cli, "eth0").unwrap(), "ip"),
+        Some("10.96.0.100")
+    );
+    assert!(nhn.ok(&["inventory", "show"]).contains("1 discovered"));
+    // The operator names it in the site file and imports, while nhn serves.
+    let site = nhn.dir().join("enrolled.toml");
+    let text = std::fs::read_to_string(data().join("boot-site.toml")).unwrap()
+        + "\n[[machines]]\nname = \"Server-3\"\nkind = \"bare-metal\"\n\n[[machines.nics]]\ndevice = \"eth0\"\n\
+           mac = \"52:54:00:96:00:31\"\nnetwork = \"provisioning\"\nip = \"10.96.0.31\"\n";
+    std::fs::write(&site, text).unwrap();
+    nhn.ok(&["inventory", "import", site.to_str().unwrap()]);
+    assert!(nhn.ok(&["inventory", "show"]).contains("0 discovered"));
+    let enrolled = support::wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        udhcpc(&lab, &cli, "eth0").is_some_and(|env| env_value(&env, "ip") == Some("10.96.0.31"))
+    });
+    assert!(
+        enrolled,
+        "the static answer did not follow the import; log:\n{}",
+        server.log()
+    );
+}

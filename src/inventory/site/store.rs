@@ -739,6 +739,11 @@ fn upsert_machine(conn: &Connection, m: &Machine, now: &str) -> Result<()> {
         r.get(0)
     })?;
     for n in &m.nics {
+        // Enrolling a discovered machine: the site file now names it, so the placeholder goes.
+        conn.execute(
+            "DELETE FROM machines WHERE kind = 'discovered' AND id = (SELECT machine_id FROM nics WHERE mac = ?1)",
+            [n.mac.to_string()],
+        )?;
         let owner: Option<String> = conn
             .query_row(
                 "SELECT COALESCE(m.name, v.name) FROM nics n LEFT JOIN machines m ON m.id = n.machine_id
