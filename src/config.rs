@@ -20,6 +20,7 @@ pub struct Config {
     pub dhcp: Dhcp,
     pub tftp: Tftp,
     pub boot: Boot,
+    pub storage: Storage,
 }
 
 impl Default for Config {
@@ -31,8 +32,35 @@ impl Default for Config {
             dhcp: Dhcp::default(),
             tftp: Tftp::default(),
             boot: Boot::default(),
+            storage: Storage::default(),
         }
     }
+}
+
+/// The iSCSI target daemon that exports volumes. `none` (the default) leaves any daemon alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    pub driver: StorageDriver,
+    /// tgtd's control port (`tgtd --control-port N`); unset: its default socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tgt_control_port: Option<u16>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            driver: StorageDriver::None,
+            tgt_control_port: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageDriver {
+    None,
+    Tgt,
 }
 
 /// The DHCP server. It answers only on the interfaces listed here; with none (the default)

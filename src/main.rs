@@ -54,6 +54,12 @@ enum Command {
     /// Load, write out and summarize the site: switches, cabling, machines, pools, customers.
     #[command(subcommand)]
     Inventory(InventoryCmd),
+    /// Build the switchroot initrd (busybox, iscsistart, kernel modules, nhn's init scripts).
+    #[command(subcommand)]
+    Initrd(InitrdCmd),
+    /// Volumes: iSCSI boot volumes of diskless machines (sparse files exported by the target daemon).
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// DHCP leases (dynamic addresses handed to machines the inventory does not know).
     #[command(subcommand)]
     Lease(LeaseCmd),
@@ -86,6 +92,56 @@ enum InventoryCmd {
     },
     /// Summarize the inventory: counts, switches, links, machines, networks.
     Show,
+}
+
+#[derive(Subcommand)]
+enum InitrdCmd {
+    /// Build a reproducible initrd: the same inputs give byte-identical output.
+    ///
+    /// Packs static busybox, iscsistart with its libraries, the named kernel modules plus
+    /// their dependencies (from modules.dep) and nhn's init scripts into a newc cpio archive.
+    /// The default output is the boot directory's initrd, which iPXE fetches over HTTP.
+    Build {
+        /// Kernel release the modules come from (default: the running kernel, `uname -r`).
+        #[arg(long, value_name = "KVER")]
+        kernel_version: Option<String>,
+        /// Folder holding <KVER>/modules.dep.
+        #[arg(long, value_name = "DIR", default_value = "/lib/modules")]
+        modules_dir: PathBuf,
+        /// Kernel modules to include (their dependencies come along).
+        #[arg(long, value_delimiter = ',', default_values_t = nhn::initrd::DEFAULT_MODULES.iter().map(|s| s.to_string()))]
+        modules: Vec<String>,
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: nhn::initrd::Compress,
+        /// Output file (default: <boot.dir>/<boot.initrd> from the configuration).
+        #[arg(long, short, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The static busybox to pack.
+        #[arg(long, value_name = "FILE", default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// The iscsistart to pack (open-iscsi).
+        #[arg(long, value_name = "FILE", default_value = "/sbin/iscsistart")]
+        iscsistart: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Create a machine's boot volume (target <portal iqn_prefix>:vol-<machine>, LUN 1, ACL:
+    /// the machine's initiator). `nhn serve` with [storage] driver = "tgt" exports it.
+    Create {
+        /// The machine (from the site file) that boots from it.
+        #[arg(long)]
+        machine: String,
+        /// Size in GiB (a sparse file: space is used as data is written).
+        #[arg(long, value_name = "GB")]
+        size_gb: u32,
+        /// iSCSI portal name (needed when the site has several).
+        #[arg(long)]
+        portal: Option<String>,
+    },
+    /// List volumes: id, size, owner, target IQN, backing file.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +229,75 @@ fn run(cli: Cli) -> Result<()> {
                 InventoryCmd::Show => show(&inv),
             }
         }
+        Command::Initrd(InitrdCmd::Build {
+            kernel_version,
+            modules_dir,
+            modules,
+            compress,
+            out,
+            busybox,
+            iscsistart,
+        }) => {
+            init_logging(&config, "warn");
+            let kernel_version = match kernel_version {
+                Some(k) => k,
+                None => String::from_utf8(
+                    std::process::Command::new("uname")
+                        .arg("-r")
+                        .output()?
+                        .stdout,
+                )?
+                .trim()
+                .to_owned(),
+            };
+            let mtime = std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let out = out.unwrap_or_else(|| config.boot.dir.join(&config.boot.initrd));
+            let options = nhn::initrd::Options {
+                kernel_version,
+                modules_dir,
+                modules,
+                compress,
+                busybox,
+                iscsistart,
+                mtime,
+            };
+            build_initrd(&options, &out)
+        }
+        Command::Volume(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            match cmd {
+                VolumeCmd::Create {
+                    machine,
+                    size_gb,
+                    portal,
+                } => {
+                    let v = inv.write_blocking(move |c| {
+                        nhn::storage::volumes::create(c, &machine, size_gb, portal.as_deref())
+                    })?;
+                    println!(
+                        "created {} ({} GB) for {}: target {}, backing {}",
+                        v.id, v.size_gb, v.owner, v.target_iqn, v.backing
+                    );
+                }
+                VolumeCmd::List => {
+                    let list = inv.read_blocking(nhn::storage::volumes::list)?;
+                    if list.is_empty() {
+                        println!("no volumes");
+                    }
+                    for v in list {
+                        println!(
+                            "{:<20} {:>5} GB  {:<16} {:<6} {}  {}",
+                            v.id, v.size_gb, v.owner, v.device, v.target_iqn, v.backing
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Lease(LeaseCmd::List) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
@@ -237,6 +362,45 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+fn build_initrd(options: &nhn::initrd::Options, out: &Path) -> Result<()> {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(5);
+    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let built = nhn::initrd::build(options, &mut |done, _, what| {
+        bar.set_position(done);
+        bar.set_message(what.to_owned());
+    })?;
+    bar.finish_and_clear();
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, &built.bytes)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {} bytes, {} entries, kernel {}, modules: {}",
+        out.display(),
+        built.bytes.len(),
+        built.entries,
+        options.kernel_version,
+        built.modules.join(" ")
+    );
+    if !built.builtin.is_empty() {
+        println!(
+            "built into the kernel (nothing to pack): {}",
+            built.builtin.join(" ")
+        );
+    }
+    Ok(())
 }
 
 fn open_inventory(config: &Config) -> Result<Inventory> {

@@ -74,6 +74,17 @@ pub async fn run(config: Config) -> Result<()> {
     tftp::server::start(&config.tftp, boot_root.clone(), stopping.clone())
         .await
         .context("cannot start TFTP")?;
+    if config.storage.driver == crate::config::StorageDriver::Tgt {
+        let driver = Arc::new(crate::storage::tgt::Tgt {
+            control_port: config.storage.tgt_control_port,
+        });
+        tokio::spawn(crate::storage::follow(
+            driver,
+            inventory.clone(),
+            config.data_dir.clone(),
+            stopping.clone(),
+        ));
+    }
     let dhcp_server = dhcp::service::start(&config, inventory.clone())
         .await
         .context("cannot start DHCP")?;

@@ -19,6 +19,7 @@ PACKAGES=(
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)
   qemu-system-x86 ipxe-qemu                   # a PXE guest: QEMU with its iPXE NIC ROM (TCG)
+  tgt open-iscsi e2fsprogs cpio kmod          # iSCSI target, iscsistart, LUN images, depmod
 )
 
 missing=()
@@ -47,6 +48,11 @@ if [ ${#missing[@]} -gt 0 ]; then
       -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
     [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
   fi
+fi
+
+# The diskless-boot tests boot Debian's kernel (downloaded, not installed) in QEMU.
+if [ "$(id -u)" -eq 0 ] || [ -n "${CI:-}" ]; then
+  echo "tests/run.sh: kernel for the boot tests: $(tests/fetch-kernel.sh)"
 fi
 
 echo "tests/run.sh: cargo fmt --check"

@@ -1,0 +1,133 @@
+# Shared helpers of the nhn initrd (sourced by /init and the mode scripts).
+
+log() { echo "nhn-initrd: $*"; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
+# arg NAME DEFAULT: the value of NAME=... on the kernel command line.
+arg() {
+    for word in $(cat /proc/cmdline); do
+        case "$word" in "$1"=*) echo "${word#*=}"; return ;; esac
+    done
+    echo "$2"
+}
+
+# fail STEP WHY: say what failed, then rescue shell (nhn.rescue=1) or power off; never panic-loop.
+fail() {
+    echo "nhn-initrd: FAILED at step '$1': $2"
+    echo "nhn-initrd: STEP FAILED: $1"
+    if [ "$(arg nhn.rescue 0)" = 1 ]; then
+        echo "nhn-initrd: rescue shell (exit to power off)"
+        sh
+    fi
+    poweroff -f
+    sleep 86400
+}
+
+# step NAME FUNCTION: run a step, timing it; a failing function has already called fail.
+step() {
+    log "step: $1 ($(uptime_s)s)"
+    "$2" || fail "$1" "see the messages above"
+}
+
+setup_pseudo_fs() {
+    mount -t proc proc /proc
+    mount -t sysfs sys /sys
+    mount -t devtmpfs dev /dev
+    mkdir -p /run /tmp /newroot
+}
+
+load_modules() {
+    for m in $(cat /etc/nhn/modules.order); do
+        insmod "/lib/modules/$m" 2>/dev/null || log "module $m did not load (fine if the hardware lacks it)"
+    done
+}
+
+# The NIC named by BOOTIF's MAC, else the first non-loopback interface with a MAC.
+bring_up_nic() {
+    want=$(arg BOOTIF "")
+    want=$(echo "${want#01-}" | tr '-' ':' | tr 'A-F' 'a-f')
+    i=0
+    while [ $i -lt 50 ]; do
+        for dev in /sys/class/net/*; do
+            name=${dev##*/}
+            [ "$name" = lo ] && continue
+            mac=$(cat "$dev/address" 2>/dev/null)
+            if [ -z "$want" ] || [ "$mac" = "$want" ]; then
+                NIC=$name
+                ip link set lo up
+                ip link set "$NIC" up || return 1
+                log "boot NIC $NIC ($mac)"
+                return 0
+            fi
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    fail "bring up the boot NIC" "no network interface${want:+ with MAC $want}"
+}
+
+dhcp() {
+    udhcpc -i "$NIC" -q -n -t 10 -T 1 -O rootpath -O 203 -s /lib/nhn/udhcpc.script ||
+        fail "DHCP" "no DHCP answer on $NIC"
+    . /tmp/dhcp.env
+    log "DHCP: $ip/$mask via ${router:-none} ($(uptime_s)s)"
+}
+
+# ISCSI_* from nhn.root= or DHCP option 17, and the initiator from nhn.initiator= or option 203.
+find_root() {
+    root=$(arg nhn.root "$rootpath")
+    case "$root" in
+        iscsi:*) ;;
+        "") fail "find the iSCSI root" "no root-path from DHCP (option 17) and no nhn.root=" ;;
+        *) fail "find the iSCSI root" "root-path '$root' is not iscsi:<server>:<proto>:<port>:<lun>:<target>" ;;
+    esac
+    rp=${root#iscsi:}
+    ISCSI_SERVER=${rp%%:*}; rp=${rp#*:}
+    rp=${rp#*:}                         # protocol (empty = TCP)
+    ISCSI_PORT=${rp%%:*}; rp=${rp#*:}
+    ISCSI_LUN=${rp%%:*}
+    ISCSI_TARGET=${rp#*:}
+    ISCSI_INITIATOR=$(arg nhn.initiator "$initiator")
+    [ -n "$ISCSI_INITIATOR" ] || fail "find the iSCSI root" "no initiator name (DHCP option 203 or nhn.initiator=)"
+    log "root: target $ISCSI_TARGET lun ${ISCSI_LUN:-0} at $ISCSI_SERVER:${ISCSI_PORT:-3260} as $ISCSI_INITIATOR"
+}
+
+# iscsistart, retried with backoff: the target may still be coming up.
+iscsi_login() {
+    delay=1
+    for attempt in 1 2 3 4; do
+        if iscsistart -i "$ISCSI_INITIATOR" -t "$ISCSI_TARGET" -g 1 -a "$ISCSI_SERVER" -p "${ISCSI_PORT:-3260}"; then
+            log "iSCSI login ok ($(uptime_s)s)"
+            return 0
+        fi
+        log "iSCSI login attempt $attempt failed; retrying in ${delay}s"
+        sleep $delay
+        delay=$((delay * 2))
+    done
+    fail "iSCSI login" "iscsistart could not log into $ISCSI_TARGET at $ISCSI_SERVER (wrong target, or an ACL refuses $ISCSI_INITIATOR)"
+}
+
+# The SCSI disk whose LUN matches the root-path.
+find_disk() {
+    i=0
+    while [ $i -lt 100 ]; do
+        for d in /sys/block/sd*; do
+            [ -e "$d" ] || continue
+            hctl=$(basename "$(readlink -f "$d/device")")
+            if [ "${hctl##*:}" = "${ISCSI_LUN:-0}" ]; then
+                ROOT_DEV=/dev/${d##*/}
+                log "root disk $ROOT_DEV (SCSI $hctl)"
+                return 0
+            fi
+        done
+        sleep 0.1
+        i=$((i + 1))
+    done
+    fail "find the root disk" "no SCSI disk with LUN ${ISCSI_LUN:-0} appeared after login"
+}
+
+mount_root() {
+    fstype=$(arg nhn.rootfstype "")
+    mount ${fstype:+-t "$fstype"} "$ROOT_DEV" /newroot || fail "mount the root filesystem" "cannot mount $ROOT_DEV"
+    log "root mounted ($(uptime_s)s)"
+}

@@ -1,0 +1,376 @@
+//! Diskless boot end to end: `nhn initrd build`, a boot volume exported by nhn's tgt driver,
+//! and a QEMU machine without a disk that PXE boots through nhn's DHCP and HTTP into nhn's
+//! initrd, logs into its iSCSI LUN and switch_roots into it. Also the failure path: a target
+//! that refuses the initiator is named on the console, with no kernel panic loop.
+//!
+//! The kernel is Debian's, fetched (not installed) by tests/fetch-kernel.sh, which
+//! tests/run.sh runs before the tests.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::cli::{Nhn, data};
+use support::{Lab, Netns, Proc, lab_or_skip, wait_until};
+
+const MAC: &str = "52:54:00:96:00:01";
+
+/// The fetched kernel: (root of the unpacked package, release), or why it is missing.
+fn kernel() -> Result<(PathBuf, String), String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-kernel");
+    let kver = std::fs::read_to_string(dir.join("kernel-release")).map_err(|_| {
+        format!(
+            "no kernel in {}: run tests/fetch-kernel.sh (tests/run.sh does)",
+            dir.display()
+        )
+    })?;
+    let kver = kver.trim().to_owned();
+    let root = dir.join("root");
+    if !root.join("boot").join(format!("vmlinuz-{kver}")).exists() {
+        return Err(format!(
+            "{} has no vmlinuz-{kver}: rerun tests/fetch-kernel.sh",
+            root.display()
+        ));
+    }
+    Ok((root, kver))
+}
+
+/// Like `lab_or_skip`, plus the fetched kernel (a missing kernel fails under CI).
+fn lab_with_kernel(test: &str) -> Option<(Lab, PathBuf, String)> {
+    let lab = lab_or_skip(
+        test,
+        &[
+            "qemu-system-x86_64",
+            "tgtd",
+            "tgtadm",
+            "mke2fs",
+            "busybox",
+            "curl",
+            "iscsistart",
+        ],
+    )?;
+    match kernel() {
+        Ok((root, kver)) => Some((lab, root, kver)),
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{test}: {why}"),
+        Err(why) => {
+            eprintln!("SKIP {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A tiny root filesystem: static busybox and an init that prints a marker and powers off.
+fn make_lun(dir: &Path) -> PathBuf {
+    let tree = dir.join("lun-tree");
+    for d in ["bin", "sbin", "proc", "sys", "dev", "etc"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
+    for applet in ["sh", "mount", "cat", "grep", "echo", "poweroff"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(tree.join("etc/hello"), "hello from the iSCSI root\n").unwrap();
+    std::fs::write(
+        tree.join("sbin/init"),
+        "#!/bin/sh\nmount -t proc proc /proc\necho \"ROOTFS-MARKER: root=$(grep ' / ' /proc/mounts)\"\ncat /etc/hello\npoweroff -f\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        tree.join("sbin/init"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let img = dir.join("lun.img");
+    let ok = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("64M")
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mke2fs failed");
+    img
+}
+
+/// The appliance's data dir: boot site, kernel + nhn initrd in the boot dir, Server-2's volume.
+fn appliance(root: &Path, kver: &str) -> Nhn {
+    let nhn = Nhn::new();
+    nhn.ok(&[
+        "inventory",
+        "import",
+        data().join("boot-site.toml").to_str().unwrap(),
+    ]);
+    let boot = nhn.dir().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::copy(
+        root.join("boot").join(format!("vmlinuz-{kver}")),
+        boot.join("vmlinuz"),
+    )
+    .unwrap();
+    let out = nhn.ok(&[
+        "initrd",
+        "build",
+        "--kernel-version",
+        kver,
+        "--modules-dir",
+        root.join("lib/modules").to_str().unwrap(),
+        "--out",
+        boot.join("initrd.img").to_str().unwrap(),
+    ]);
+    assert!(out.contains("iscsi_tcp.ko"), "{out}");
+    let vol = nhn.ok(&[
+        "volume",
+        "create",
+        "--machine",
+        "Server-2",
+        "--size-gb",
+        "1",
+    ]);
+    assert!(
+        vol.contains("target iqn.2026-11.test.nhn:vol-server-2"),
+        "{vol}"
+    );
+    nhn
+}
+
+/// A namespace with bridge br0 (10.96.0.1/24) and tap0 for the guest; tgtd on the portal.
+fn network<'a>(lab: &'a Lab, ctl: u16) -> (Netns<'a>, Proc) {
+    let srv = lab.netns("srv");
+    srv.ip(&["link", "add", "br0", "type", "bridge"]);
+    srv.addr("br0", "10.96.0.1/24");
+    srv.ip(&["link", "set", "br0", "up"]);
+    srv.ip(&["tuntap", "add", "dev", "tap0", "mode", "tap"]);
+    srv.enslave("tap0", "br0");
+    srv.ip(&["link", "set", "tap0", "up"]);
+    let ctl = ctl.to_string();
+    let tgtd = srv.spawn(
+        "tgtd",
+        &[
+            "tgtd",
+            "-f",
+            "--iscsi",
+            "portal=10.96.0.1:3260",
+            "--control-port",
+            &ctl,
+        ],
+    );
+    let up = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        srv.try_run(&[
+            "tgtadm", "-C", &ctl, "--lld", "iscsi", "--op", "show", "--mode", "target",
+        ])
+        .status
+        .success()
+    });
+    assert!(up, "tgtd did not start: {}", tgtd.log());
+    (srv, tgtd)
+}
+
+/// tgtd ignores SIGTERM: empty it and shut it down through its control port.
+fn stop_tgtd(srv: &Netns, ctl: u16, tgtd: &Proc) {
+    let ctl = ctl.to_string();
+    let _ = srv.try_run(&["tgtadm", "-C", &ctl, "--op", "delete", "--mode", "system"]);
+    if tgtd.wait_timeout(Duration::from_secs(2)).is_none() {
+        tgtd.kill();
+    }
+}
+
+fn config(nhn: &Nhn, storage: &str) -> String {
+    format!(
+        "[http]\nlisten = \"10.96.0.1:8080\"\n[dhcp]\ninterfaces = [\"br0\"]\n\
+         [[dhcp.subnets]]\nsubnet = \"10.96.0.0/24\"\npool_first = \"10.96.0.100\"\npool_last = \"10.96.0.150\"\n\
+         [boot]\ndir = \"{}\"\n{storage}",
+        nhn.dir().join("boot").display()
+    )
+}
+
+/// Boots the guest and waits for one of `done` on its console; returns the console text.
+fn boot_guest(lab: &Lab, srv: &Netns, done: &[&str], timeout: Duration) -> (String, Duration) {
+    let serial = lab.dir().join("serial.log");
+    let mut qemu = srv.cmd("qemu-system-x86_64");
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "512",
+        "-nographic",
+        "-vga",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-boot",
+        "n",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={MAC}")]);
+    let started = Instant::now();
+    let guest = lab.spawn("qemu", qemu);
+    let log = || std::fs::read_to_string(&serial).unwrap_or_default();
+    wait_until(timeout, Duration::from_millis(200), || {
+        let l = log();
+        done.iter().any(|d| l.contains(d)) || guest.try_wait().is_some()
+    });
+    let took = started.elapsed();
+    // Let a powering-off guest finish printing, then make sure it is gone.
+    let _ = guest.wait_timeout(Duration::from_secs(5));
+    guest.kill();
+    (log(), took)
+}
+
+#[test]
+fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
+    let Some((lab, root, kver)) =
+        lab_with_kernel("a_diskless_machine_boots_from_pxe_onto_its_iscsi_root")
+    else {
+        return;
+    };
+    let nhn = appliance(&root, &kver);
+    // The volume holds a root filesystem before nhn exports it (nhn keeps existing data).
+    let lun = make_lun(lab.dir());
+    std::fs::create_dir_all(nhn.dir().join("volumes")).unwrap();
+    std::fs::copy(&lun, nhn.dir().join("volumes/vol-server-2.img")).unwrap();
+
+    let ctl = 1000 + (std::process::id() % 9000) as u16;
+    let (srv, tgtd) = network(&lab, ctl);
+    let server = nhn.serve_in(
+        &lab,
+        &srv,
+        &config(
+            &nhn,
+            &format!("[storage]\ndriver = \"tgt\"\ntgt_control_port = {ctl}\n"),
+        ),
+        "10.96.0.1:8080",
+    );
+    // nhn's reconciler exports the volume with an ACL for Server-2's initiator.
+    let exported = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let show = srv.run(&[
+            "tgtadm",
+            "-C",
+            &ctl.to_string(),
+            "--lld",
+            "iscsi",
+            "--op",
+            "show",
+            "--mode",
+            "target",
+        ]);
+        show.contains("iqn.2026-11.test.nhn:vol-server-2")
+            && show.contains("iqn.2026-11.test.nhn:initiator:server-2")
+    });
+    assert!(
+        exported,
+        "nhn did not export the volume; log:\n{}",
+        server.log()
+    );
+
+    let (console, took) = boot_guest(
+        &lab,
+        &srv,
+        &["ROOTFS-MARKER", "STEP FAILED", "Kernel panic"],
+        Duration::from_secs(150),
+    );
+    stop_tgtd(&srv, ctl, &tgtd);
+    assert!(
+        console.contains("ROOTFS-MARKER: root=/dev/sda / ext4"),
+        "no switch_root into the iSCSI root; console:\n{console}\nnhn log:\n{}",
+        server.log()
+    );
+    assert!(console.contains("hello from the iSCSI root"), "{console}");
+    for step in [
+        "step: DHCP",
+        "step: iSCSI login",
+        "iSCSI login ok",
+        "root disk /dev/sda",
+        "switch_root to /sbin/init",
+    ] {
+        assert!(
+            console.contains(step),
+            "missing {step:?} on the console:\n{console}"
+        );
+    }
+    assert!(!console.contains("Kernel panic"), "{console}");
+    eprintln!("QEMU start to ROOTFS-MARKER (TCG): {took:?}");
+}
+
+#[test]
+fn a_target_that_refuses_the_initiator_is_named_on_the_console() {
+    let Some((lab, root, kver)) =
+        lab_with_kernel("a_target_that_refuses_the_initiator_is_named_on_the_console")
+    else {
+        return;
+    };
+    let nhn = appliance(&root, &kver);
+    let lun = make_lun(lab.dir());
+    let ctl = 11000 + (std::process::id() % 9000) as u16;
+    let (srv, tgtd) = network(&lab, ctl);
+    // A target set up by hand whose ACL admits another initiator only.
+    let t = |args: &[&str]| {
+        let mut all = vec!["tgtadm", "-C"];
+        let c = ctl.to_string();
+        all.push(&c);
+        all.extend_from_slice(&["--lld", "iscsi"]);
+        all.extend_from_slice(args);
+        srv.run(&all);
+    };
+    t(&[
+        "--op",
+        "new",
+        "--mode",
+        "target",
+        "--tid",
+        "1",
+        "-T",
+        "iqn.2026-11.test.nhn:vol-server-2",
+    ]);
+    t(&[
+        "--op",
+        "new",
+        "--mode",
+        "logicalunit",
+        "--tid",
+        "1",
+        "--lun",
+        "1",
+        "-b",
+        lun.to_str().unwrap(),
+    ]);
+    t(&[
+        "--op",
+        "bind",
+        "--mode",
+        "target",
+        "--tid",
+        "1",
+        "-Q",
+        "iqn.2026-11.test.nhn:someone-else",
+    ]);
+    let server = nhn.serve_in(&lab, &srv, &config(&nhn, ""), "10.96.0.1:8080");
+
+    let (console, _) = boot_guest(
+        &lab,
+        &srv,
+        &["STEP FAILED", "ROOTFS-MARKER", "Kernel panic"],
+        Duration::from_secs(150),
+    );
+    stop_tgtd(&srv, ctl, &tgtd);
+    assert!(
+        console.contains("STEP FAILED: iSCSI login"),
+        "the failing step is not named; console:\n{console}\nnhn log:\n{}",
+        server.log()
+    );
+    assert!(
+        console.contains("an ACL refuses iqn.2026-11.test.nhn:initiator:server-2"),
+        "{console}"
+    );
+    assert!(
+        !console.contains("ROOTFS-MARKER") && !console.contains("Kernel panic"),
+        "{console}"
+    );
+}
