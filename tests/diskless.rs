@@ -186,8 +186,20 @@ fn config(nhn: &Nhn, storage: &str) -> String {
     )
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Firmware {
+    Bios,
+    Uefi,
+}
+
 /// Boots the guest and waits for one of `done` on its console; returns the console text.
-fn boot_guest(lab: &Lab, srv: &Netns, done: &[&str], timeout: Duration) -> (String, Duration) {
+fn boot_guest(
+    lab: &Lab,
+    srv: &Netns,
+    fw: Firmware,
+    done: &[&str],
+    timeout: Duration,
+) -> (String, Duration) {
     let serial = lab.dir().join("serial.log");
     let mut qemu = srv.cmd("qemu-system-x86_64");
     qemu.args([
@@ -203,13 +215,34 @@ fn boot_guest(lab: &Lab, srv: &Netns, done: &[&str], timeout: Duration) -> (Stri
         "-monitor",
         "none",
         "-no-reboot",
-        "-boot",
-        "n",
     ])
     .arg("-serial")
     .arg(format!("file:{}", serial.display()))
-    .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={MAC}")]);
+    .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"]);
+    match fw {
+        Firmware::Bios => {
+            qemu.args([
+                "-boot",
+                "n",
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={MAC}"),
+            ]);
+        }
+        Firmware::Uefi => {
+            let vars = lab.dir().join("ovmf_vars.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+            qemu.args([
+                "-drive",
+                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            ])
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={MAC},bootindex=1"),
+            ]);
+        }
+    }
     let started = Instant::now();
     let guest = lab.spawn("qemu", qemu);
     let log = || std::fs::read_to_string(&serial).unwrap_or_default();
@@ -231,16 +264,32 @@ fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
     else {
         return;
     };
-    let nhn = appliance(&root, &kver);
+    diskless_boot(&lab, &root, &kver, Firmware::Bios, 1000);
+}
+
+#[test]
+fn a_uefi_machine_boots_the_same_way() {
+    let Some((lab, root, kver)) = lab_with_kernel("a_uefi_machine_boots_the_same_way") else {
+        return;
+    };
+    assert!(
+        Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists(),
+        "install ovmf (tests/run.sh does)"
+    );
+    diskless_boot(&lab, &root, &kver, Firmware::Uefi, 21000);
+}
+
+fn diskless_boot(lab: &Lab, root: &Path, kver: &str, fw: Firmware, port_base: u16) {
+    let nhn = appliance(root, kver);
     // The volume holds a root filesystem before nhn exports it (nhn keeps existing data).
     let lun = make_lun(lab.dir());
     std::fs::create_dir_all(nhn.dir().join("volumes")).unwrap();
     std::fs::copy(&lun, nhn.dir().join("volumes/vol-server-2.img")).unwrap();
 
-    let ctl = 1000 + (std::process::id() % 9000) as u16;
-    let (srv, tgtd) = network(&lab, ctl);
+    let ctl = port_base + (std::process::id() % 9000) as u16;
+    let (srv, tgtd) = network(lab, ctl);
     let server = nhn.serve_in(
-        &lab,
+        lab,
         &srv,
         &config(
             &nhn,
@@ -271,10 +320,11 @@ fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
     );
 
     let (console, took) = boot_guest(
-        &lab,
+        lab,
         &srv,
+        fw,
         &["ROOTFS-MARKER", "STEP FAILED", "Kernel panic"],
-        Duration::from_secs(150),
+        Duration::from_secs(180),
     );
     stop_tgtd(&srv, ctl, &tgtd);
     assert!(
@@ -296,7 +346,10 @@ fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
         );
     }
     assert!(!console.contains("Kernel panic"), "{console}");
-    eprintln!("QEMU start to ROOTFS-MARKER (TCG): {took:?}");
+    eprintln!(
+        "QEMU start to ROOTFS-MARKER (TCG, {}): {took:?}",
+        if fw == Firmware::Bios { "BIOS" } else { "UEFI" }
+    );
 }
 
 #[test]
@@ -356,6 +409,7 @@ fn a_target_that_refuses_the_initiator_is_named_on_the_console() {
     let (console, _) = boot_guest(
         &lab,
         &srv,
+        Firmware::Bios,
         &["STEP FAILED", "ROOTFS-MARKER", "Kernel panic"],
         Duration::from_secs(150),
     );

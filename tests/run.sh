@@ -18,7 +18,7 @@ PACKAGES=(
   python3                                     # hostile-packet senders, small test peers
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)
-  qemu-system-x86 ipxe-qemu                   # a PXE guest: QEMU with its iPXE NIC ROM (TCG)
+  qemu-system-x86 ipxe-qemu ovmf              # a PXE guest: QEMU with its iPXE NIC ROM (TCG), BIOS and UEFI
   tgt open-iscsi e2fsprogs cpio kmod          # iSCSI target, iscsistart, LUN images, depmod
 )
 
