@@ -40,17 +40,10 @@ struct Pending {
     reply: Option<(Vec<u8>, Dest, usize)>,
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 struct Shared {
     snapshot: RwLock<Arc<Snapshot>>,
     leases: Mutex<Leases>,
-    limiter: Mutex<HashMap<Mac, Bucket>>,
-    rate: f64,
-    burst: f64,
+    limiter: Mutex<FloodLimit>,
     sockets: Vec<(Interface, Arc<UdpSocket>)>,
     stop: AtomicBool,
 }
@@ -141,9 +134,10 @@ pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Runni
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Arc::new(snap)),
         leases: Mutex::new(leases),
-        limiter: Mutex::new(HashMap::new()),
-        rate: f64::from(config.dhcp.per_mac_rate.max(1)),
-        burst: f64::from(config.dhcp.per_mac_burst.max(1)),
+        limiter: Mutex::new(FloodLimit::new(
+            config.dhcp.per_mac_rate,
+            config.dhcp.per_mac_burst,
+        )),
         sockets,
         stop: AtomicBool::new(false),
     });
@@ -228,23 +222,33 @@ fn type_label(t: Option<MessageType>) -> &'static str {
     }
 }
 
-impl Shared {
-    fn allow(&self, mac: Mac, now: Instant) -> bool {
-        let Ok(mut buckets) = self.limiter.lock() else {
-            return true;
-        };
-        if buckets.len() > 100_000 {
-            // Forget idle clients rather than grow without bound under a spoofed-MAC flood.
-            buckets.retain(|_, b| now.duration_since(b.at) < Duration::from_secs(10));
+/// Per-MAC token buckets: a client may send `rate` packets a second and save up `burst`.
+struct FloodLimit {
+    rate: f64,
+    burst: f64,
+    buckets: HashMap<Mac, (f64, Instant)>,
+}
+
+impl FloodLimit {
+    fn new(rate: u32, burst: u32) -> Self {
+        FloodLimit {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            buckets: HashMap::new(),
         }
-        let b = buckets.entry(mac).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+    }
+
+    fn allow(&mut self, mac: Mac, now: Instant) -> bool {
+        if self.buckets.len() > 100_000 {
+            // Forget idle clients rather than grow without bound under a spoofed-MAC flood.
+            self.buckets
+                .retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(10));
+        }
+        let (tokens, at) = self.buckets.entry(mac).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
             true
         } else {
             false
@@ -294,7 +298,11 @@ fn handle(
         drop_packet("not_ethernet");
         return;
     };
-    if !shared.allow(mac, Instant::now()) {
+    if !shared
+        .limiter
+        .lock()
+        .is_ok_and(|mut l| l.allow(mac, Instant::now()))
+    {
         drop_packet("rate_limited");
         return;
     }
@@ -558,4 +566,22 @@ pub fn list(conn: &Connection) -> inventory::Result<Vec<LeaseRow>> {
             .unwrap_or(u32::MAX)
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flooding_mac_is_limited_and_others_are_not() {
+        let mut l = FloodLimit::new(10, 30);
+        let t0 = Instant::now();
+        let (noisy, quiet) = (Mac([2, 0, 0, 0, 0, 1]), Mac([2, 0, 0, 0, 0, 2]));
+        let passed = (0..100).filter(|_| l.allow(noisy, t0)).count();
+        assert_eq!(passed, 30, "the burst");
+        assert!(l.allow(quiet, t0), "another client is not affected");
+        // A second later, `rate` more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..100).filter(|_| l.allow(noisy, t1)).count(), 10);
+    }
 }

@@ -366,7 +366,7 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
             gz.write_all(&cpio)?;
             gz.finish()?
         }
-        Compress::Zstd => zstd::encode_all(&cpio[..], 19)?,
+        Compress::Zstd => zstd::encode_all(&cpio[..], 12)?,
     };
     Ok(Built {
         bytes,
