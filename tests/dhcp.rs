@@ -33,24 +33,9 @@ pool_last = "10.97.0.60"
 router = "10.97.0.1"
 "#;
 
-/// The appliance's data dir: the boot site imported, and Server-1's boot volume (the storage
-/// plane's CLI does not exist yet, so the fixture row is written directly).
+/// The appliance's data dir: the boot site imported, and Server-1's boot volume.
 fn appliance() -> Nhn {
-    let nhn = Nhn::new();
-    nhn.ok(&[
-        "inventory",
-        "import",
-        data().join("boot-site.toml").to_str().unwrap(),
-    ]);
-    nhn.db()
-        .execute(
-            "INSERT INTO volumes (public_id, size_gb, backing, portal_id, target_iqn, lun, machine_id, created_at)
-             VALUES ('vol-server-1', 1, 'volumes/vol-server-1.img', (SELECT id FROM iscsi_portals),
-                     'iqn.2026-11.test.nhn:vol-server-1', 1, (SELECT id FROM machines WHERE name = 'Server-1'), 'now')",
-            [],
-        )
-        .unwrap();
-    nhn
+    Nhn::with_boot_site("Server-1")
 }
 
 /// Server namespace with eth0 = 10.96.0.1/24 and a client namespace cabled to it.

@@ -11,20 +11,7 @@ use support::{lab_or_skip, wait_until};
 
 /// Imports the boot site and gives Server-2 (52:54:00:96:00:01) a boot volume.
 fn appliance() -> Nhn {
-    let nhn = Nhn::new();
-    nhn.ok(&[
-        "inventory",
-        "import",
-        data().join("boot-site.toml").to_str().unwrap(),
-    ]);
-    nhn.db()
-        .execute(
-            "INSERT INTO volumes (public_id, size_gb, backing, portal_id, target_iqn, lun, machine_id, created_at)
-             VALUES ('vol-server-2', 1, 'volumes/vol-server-2.img', (SELECT id FROM iscsi_portals),
-                     'iqn.2026-11.test.nhn:vol-server-2', 1, (SELECT id FROM machines WHERE name = 'Server-2'), 'now')",
-            [],
-        )
-        .unwrap();
+    let nhn = Nhn::with_boot_site("Server-2");
     let boot = nhn.dir().join("boot");
     std::fs::create_dir_all(&boot).unwrap();
     std::fs::write(

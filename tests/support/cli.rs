@@ -149,3 +149,18 @@ impl Drop for Serving {
         let _ = self.0.wait();
     }
 }
+
+impl Nhn {
+    /// A data dir with tests/data/boot-site.toml imported and a 1 GB boot volume for `machine`
+    /// (target `iqn.2026-11.test.nhn:vol-<machine>`).
+    pub fn with_boot_site(machine: &str) -> Nhn {
+        let nhn = Nhn::new();
+        nhn.ok(&[
+            "inventory",
+            "import",
+            data().join("boot-site.toml").to_str().unwrap(),
+        ]);
+        nhn.ok(&["volume", "create", "--machine", machine, "--size-gb", "1"]);
+        nhn
+    }
+}
