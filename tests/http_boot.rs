@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::cli::{Nhn, Serving, data};
+use support::cli::{Nhn, Serving};
 use support::{lab_or_skip, wait_until};
 
 /// Imports the boot site and gives Server-2 (52:54:00:96:00:01) a boot volume.
