@@ -226,6 +226,18 @@ if what == "probe":
         except socket.timeout:
             pass
     print(oack.split(b"\x00")[2].decode(), late)
+elif what == "silent":
+    # Take block 1, never acknowledge: count how often the server sends it, and for how long.
+    s.sendto(b"\x00\x01small.bin\x00octet\x00", srv)
+    start = time.time(); got = 0; last = start
+    while time.time() < start + 8:
+        try:
+            pkt, _ = s.recvfrom(1500)
+            if pkt[:4] == b"\x00\x03\x00\x01":
+                got += 1; last = time.time()
+        except socket.timeout:
+            pass
+    print(got, round(last - start, 1))
 elif what == "garbage":
     for p in [b"", b"\x00", b"\x00\x09junk", b"\x00\x01noterm", b"\x00\x01f\x00mail\x00", b"\x00\x01f\x00octet\x00blksize\x00",
               b"\x00\x04\x00\x01", b"\x00\x05\x00\x00oops\x00", b"\x00\x03\x00\x01data", b"\xff" * 600,
@@ -254,6 +266,30 @@ fn a_tsize_probe_ends_the_transfer_without_retransmissions() {
         it.next(),
         Some("0"),
         "the server kept sending after the client's ERROR: {out}"
+    );
+}
+
+#[test]
+fn an_unresponsive_client_gets_a_bounded_number_of_retransmissions() {
+    let Some(lab) = lab_or_skip(
+        "an_unresponsive_client_gets_a_bounded_number_of_retransmissions",
+        &["python3", "curl"],
+    ) else {
+        return;
+    };
+    let s = setup(&lab);
+    let out = s.cli.run(&["python3", "-c", RAW, "10.96.0.1", "silent"]);
+    let mut it = out.split_whitespace();
+    // retries = 3 in the test config: the first send and 3 retransmissions, a second apart.
+    assert_eq!(
+        it.next(),
+        Some("4"),
+        "block 1 sent a different number of times: {out}"
+    );
+    let last: f64 = it.next().unwrap().parse().unwrap();
+    assert!(
+        (2.5..5.0).contains(&last),
+        "retransmissions spread over {last} s: {out}"
     );
 }
 
