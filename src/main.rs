@@ -54,6 +54,9 @@ enum Command {
     /// Load, write out and summarize the site: switches, cabling, machines, pools, customers.
     #[command(subcommand)]
     Inventory(InventoryCmd),
+    /// Boot assets: copy the distribution's iPXE binaries into the boot directory.
+    #[command(subcommand)]
+    Boot(BootCmd),
     /// Build the switchroot initrd (busybox, iscsistart, kernel modules, nhn's init scripts).
     #[command(subcommand)]
     Initrd(InitrdCmd),
@@ -92,6 +95,17 @@ enum InventoryCmd {
     },
     /// Summarize the inventory: counts, switches, links, machines, networks.
     Show,
+}
+
+#[derive(Subcommand)]
+enum BootCmd {
+    /// Copy the PXE boot programs (undionly.kpxe, ipxe.efi, snponly.efi) from Debian's `ipxe`
+    /// package into [boot] dir, where TFTP serves them. They are not part of nhn.
+    InstallIpxe {
+        /// Where the ipxe package put them.
+        #[arg(long, value_name = "DIR", default_value = "/usr/lib/ipxe")]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +242,25 @@ fn run(cli: Cli) -> Result<()> {
                 InventoryCmd::Export { out } => export(&inv, out.as_deref()),
                 InventoryCmd::Show => show(&inv),
             }
+        }
+        Command::Boot(BootCmd::InstallIpxe { from }) => {
+            let dir = &config.boot.dir;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for name in ["undionly.kpxe", "ipxe.efi", "snponly.efi"] {
+                let src = from.join(name);
+                if !src.exists() {
+                    anyhow::bail!(
+                        "{} not found: install the ipxe package (apt-get install ipxe) or pass --from",
+                        src.display()
+                    );
+                }
+                std::fs::copy(&src, dir.join(name)).with_context(|| {
+                    format!("cannot copy {} into {}", src.display(), dir.display())
+                })?;
+                println!("{} -> {}", src.display(), dir.join(name).display());
+            }
+            Ok(())
         }
         Command::Initrd(InitrdCmd::Build {
             kernel_version,

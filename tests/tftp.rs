@@ -375,3 +375,44 @@ fn block_numbers_roll_over_past_65535() {
     ]);
     same_file(&out, &big);
 }
+
+#[test]
+fn install_ipxe_copies_the_boot_programs_into_the_boot_dir() {
+    let nhn = Nhn::new();
+    let from = nhn.dir().join("ipxe-package");
+    std::fs::create_dir_all(&from).unwrap();
+    for f in ["undionly.kpxe", "ipxe.efi", "snponly.efi"] {
+        std::fs::write(from.join(f), f.as_bytes()).unwrap();
+    }
+    let cfg = nhn.dir().join("nhn.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[boot]\ndir = \"{}\"\n",
+            nhn.dir().join("bootdir").display()
+        ),
+    )
+    .unwrap();
+    nhn.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "boot",
+        "install-ipxe",
+        "--from",
+        from.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(nhn.dir().join("bootdir/snponly.efi")).unwrap(),
+        b"snponly.efi"
+    );
+    std::fs::remove_file(from.join("ipxe.efi")).unwrap();
+    let err = nhn.fails(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "boot",
+        "install-ipxe",
+        "--from",
+        from.to_str().unwrap(),
+    ]);
+    assert!(err.contains("apt-get install ipxe"), "{err}");
+}
