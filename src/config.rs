@@ -3,6 +3,8 @@
 //! loopback, no DHCP anywhere). Unknown keys are errors with file, line and column, because
 //! a misspelt key silently ignored is how a boot server ends up answering the wrong network.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +23,10 @@ pub struct Config {
     pub tftp: Tftp,
     pub boot: Boot,
     pub storage: Storage,
+    pub switch: SwitchPlane,
+    /// Switch (and later BMC) credentials by name; site files refer to them by that name.
+    /// Secrets live only here: never in the inventory, never in logs.
+    pub credentials: BTreeMap<String, Credential>,
 }
 
 impl Default for Config {
@@ -33,6 +39,8 @@ impl Default for Config {
             tftp: Tftp::default(),
             boot: Boot::default(),
             storage: Storage::default(),
+            switch: SwitchPlane::default(),
+            credentials: BTreeMap::new(),
         }
     }
 }
@@ -208,6 +216,72 @@ impl Default for Log {
     }
 }
 
+/// The switch plane: what the planner adds to every hypervisor port and how the reconciler
+/// talks to switches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwitchPlane {
+    /// Run the reconciler in `nhn serve` (false: plan only, never touch a switch).
+    pub reconcile: bool,
+    /// Infrastructure VLANs (storage, management) carried on every hypervisor port.
+    pub infra_vlans: Vec<u16>,
+    /// Seconds between read-backs of each switch (drift repair).
+    pub readback_period_secs: u64,
+    /// First retry delay after a failed session, doubled per failure up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// TCP connect + SSH handshake + authentication.
+    pub connect_timeout_secs: u64,
+    /// One command (or one exec batch) may take this long before the session is abandoned.
+    pub command_timeout_secs: u64,
+    /// Accept and pin the host key of a switch whose key is not in the inventory yet.
+    /// Off by default: an unpinned switch is refused.
+    pub trust_on_first_use: bool,
+    /// Switches (by name) that may use legacy SSH algorithms (SHA-1 and NIST KEX, CBC, hmac-sha1).
+    pub legacy_algorithms: Vec<String>,
+    /// Read templates from this folder instead of the ones built into the binary.
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Default for SwitchPlane {
+    fn default() -> Self {
+        SwitchPlane {
+            reconcile: true,
+            infra_vlans: Vec::new(),
+            readback_period_secs: 60,
+            retry_initial_ms: 500,
+            retry_max_ms: 30_000,
+            connect_timeout_secs: 10,
+            command_timeout_secs: 30,
+            trust_on_first_use: false,
+            legacy_algorithms: Vec::new(),
+            templates_dir: None,
+        }
+    }
+}
+
+/// How nhn logs in to a switch: a user and a private key file or a password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub user: String,
+    /// OpenSSH private key file (unencrypted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("user", &self.user)
+            .field("key_file", &self.key_file)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -257,9 +331,15 @@ impl Config {
         })
     }
 
-    /// The effective configuration as TOML (`nhn config show`).
+    /// The effective configuration as TOML (`nhn config show`), passwords redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self)
+        let mut shown = self.clone();
+        for c in shown.credentials.values_mut() {
+            if c.password.is_some() {
+                c.password = Some("<redacted>".into());
+            }
+        }
+        toml::to_string_pretty(&shown)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
 
@@ -289,6 +369,18 @@ mod tests {
         .to_string();
         assert!(err.starts_with("site.toml:4:1: "), "{err}");
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_when_shown() {
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[credentials.lab]\nuser = \"admin\"\npassword = \"s3cret\"\n",
+        )
+        .unwrap();
+        assert!(!c.to_toml().contains("s3cret"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(c.credentials["lab"].password.as_deref(), Some("s3cret"));
     }
 
     #[test]

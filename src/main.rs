@@ -14,7 +14,10 @@ use nhn::api::keys::{self, Scope};
 use nhn::config::{Config, LogFormat};
 use nhn::inventory::site::{self, store};
 use nhn::inventory::{self, Inventory};
+use nhn::placement::store as vms;
 use nhn::serve;
+use nhn::switch;
+use nhn::switch::vlans::VlanSet;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +72,69 @@ enum Command {
     /// Manage customers' API keys (the secret is shown once and stored only as a hash).
     #[command(subcommand)]
     Key(KeyCmd),
+    /// The switch plane: the VLAN plan and the reconciler's per-switch state.
+    #[command(subcommand)]
+    Switch(SwitchCmd),
+    /// Place, move and remove VMs. These only change the inventory; `nhn serve`'s reconciler
+    /// then moves the VLANs on the switches.
+    #[command(subcommand)]
+    Vm(VmCmd),
+}
+
+#[derive(Subcommand)]
+enum SwitchCmd {
+    /// Print what would change on the switches and why (which VM on which host needs which
+    /// VLAN on which port), against what each switch last reported.
+    Plan,
+    /// Per switch: health, queued intents with reasons, last success / read-back / error, and
+    /// every managed port's planned VLANs next to what the switch last reported.
+    Show,
+}
+
+#[derive(Subcommand)]
+enum VmCmd {
+    /// Place a new, running VM on the best hypervisor (or on --host if it fits).
+    ///
+    /// Capacity first; then a host that already carries the VM's VLANs; then one whose edge
+    /// switch carries them; then the one adding the fewest MACs to its edge; ties by name.
+    Place {
+        name: String,
+        /// Network name, net-… id, or VLAN id (repeat for more NICs). A VLAN without a
+        /// network gets an L2EX network named vlan-N.
+        #[arg(long = "network", required = true, value_name = "NETWORK|VLAN")]
+        networks: Vec<String>,
+        /// Put it on this hypervisor (refused with the reason if it cannot take it).
+        #[arg(long)]
+        host: Option<String>,
+        /// VM type (V10 … V160).
+        #[arg(long = "type", default_value = "V10")]
+        vm_type: String,
+        /// Print how every hypervisor was ranked.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Move a VM to another hypervisor (live migration or evacuation), make before break.
+    ///
+    /// The VM first holds a slot on both hosts and its VLANs are added along the destination's
+    /// path; once the switches report them (`nhn serve` must be running), the move finishes and
+    /// the source's VLANs are removed. --no-finish stops after the first step (the hypervisors
+    /// then migrate the VM), --finish completes a move started that way.
+    Move {
+        name: String,
+        #[arg(long, required_unless_present = "finish")]
+        host: Option<String>,
+        /// Only prepare the destination; finish later with --finish.
+        #[arg(long, conflicts_with = "finish")]
+        no_finish: bool,
+        /// Finish a move started with --no-finish.
+        #[arg(long, conflicts_with = "host")]
+        finish: bool,
+        /// How long to wait for the destination's VLANs.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        wait_secs: u64,
+    },
+    /// Delete a VM from the inventory.
+    Remove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -351,6 +417,19 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Switch(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            match cmd {
+                SwitchCmd::Plan => switch_plan(&inv, &config),
+                SwitchCmd::Show => switch_show(&inv, &config),
+            }
+        }
+        Command::Vm(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            vm(&inv, &config, cmd)
+        }
         Command::Key(cmd) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
@@ -587,6 +666,181 @@ fn show(inv: &Inventory) -> Result<()> {
                 n.vlan,
                 n.subnet
             );
+        }
+    }
+    Ok(())
+}
+
+fn infra_vlans(config: &Config) -> VlanSet {
+    config.switch.infra_vlans.iter().copied().collect()
+}
+
+fn switch_plan(inv: &Inventory, config: &Config) -> Result<()> {
+    let infra = infra_vlans(config);
+    let planned = inv
+        .read_blocking(move |c| Ok(switch::plan_inventory(c, &infra)))?
+        .context("cannot plan the switches")?;
+    let ports: usize = planned.desired.ports.values().map(|p| p.len()).sum();
+    println!(
+        "plan: {} switches, {ports} managed ports",
+        planned.desired.ports.len()
+    );
+    for (edge, (macs, budget)) in &planned.desired.edge_macs {
+        let budget = budget.map_or("unlimited".to_owned(), |b| b.to_string());
+        println!("  {edge}: {macs} MACs (budget {budget})");
+    }
+    if !planned.never_read.is_empty() {
+        println!(
+            "never read back (their ports count as empty): {}",
+            planned.never_read.join(", ")
+        );
+    }
+    if planned.changes.is_empty() {
+        println!("no change: every managed port matches the plan");
+    } else {
+        println!("{} changes:", planned.changes.len());
+        for c in &planned.changes {
+            println!("  {c}");
+        }
+    }
+    Ok(())
+}
+
+fn vm(inv: &Inventory, config: &Config, cmd: VmCmd) -> Result<()> {
+    let infra = infra_vlans(config);
+    match cmd {
+        VmCmd::Place {
+            name,
+            networks,
+            host,
+            vm_type,
+            explain,
+        } => {
+            let args = vms::PlaceArgs {
+                name: name.clone(),
+                networks,
+                host,
+                vm_type,
+            };
+            let choice = inv
+                .write_blocking(move |c| vms::place(c, &args, &infra))
+                .with_context(|| format!("cannot place VM {name}"))?;
+            println!("placed {name} on {}", choice.host);
+            if explain {
+                for line in choice.explain() {
+                    println!("  {line}");
+                }
+            }
+        }
+        VmCmd::Move {
+            name,
+            host,
+            no_finish,
+            // Without --host, --finish is the only thing left to do.
+            finish: _,
+            wait_secs,
+        } => {
+            if let Some(host) = host {
+                let (n, h, i) = (name.clone(), host.clone(), infra.clone());
+                inv.write_blocking(move |c| vms::begin_move(c, &n, &h, &i))
+                    .with_context(|| format!("cannot move VM {name} to {host}"))?;
+                println!("moving {name} to {host}: waiting for its VLANs on the destination");
+                let deadline =
+                    std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+                loop {
+                    let (n, i) = (name.clone(), infra.clone());
+                    if inv.read_blocking(move |c| vms::move_ready(c, &n, &i))? {
+                        break;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        anyhow::bail!(
+                            "the destination's VLANs for {name} were not confirmed within {wait_secs} s \
+                             (is `nhn serve` running? see `nhn switch show`); {name} stays on both hosts: \
+                             run `nhn vm move {name} --finish` once the switches are ready"
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                println!("destination ready for {name} on {host}");
+                if no_finish {
+                    return Ok(());
+                }
+            }
+            let n = name.clone();
+            let to = inv
+                .write_blocking(move |c| vms::finish_move(c, &n))
+                .with_context(|| format!("cannot finish moving VM {name}"))?;
+            println!("moved {name} to {to}");
+        }
+        VmCmd::Remove { name } => {
+            let n = name.clone();
+            let host = inv
+                .write_blocking(move |c| vms::remove_vm(c, &n))
+                .with_context(|| format!("cannot remove VM {name}"))?;
+            match host {
+                Some(h) => println!("removed {name} (was on {h})"),
+                None => println!("removed {name}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
+    let infra = infra_vlans(config);
+    let (statuses, pending, planned, applied) = inv.read_blocking(move |c| {
+        let statuses = switch::status::all(c)?;
+        let pending = statuses
+            .iter()
+            .map(|s| switch::status::pending(c, &s.name))
+            .collect::<nhn::inventory::Result<Vec<_>>>()?;
+        let planned = switch::plan_inventory(c, &infra).map_err(|e| e.to_string());
+        Ok((statuses, pending, planned, switch::snapshot::applied(c)?))
+    })?;
+    if statuses.is_empty() {
+        println!("no switches; import a site first (`nhn inventory import FILE`)");
+    }
+    if let Err(e) = &planned {
+        println!("plan: {e}\n");
+    }
+    for (s, pending) in statuses.iter().zip(pending) {
+        println!(
+            "{}  {} {} {}  {}  {} queued intents",
+            s.name,
+            s.role,
+            s.os,
+            s.address,
+            s.health(),
+            s.pending
+        );
+        println!(
+            "  last success: {}   last read-back: {}",
+            s.last_success_at.as_deref().unwrap_or("never"),
+            s.last_readback_at.as_deref().unwrap_or("never")
+        );
+        println!(
+            "  host key: {}",
+            s.host_key.as_deref().unwrap_or("not pinned")
+        );
+        if let (Some(err), Some(at)) = (&s.last_error, &s.last_error_at) {
+            println!("  last error ({at}): {err}");
+        }
+        for line in pending {
+            println!("  {line}");
+        }
+        if let Ok(p) = &planned
+            && let Some(ports) = p.desired.ports.get(&s.name)
+        {
+            for (port, want) in ports {
+                let have = applied.get(&s.name).and_then(|a| a.get(port));
+                let have_text = have.map_or("never read".to_owned(), ToString::to_string);
+                let mark = if have == Some(want) {
+                    ""
+                } else {
+                    "  (differs)"
+                };
+                println!("  {port:<10} plan {want:<20} switch {have_text}{mark}");
+            }
         }
     }
     Ok(())

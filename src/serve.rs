@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::dhcp;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
+use crate::switch::reconciler;
+use crate::switch::templates::Templates;
 use crate::tftp;
 
 /// How long services get to finish in-flight work after the shutdown signal.
@@ -89,6 +91,20 @@ pub async fn run(config: Config) -> Result<()> {
         .await
         .context("cannot start DHCP")?;
 
+    let templates = match &config.switch.templates_dir {
+        Some(dir) => Templates::from_dir(dir),
+        None => Templates::builtin(),
+    }
+    .context("cannot load the switch templates")?;
+    let reconciler = config.switch.reconcile.then(|| {
+        tokio::spawn(reconciler::run(
+            inventory.clone(),
+            config.clone(),
+            templates,
+            stopping.clone(),
+        ))
+    });
+
     let upkeep = {
         let metrics = metrics.clone();
         let mut stopping = stopping.clone();
@@ -129,6 +145,13 @@ pub async fn run(config: Config) -> Result<()> {
     let _ = stop.send(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
         tracing::warn!("HTTP connections did not finish within the grace period; closing them");
+    }
+    if let Some(r) = reconciler
+        && tokio::time::timeout(SHUTDOWN_GRACE, r).await.is_err()
+    {
+        tracing::warn!(
+            "switch sessions did not finish within the grace period; their intents stay queued"
+        );
     }
     upkeep.abort();
     if let Some(server) = dhcp_server {

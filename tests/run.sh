@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   iproute2 iputils-ping procps curl ethtool   # network namespaces, veths, reachability
   openvswitch-switch                          # 802.1Q switches (userspace datapath) in the lab
+  openssh-server openssh-client               # sshd in front of each lab switch, ssh-keygen (IOS-like CLI: python3)
   python3                                     # hostile-packet senders, small test peers
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)

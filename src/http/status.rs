@@ -8,16 +8,19 @@ use rusqlite::Connection;
 use crate::inventory;
 use crate::inventory::queries::{self, Counts};
 use crate::inventory::site::{SiteFile, store};
+use crate::switch::status::{self as switch_status, SwitchStatus};
 
 pub struct Page {
     counts: Counts,
     site: SiteFile,
+    switches: Vec<SwitchStatus>,
 }
 
 pub fn gather(conn: &Connection) -> inventory::Result<Page> {
     Ok(Page {
         counts: queries::counts(conn)?,
         site: store::export(conn)?,
+        switches: switch_status::all(conn)?,
     })
 }
 
@@ -75,6 +78,22 @@ pub fn render(p: &Page) -> String {
             esc(&s.address),
             s.ports.len(),
             s.max_macs.map_or("-".into(), |m| m.to_string())
+        );
+    }
+    h.push_str("</table><h2>Switch plane</h2><table><tr><th>switch</th><th>health</th><th>queued intents</th><th>last success</th><th>last read-back</th><th>last error</th></tr>");
+    for s in &p.switches {
+        let err = match (&s.last_error, &s.last_error_at) {
+            (Some(e), Some(at)) => format!("{} ({})", esc(e), esc(at)),
+            _ => "-".into(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{err}</td></tr>",
+            esc(&s.name),
+            s.health(),
+            s.pending,
+            esc(s.last_success_at.as_deref().unwrap_or("never")),
+            esc(s.last_readback_at.as_deref().unwrap_or("never")),
         );
     }
     h.push_str("</table><h2>Machines</h2><table><tr><th>name</th><th>kind</th><th>capacity</th><th>NICs</th></tr>");

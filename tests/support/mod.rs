@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod switchlab;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};

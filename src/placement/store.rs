@@ -1,0 +1,286 @@
+//! Placement decisions applied to the inventory: `nhn vm place`, `vm move` and `vm remove`
+//! (until the HaaS API exists, operators and tests place VMs from the CLI). These only change
+//! the inventory, inside the caller's transaction; the switch reconciler follows the change
+//! events and moves the VLANs.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::inventory::{Error, Result, audit, record_event};
+use crate::switch::snapshot;
+use crate::switch::vlans::{MAX_VLAN, Vlan, VlanSet};
+use crate::util::now_rfc3339;
+
+use super::{Choice, Request, choose};
+
+/// What `nhn vm place` asks for.
+#[derive(Debug, Clone)]
+pub struct PlaceArgs {
+    pub name: String,
+    /// Network names, public ids, or bare VLAN ids (an L2EX network `vlan-N` is created for
+    /// a VLAN that has none yet).
+    pub networks: Vec<String>,
+    pub host: Option<String>,
+    pub vm_type: String,
+}
+
+/// Resolves a `--network` argument to (network id, VLAN), creating `vlan-N` if needed.
+fn network(conn: &Connection, arg: &str) -> Result<(i64, Vlan)> {
+    let found: Option<(i64, Option<Vlan>)> = conn
+        .query_row(
+            "SELECT id, vlan FROM networks WHERE name = ?1 OR public_id = ?1",
+            [arg],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((id, vlan)) = found {
+        let vlan = vlan.ok_or_else(|| {
+            Error::Invalid(format!(
+                "network {arg} has no VLAN; a VM cannot attach to it"
+            ))
+        })?;
+        return Ok((id, vlan));
+    }
+    let vlan: Vlan = arg
+        .parse()
+        .ok()
+        .filter(|v| (1..=MAX_VLAN).contains(v))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "network {arg:?} (give a network name, its net-… id, or a VLAN id 1..4094)"
+            ))
+        })?;
+    let by_vlan: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM networks WHERE vlan = ?1 ORDER BY kind = 'L3SH', id LIMIT 1",
+            [vlan],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = by_vlan {
+        return Ok((id, vlan));
+    }
+    let name = format!("vlan-{vlan}");
+    conn.execute(
+        "INSERT INTO networks (public_id, name, kind, vlan, created_at) VALUES (?1, ?2, 'L2EX', ?3, ?4)",
+        params![format!("net-{name}"), name, vlan, now_rfc3339()],
+    )?;
+    let id = conn.last_insert_rowid();
+    record_event(conn, "network", &name)?;
+    Ok((id, vlan))
+}
+
+fn vm_type(conn: &Connection, name: &str) -> Result<(u32, u32)> {
+    conn.query_row(
+        "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
+        [name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("VM type {name:?} (the seed's are V10 … V160)")))
+}
+
+fn host_id(conn: &Connection, host: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT id FROM machines WHERE name = ?1 AND kind = 'hypervisor'",
+        [host],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::NotFound(format!("hypervisor {host:?}")))
+}
+
+/// Places a new VM (running) on the best hypervisor, or on `args.host` if it fits.
+pub fn place(conn: &Connection, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<Choice> {
+    let exists: Option<i64> = conn
+        .query_row("SELECT id FROM vms WHERE name = ?1", [&args.name], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if exists.is_some() {
+        return Err(Error::Invalid(format!(
+            "VM {} already exists; use `nhn vm move` to change its host",
+            args.name
+        )));
+    }
+    if args.networks.is_empty() {
+        return Err(Error::Invalid(format!(
+            "VM {}: give at least one --network",
+            args.name
+        )));
+    }
+    let (vcpus, memory_mb) = vm_type(conn, &args.vm_type)?;
+    let nets = args
+        .networks
+        .iter()
+        .map(|n| network(conn, n))
+        .collect::<Result<Vec<_>>>()?;
+    let topo = snapshot::topology(conn, infra_vlans)?;
+    let placement = snapshot::placement(conn)?;
+    let req = Request {
+        name: args.name.clone(),
+        vlans: nets.iter().map(|(_, v)| *v).collect(),
+        vcpus,
+        memory_mb,
+    };
+    let choice = choose(&topo, &placement, &req, args.host.as_deref())
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let host = host_id(conn, &choice.host)?;
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO vms (public_id, name, vm_type, state, hypervisor_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
+        params![
+            format!("vm-{:08x}", rand::random::<u32>()),
+            args.name,
+            args.vm_type,
+            host,
+            now
+        ],
+    )?;
+    let vm = conn.last_insert_rowid();
+    for (i, (net, _)) in nets.iter().enumerate() {
+        // Locally administered MACs, unique per VM row and NIC ("NH" in the OUI bytes).
+        let n = (vm as u64) * 4 + i as u64;
+        let mac = format!(
+            "02:4e:48:{:02x}:{:02x}:{:02x}",
+            (n >> 16) & 0xff,
+            (n >> 8) & 0xff,
+            n & 0xff
+        );
+        conn.execute(
+            "INSERT INTO nics (mac, vm_id, device, network_id) VALUES (?1, ?2, ?3, ?4)",
+            params![mac, vm, format!("NET{}", i + 1), net],
+        )?;
+    }
+    record_event(conn, "vm", &args.name)?;
+    audit(
+        conn,
+        "cli",
+        "vm.place",
+        &args.name,
+        &format!("ok: {}", choice.host),
+    )?;
+    Ok(choice)
+}
+
+/// Starts moving a VM to `host` (live migration or evacuation), if the host can take it. Until
+/// [`finish_move`], the VM holds a slot on both hosts and the plan keeps its VLANs on both, so
+/// the destination's network is built before the VM moves.
+pub fn begin_move(
+    conn: &Connection,
+    name: &str,
+    host: &str,
+    infra_vlans: &VlanSet,
+) -> Result<Choice> {
+    let topo = snapshot::topology(conn, infra_vlans)?;
+    let mut placement = snapshot::placement(conn)?;
+    let pos = placement
+        .vms
+        .iter()
+        .position(|v| v.name == name)
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    let vm = placement.vms.remove(pos);
+    if let Some(to) = &vm.moving_to {
+        return Err(Error::Invalid(format!(
+            "VM {name} is already moving to {to}; finish that move first (`nhn vm move {name} --finish`)"
+        )));
+    }
+    if vm.host.as_deref() == Some(host) {
+        return Err(Error::Invalid(format!("VM {name} already runs on {host}")));
+    }
+    let req = Request {
+        name: name.to_owned(),
+        vlans: vm.vlans,
+        vcpus: vm.vcpus,
+        memory_mb: vm.memory_mb,
+    };
+    let choice =
+        choose(&topo, &placement, &req, Some(host)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let host_id = host_id(conn, host)?;
+    let n = conn.execute(
+        "UPDATE vms SET migrating_to = ?1, updated_at = ?2 WHERE name = ?3",
+        params![host_id, now_rfc3339(), name],
+    )?;
+    if n != 1 {
+        return Err(Error::NotFound(format!("VM {name:?}")));
+    }
+    record_event(conn, "vm", name)?;
+    audit(
+        conn,
+        "cli",
+        "vm.move.begin",
+        name,
+        &format!("ok: to {host}"),
+    )?;
+    Ok(choice)
+}
+
+/// True when every port that the plan gives one of the VM's VLANs reported carrying it at its
+/// last read-back: the destination's path is built and the VM can move.
+pub fn move_ready(conn: &Connection, name: &str, infra_vlans: &VlanSet) -> Result<bool> {
+    let placement = snapshot::placement(conn)?;
+    let vm = placement
+        .vms
+        .iter()
+        .find(|v| v.name == name)
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    let planned = crate::switch::plan_inventory(conn, infra_vlans).map_err(|e| match e {
+        crate::switch::Error::Inventory(e) => e,
+        crate::switch::Error::Plan(e) => Error::Invalid(e.to_string()),
+    })?;
+    let applied = snapshot::applied(conn)?;
+    let empty = VlanSet::new();
+    for (switch, ports) in &planned.desired.ports {
+        for (port, want) in ports {
+            let have = applied
+                .get(switch)
+                .and_then(|p| p.get(port))
+                .unwrap_or(&empty);
+            if vm
+                .vlans
+                .iter()
+                .any(|v| want.contains(*v) && !have.contains(*v))
+            {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Finishes a move: the VM now runs on its destination only, and the source's VLANs go.
+pub fn finish_move(conn: &Connection, name: &str) -> Result<String> {
+    let to: Option<Option<String>> = conn
+        .query_row(
+            "SELECT d.name FROM vms v LEFT JOIN machines d ON d.id = v.migrating_to WHERE v.name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let to = to
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?
+        .ok_or_else(|| Error::Invalid(format!("VM {name} is not moving")))?;
+    conn.execute(
+        "UPDATE vms SET hypervisor_id = migrating_to, migrating_to = NULL, updated_at = ?1 WHERE name = ?2",
+        params![now_rfc3339(), name],
+    )?;
+    record_event(conn, "vm", name)?;
+    audit(conn, "cli", "vm.move.finish", name, &format!("ok: on {to}"))?;
+    Ok(to)
+}
+
+/// Deletes a VM (its NICs go with it); returns the host it was on.
+pub fn remove_vm(conn: &Connection, name: &str) -> Result<Option<String>> {
+    let host: Option<Option<String>> = conn
+        .query_row(
+            "SELECT m.name FROM vms v LEFT JOIN machines m ON m.id = v.hypervisor_id WHERE v.name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let host = host.ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    conn.execute("DELETE FROM vms WHERE name = ?1", [name])?;
+    record_event(conn, "vm", name)?;
+    audit(conn, "cli", "vm.remove", name, "ok")?;
+    Ok(host)
+}

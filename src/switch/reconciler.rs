@@ -1,0 +1,810 @@
+//! The reconciler: keeps every switch in step with the plan, in `nhn serve`.
+//!
+//! - **Planner task.** On start and after every inventory change (VM placed, moved, stopped;
+//!   site imported) it plans from one snapshot and turns the diff into *intents* in
+//!   `switch_intents`, in one transaction, before anything is sent: new changes are inserted as
+//!   `pending`, pending intents the plan no longer wants are `canceled` (an add then a remove of
+//!   the same VLAN on the same port cancel out). Then it wakes the switches concerned.
+//! - **One actor per switch.** An actor opens one SSH session per batch: read back, apply every
+//!   pending intent that is not already true in one rendered batch (adds before removes; a
+//!   remove of VLAN v waits while an add of v is pending on another switch: make before
+//!   break), save once, read back again to verify, then marks exactly those intents `applied`
+//!   together with the new read-back, in one transaction. A failure leaves the intents pending
+//!   and retries with exponential backoff; other switches are unaffected.
+//! - **Crash safety.** Intents live in SQLite, so a restart (kill -9 included) resumes them.
+//!   Each session starts with a read-back, and intents already true on the switch are marked
+//!   applied without being sent: a change is sent at most once per crash, and applied once.
+//! - **Drift.** Every actor reads its switch back each `readback_period_secs`; a read-back that
+//!   differs from the stored one makes the planner re-plan, which queues the repairs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::{Config, Credential};
+use crate::inventory::{self, Inventory, record_event};
+use crate::util::now_rfc3339;
+
+use super::plan::{Action, Change};
+use super::readback::{self, Mode, PortState, SwitchState};
+use super::ssh::{Auth, Session, SshError, Target};
+use super::templates::{PortChange, TemplateError, Templates, render_batch};
+use super::vlans::{Vlan, VlanSet};
+use super::{Planned, plan_inventory};
+
+/// Event kind of the reconciler's own bookkeeping writes; the planner does not re-plan on it.
+pub const STATUS_EVENT: &str = "switch-status";
+
+/// How long the planner waits for more events before planning (bursts become one plan).
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Inventory(#[from] inventory::Error),
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Parse(#[from] readback::ParseError),
+    #[error("switch {switch}: {message}")]
+    Switch { switch: String, message: String },
+}
+
+fn switch_err(switch: &str, message: impl Into<String>) -> Error {
+    Error::Switch {
+        switch: switch.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// A pending intent as the actor sees it.
+#[derive(Debug, Clone)]
+struct Intent {
+    id: i64,
+    port: String,
+    action: Action,
+    vlan: Vlan,
+}
+
+/// The switch row the actor needs.
+struct SwitchRow {
+    id: i64,
+    os: String,
+    address: String,
+    credentials: String,
+    host_key: Option<String>,
+}
+
+struct Shared {
+    inv: Inventory,
+    config: Config,
+    templates: Templates,
+    replan: Notify,
+}
+
+/// Runs the planner and the switch actors until `shutdown` turns true.
+pub async fn run(
+    inv: Inventory,
+    config: Config,
+    templates: Templates,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let shared = Arc::new(Shared {
+        inv: inv.clone(),
+        config,
+        templates,
+        replan: Notify::new(),
+    });
+    let mut events = inv.subscribe();
+    let mut actors: HashMap<String, Arc<Notify>> = HashMap::new();
+    let mut tasks = Vec::new();
+    'plan: loop {
+        match queue_intents(&shared).await {
+            Ok(queued) => {
+                for (name, pending) in queued {
+                    let notify = actors.entry(name.clone()).or_insert_with(|| {
+                        let n = Arc::new(Notify::new());
+                        tasks.push(tokio::spawn(actor(
+                            shared.clone(),
+                            name.clone(),
+                            n.clone(),
+                            shutdown.clone(),
+                        )));
+                        n
+                    });
+                    metrics::gauge!("nhn_switch_pending_intents", "switch" => name.clone())
+                        .set(pending as f64);
+                    if pending > 0 {
+                        notify.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "switch planning failed; intents unchanged"),
+        }
+        // Wait for a change that matters, then let a burst settle.
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => break 'plan,
+                _ = shared.replan.notified() => break,
+                ev = events.recv() => match ev {
+                    Ok(ev) if ev.kind == STATUS_EVENT => continue,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tracing::error!("inventory event stream closed; the reconciler stops");
+                        return;
+                    }
+                },
+            }
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        while let Ok(ev) = events.try_recv() {
+            tracing::trace!(kind = %ev.kind, object = %ev.object, "coalesced event");
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Plans and persists intents; returns every managed switch with its pending intent count.
+async fn queue_intents(shared: &Arc<Shared>) -> Result<Vec<(String, usize)>, Error> {
+    let infra: VlanSet = shared.config.switch.infra_vlans.iter().copied().collect();
+    let outcome = shared
+        .inv
+        .write(move |conn| {
+            let planned = match plan_inventory(conn, &infra) {
+                Ok(p) => p,
+                Err(super::Error::Plan(e)) => return Ok(Err(e.to_string())),
+                Err(super::Error::Inventory(e)) => return Err(e),
+            };
+            persist_intents(conn, &planned).map(Ok)
+        })
+        .await?;
+    match outcome {
+        Ok(queued) => Ok(queued),
+        Err(refused) => {
+            // `nhn switch plan` shows the same refusal to the operator.
+            tracing::error!(reason = %refused, "switch plan refused; switches keep their VLANs");
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn action_from(s: &str) -> Option<Action> {
+    match s {
+        "add" => Some(Action::Add),
+        "remove" => Some(Action::Remove),
+        _ => None,
+    }
+}
+
+/// Inserts the plan's new changes as pending intents and cancels pending ones it no longer
+/// wants; returns (switch, pending count) for every switch with managed ports.
+fn persist_intents(
+    conn: &Connection,
+    planned: &Planned,
+) -> inventory::Result<Vec<(String, usize)>> {
+    let mut wanted: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    for c in &planned.changes {
+        wanted.entry(c.switch.as_str()).or_default().push(c);
+    }
+    let now = now_rfc3339();
+    let mut out = Vec::new();
+    for switch in planned.desired.ports.keys() {
+        let id: i64 = conn.query_row("SELECT id FROM switches WHERE name = ?1", [switch], |r| {
+            r.get(0)
+        })?;
+        let mut st = conn.prepare(
+            "SELECT id, port, action, vlan FROM switch_intents WHERE switch_id = ?1 AND state = 'pending'",
+        )?;
+        let pending: Vec<(i64, String, String, Vlan)> = st
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let want = wanted.get(switch.as_str()).cloned().unwrap_or_default();
+        let mut changed = false;
+        for (pid, port, action, vlan) in &pending {
+            let still = want.iter().any(|c| {
+                c.port == *port && Some(c.action) == action_from(action) && c.vlan == *vlan
+            });
+            if !still {
+                conn.execute(
+                    "UPDATE switch_intents SET state = 'canceled', applied_at = ?2 WHERE id = ?1",
+                    params![pid, now],
+                )?;
+                changed = true;
+            }
+        }
+        let mut count = 0;
+        for c in want {
+            count += 1;
+            let known = pending.iter().any(|(_, port, action, vlan)| {
+                c.port == *port && Some(c.action) == action_from(action) && c.vlan == *vlan
+            });
+            if !known {
+                conn.execute(
+                    "INSERT INTO switch_intents (switch_id, port, action, vlan, reason, state, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+                    params![id, c.port, c.action.as_str(), c.vlan, c.reason, now],
+                )?;
+                changed = true;
+            }
+        }
+        if changed {
+            record_event(conn, STATUS_EVENT, switch)?;
+        }
+        out.push((switch.clone(), count));
+    }
+    Ok(out)
+}
+
+/// One switch's actor: a session whenever intents are pending or a read-back is due.
+async fn actor(
+    shared: Arc<Shared>,
+    name: String,
+    notify: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = &shared.config.switch;
+    let period = Duration::from_secs(cfg.readback_period_secs.max(1));
+    let initial = Duration::from_millis(cfg.retry_initial_ms.max(10));
+    let max = Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_initial_ms));
+    let mut next_readback = Instant::now();
+    let mut retry: Option<(Instant, Duration)> = None;
+    // The switch's state after our last verified session: a batch between read-backs starts
+    // from it instead of reading the switch again. Forgotten on any error (and on restart).
+    let mut last: Option<SwitchState> = None;
+    loop {
+        let wake = retry.map_or(next_readback, |(at, _)| at);
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = notify.notified() => {},
+            _ = tokio::time::sleep_until(wake) => {},
+        }
+        let now = Instant::now();
+        if let Some((at, _)) = retry
+            && now < at
+        {
+            continue; // backing off; the retry timer will fire
+        }
+        let readback_due = now >= next_readback;
+        let n = name.clone();
+        let pending = shared
+            .inv
+            .read(move |c| pending_count(c, &n))
+            .await
+            .unwrap_or(1);
+        if pending == 0 && !readback_due && retry.is_none() {
+            continue;
+        }
+        let known = if readback_due { None } else { last.take() };
+        let result = session(&shared, &name, known)
+            .instrument(tracing::info_span!("switch", name = %name))
+            .await;
+        match result {
+            Ok((sent, state)) => {
+                last = Some(state);
+                if sent > 0 {
+                    tracing::info!(switch = %name, changes = sent, "switch batch applied");
+                }
+                metrics::counter!("nhn_switch_sessions_total", "switch" => name.clone(), "result" => "ok").increment(1);
+                metrics::gauge!("nhn_switch_up", "switch" => name.clone()).set(1.0);
+                metrics::gauge!("nhn_switch_last_success_timestamp_seconds", "switch" => name.clone())
+                    .set(crate::util::unix_now() as f64);
+                retry = None;
+                next_readback = Instant::now() + period;
+            }
+            Err(e) => {
+                let delay = retry.map_or(initial, |(_, d)| (d * 2).min(max));
+                tracing::warn!(switch = %name, error = %e, retry_in_ms = delay.as_millis() as u64, "switch session failed");
+                metrics::counter!("nhn_switch_sessions_total", "switch" => name.clone(), "result" => "error").increment(1);
+                metrics::gauge!("nhn_switch_up", "switch" => name.clone()).set(0.0);
+                let (n, msg) = (name.clone(), e.to_string());
+                if let Err(e) = shared
+                    .inv
+                    .write(move |c| record_status(c, &n, Err(&msg)))
+                    .await
+                {
+                    tracing::error!(switch = %name, error = %e, "cannot record the switch status");
+                }
+                retry = Some((Instant::now() + delay, delay));
+            }
+        }
+        let n = name.clone();
+        if let Ok(p) = shared.inv.read(move |c| pending_count(c, &n)).await {
+            metrics::gauge!("nhn_switch_pending_intents", "switch" => name.clone()).set(p as f64);
+        }
+    }
+}
+
+fn pending_count(conn: &Connection, switch: &str) -> inventory::Result<usize> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM switch_intents i JOIN switches s ON s.id = i.switch_id
+         WHERE s.name = ?1 AND i.state = 'pending'",
+        [switch],
+        |r| r.get::<_, i64>(0),
+    )? as usize)
+}
+
+fn load_switch(conn: &Connection, name: &str) -> inventory::Result<SwitchRow> {
+    conn.query_row(
+        "SELECT id, os, address, credentials, host_key FROM switches WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(SwitchRow {
+                id: r.get(0)?,
+                os: r.get(1)?,
+                address: r.get(2)?,
+                credentials: r.get(3)?,
+                host_key: r.get(4)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| inventory::Error::NotFound(format!("switch {name}")))
+}
+
+fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Intent>> {
+    let mut st = conn.prepare(
+        "SELECT id, port, action, vlan FROM switch_intents
+         WHERE switch_id = ?1 AND state = 'pending' ORDER BY action = 'remove', id",
+    )?;
+    let rows = st.query_map([switch_id], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get(1)?,
+            r.get::<_, String>(2)?,
+            r.get(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, port, action, vlan) = row?;
+        if let Some(action) = action_from(&action) {
+            out.push(Intent {
+                id,
+                port,
+                action,
+                vlan,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// VLANs with a pending add on another switch: their removes here must wait.
+fn adds_pending_elsewhere(conn: &Connection, switch_id: i64) -> inventory::Result<VlanSet> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT vlan FROM switch_intents WHERE state = 'pending' AND action = 'add' AND switch_id != ?1",
+    )?;
+    let rows = st.query_map([switch_id], |r| r.get::<_, Vlan>(0))?;
+    rows.collect::<rusqlite::Result<VlanSet>>()
+        .map_err(Into::into)
+}
+
+fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error> {
+    let cred: &Credential = config.credentials.get(&row.credentials).ok_or_else(|| {
+        switch_err(
+            name,
+            format!(
+                "credential {:?} is not in the configuration; add [credentials.{}] with user and key_file or password",
+                row.credentials, row.credentials
+            ),
+        )
+    })?;
+    let auth = match (&cred.key_file, &cred.password) {
+        (Some(k), _) => Auth::KeyFile(k.clone()),
+        (None, Some(p)) => Auth::Password(p.clone()),
+        (None, None) => {
+            return Err(switch_err(
+                name,
+                format!(
+                    "credential {:?} has neither key_file nor password",
+                    row.credentials
+                ),
+            ));
+        }
+    };
+    let sw = &config.switch;
+    Ok(Target {
+        switch: name.to_owned(),
+        address: row.address.clone(),
+        user: cred.user.clone(),
+        auth,
+        pinned: row.host_key.clone(),
+        trust_on_first_use: sw.trust_on_first_use,
+        legacy_algorithms: sw.legacy_algorithms.iter().any(|s| s == name),
+        connect_timeout: Duration::from_secs(sw.connect_timeout_secs.max(1)),
+        command_timeout: Duration::from_secs(sw.command_timeout_secs.max(1)),
+    })
+}
+
+/// Reads the switch back (or, without a parser, takes the stored read-back as its state).
+async fn read_back(
+    s: &mut Session,
+    shared: &Shared,
+    os: &str,
+    name: &str,
+) -> Result<(SwitchState, bool), Error> {
+    let set = shared.templates.get(os)?;
+    let lines = set.render("show", minijinja::context! { switch => name })?;
+    let out = s.run(&lines).await?;
+    match readback::parse(set.meta.parser, &out)? {
+        Some(state) => Ok((state, true)),
+        None => {
+            let n = name.to_owned();
+            let stored = shared
+                .inv
+                .read(move |c| Ok(super::snapshot::applied(c)?.remove(&n).unwrap_or_default()))
+                .await?;
+            let ports = stored
+                .into_iter()
+                .map(|(p, vlans)| {
+                    let st = PortState {
+                        mode: Mode::Trunk,
+                        vlans,
+                        native: None,
+                    };
+                    (p, st)
+                })
+                .collect();
+            Ok((
+                SwitchState {
+                    ports,
+                    vlans: VlanSet::new(),
+                },
+                false,
+            ))
+        }
+    }
+}
+
+/// One session: read back (unless `known` holds the state our last session left), apply the
+/// pending batch, verify. Returns how many changes were sent and the switch's state.
+async fn session(
+    shared: &Arc<Shared>,
+    name: &str,
+    known: Option<SwitchState>,
+) -> Result<(usize, SwitchState), Error> {
+    let n = name.to_owned();
+    let row = shared.inv.read(move |c| load_switch(c, &n)).await?;
+    let t = target(&shared.config, name, &row)?;
+    let set = shared.templates.get(&row.os)?;
+    let mut s = Session::connect(&t, &set.meta).await?;
+    let result = session_body(shared, name, &row, &mut s, known).await;
+    s.close().await;
+    result
+}
+
+async fn session_body(
+    shared: &Arc<Shared>,
+    name: &str,
+    row: &SwitchRow,
+    s: &mut Session,
+    known: Option<SwitchState>,
+) -> Result<(usize, SwitchState), Error> {
+    if let Some(fp) = s.learned_host_key().map(str::to_owned) {
+        tracing::warn!(switch = %name, host_key = %fp, "trust on first use: pinning the switch's host key");
+        let id = row.id;
+        let n = name.to_owned();
+        shared
+            .inv
+            .write(move |c| {
+                c.execute(
+                    "UPDATE switches SET host_key = ?1 WHERE id = ?2",
+                    params![fp, id],
+                )?;
+                record_event(c, "switch", &n)
+            })
+            .await?;
+    }
+    let (state, parsed) = match known {
+        Some(state) => (state, false),
+        None => read_back(s, shared, &row.os, name).await?,
+    };
+    let id = row.id;
+    let stored = state.clone();
+    let (changed, intents, held) = shared
+        .inv
+        .write(move |c| {
+            let changed = if parsed {
+                store_readback(c, id, &stored)?
+            } else {
+                false
+            };
+            c.execute(
+                "INSERT INTO switch_status (switch_id, last_readback_at) VALUES (?1, ?2)
+                 ON CONFLICT(switch_id) DO UPDATE SET last_readback_at = excluded.last_readback_at",
+                params![id, now_rfc3339()],
+            )?;
+            // Intents already true on the switch are done: never sent again.
+            let mut todo = Vec::new();
+            for i in load_intents(c, id)? {
+                let has = stored.ports.get(&i.port).is_some_and(|p| p.vlans.contains(i.vlan));
+                let done = match i.action {
+                    Action::Add => has,
+                    Action::Remove => !has,
+                };
+                if done {
+                    c.execute(
+                        "UPDATE switch_intents SET state = 'applied', applied_at = ?2 WHERE id = ?1",
+                        params![i.id, now_rfc3339()],
+                    )?;
+                } else {
+                    todo.push(i);
+                }
+            }
+            let held = adds_pending_elsewhere(c, id)?;
+            record_event(c, STATUS_EVENT, &format!("switch {id}"))?;
+            Ok((changed, todo, held))
+        })
+        .await?;
+    if changed {
+        tracing::info!(switch = %name, "read-back differs from the last one: re-planning");
+        shared.replan.notify_one();
+    }
+    let (send, waiting): (Vec<Intent>, Vec<Intent>) = intents
+        .into_iter()
+        .partition(|i| i.action == Action::Add || !held.contains(i.vlan));
+    if !waiting.is_empty() {
+        tracing::info!(switch = %name, removes = waiting.len(), "removes wait for adds on other switches (make before break)");
+    }
+    if send.is_empty() {
+        let n = name.to_owned();
+        shared
+            .inv
+            .write(move |c| record_status(c, &n, Ok(())))
+            .await?;
+        return Ok((0, state));
+    }
+    let changes: Vec<PortChange> = send
+        .iter()
+        .map(|i| PortChange {
+            port: i.port.clone(),
+            action: i.action,
+            vlan: i.vlan,
+        })
+        .collect();
+    let set = shared.templates.get(&row.os)?;
+    let batch = render_batch(set, name, &state, &changes)?;
+    let (after, parsed) = if set.meta.verify_in_batch {
+        // The batch prints nothing on success, so its output is the read-back's.
+        let mut lines = batch.lines.clone();
+        lines.extend(set.render("show", minijinja::context! { switch => name })?);
+        let out = s.run(&lines).await?;
+        match readback::parse(set.meta.parser, &out)? {
+            Some(st) => (st, true),
+            None => (SwitchState::default(), false),
+        }
+    } else {
+        s.run(&batch.lines).await?;
+        read_back(s, shared, &row.os, name).await?
+    };
+    let verified = if parsed {
+        after
+    } else {
+        // No parser: trust the switch's answer (no error) and record the expected state.
+        let mut st = state.clone();
+        for (p, vlans) in &batch.expected {
+            st.ports.insert(
+                p.clone(),
+                PortState {
+                    mode: Mode::Trunk,
+                    vlans: vlans.clone(),
+                    native: None,
+                },
+            );
+        }
+        st
+    };
+    let missing: Vec<String> = send
+        .iter()
+        .filter(|i| {
+            let has = verified
+                .ports
+                .get(&i.port)
+                .is_some_and(|p| p.vlans.contains(i.vlan));
+            (i.action == Action::Add) != has
+        })
+        .map(|i| format!("{} VLAN {} on {}", i.action.as_str(), i.vlan, i.port))
+        .collect();
+    let id = row.id;
+    let ids: Vec<i64> = send.iter().map(|i| i.id).collect();
+    let n = name.to_owned();
+    let applied = ids.len() - missing.len();
+    let verified2 = verified.clone();
+    let miss = missing.clone();
+    let send2 = send.clone();
+    shared
+        .inv
+        .write(move |c| {
+            store_readback(c, id, &verified2)?;
+            for i in &send2 {
+                let label = format!("{} VLAN {} on {}", i.action.as_str(), i.vlan, i.port);
+                if !miss.contains(&label) {
+                    c.execute(
+                        "UPDATE switch_intents SET state = 'applied', applied_at = ?2 WHERE id = ?1 AND state = 'pending'",
+                        params![i.id, now_rfc3339()],
+                    )?;
+                }
+            }
+            record_status(c, &n, Ok(()))
+        })
+        .await?;
+    metrics::counter!("nhn_switch_changes_applied_total", "switch" => name.to_owned())
+        .increment(applied as u64);
+    // Other switches may have removes waiting for these adds.
+    shared.replan.notify_one();
+    if !missing.is_empty() {
+        return Err(switch_err(
+            name,
+            format!(
+                "the batch was accepted but the read-back lacks: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok((applied, verified))
+}
+
+/// Stores a read-back in `switch_applied`; true if it differs from the stored one.
+fn store_readback(conn: &Connection, switch_id: i64, st: &SwitchState) -> inventory::Result<bool> {
+    let mut old: BTreeMap<String, String> = BTreeMap::new();
+    {
+        let mut q =
+            conn.prepare("SELECT port, vlans, mode FROM switch_applied WHERE switch_id = ?1")?;
+        for r in q.query_map([switch_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })? {
+            let (p, v, m) = r?;
+            old.insert(p, format!("{m} {v}"));
+        }
+    }
+    let new: BTreeMap<String, String> = st
+        .ports
+        .iter()
+        .map(|(p, s)| (p.clone(), format!("{} {}", s.mode.as_str(), s.vlans)))
+        .collect();
+    let now = now_rfc3339();
+    conn.execute(
+        "DELETE FROM switch_applied WHERE switch_id = ?1",
+        [switch_id],
+    )?;
+    for (port, s) in &st.ports {
+        conn.execute(
+            "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                switch_id,
+                port,
+                s.mode.as_str(),
+                s.vlans.to_string(),
+                s.native,
+                now
+            ],
+        )?;
+    }
+    Ok(old != new)
+}
+
+fn record_status(
+    conn: &Connection,
+    switch: &str,
+    result: Result<(), &str>,
+) -> inventory::Result<()> {
+    let now = now_rfc3339();
+    let id: i64 = conn.query_row("SELECT id FROM switches WHERE name = ?1", [switch], |r| {
+        r.get(0)
+    })?;
+    match result {
+        Ok(()) => conn.execute(
+            "INSERT INTO switch_status (switch_id, last_success_at) VALUES (?1, ?2)
+             ON CONFLICT(switch_id) DO UPDATE SET last_success_at = excluded.last_success_at",
+            params![id, now],
+        )?,
+        Err(msg) => conn.execute(
+            "INSERT INTO switch_status (switch_id, last_error, last_error_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT(switch_id) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at",
+            params![id, msg, now],
+        )?,
+    };
+    record_event(conn, STATUS_EVENT, switch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::site;
+    use crate::placement::store::{PlaceArgs, place, remove_vm};
+
+    fn seeded() -> (tempfile::TempDir, Inventory) {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
+        let text = include_str!("../../examples/seed-site.toml");
+        let file = site::parse("seed", text).unwrap();
+        inv.write_blocking(move |c| site::store::import(c, &file).map(|_| ()))
+            .unwrap();
+        (dir, inv)
+    }
+
+    fn queue(inv: &Inventory) -> Vec<(String, String, String, u16)> {
+        inv.write_blocking(|c| {
+            let planned = plan_inventory(c, &VlanSet::new())
+                .map_err(|e| inventory::Error::Invalid(e.to_string()))?;
+            persist_intents(c, &planned)?;
+            let mut st = c.prepare(
+                "SELECT s.name || ':' || i.port, i.action, i.state, i.vlan FROM switch_intents i
+                 JOIN switches s ON s.id = i.switch_id WHERE s.name = 'Edge-Switch-1' ORDER BY i.id",
+            )?;
+            Ok(st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+        .unwrap()
+    }
+
+    fn place_vm(inv: &Inventory, name: &str, host: &str, vlan: &str) {
+        let args = PlaceArgs {
+            name: name.into(),
+            networks: vec![vlan.into()],
+            host: Some(host.into()),
+            vm_type: "V10".into(),
+        };
+        inv.write_blocking(move |c| place(c, &args, &VlanSet::new()).map(|_| ()))
+            .unwrap();
+    }
+
+    #[test]
+    fn intents_are_persisted_once_and_an_add_then_remove_cancels() {
+        let (_d, inv) = seeded();
+        place_vm(&inv, "VM1-1", "Hypervisor-1", "100");
+        let first = queue(&inv);
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert!(
+            first
+                .iter()
+                .all(|(_, a, s, v)| a == "add" && s == "pending" && *v == 100)
+        );
+        // Planning again queues nothing new.
+        assert_eq!(queue(&inv), first);
+        // The VM goes away before anything was sent: the adds are canceled, not undone.
+        inv.write_blocking(|c| remove_vm(c, "VM1-1").map(|_| ()))
+            .unwrap();
+        let after = queue(&inv);
+        assert_eq!(after.len(), 3);
+        assert!(
+            after.iter().all(|(_, _, s, _)| s == "canceled"),
+            "{after:?}"
+        );
+    }
+
+    #[test]
+    fn a_readback_is_stored_and_reports_whether_it_changed() {
+        let (_d, inv) = seeded();
+        let st = readback::openvswitch("swp1,trunk,,100 200\nswp3,access,100,\n").unwrap();
+        let (first, second) = inv
+            .write_blocking(move |c| {
+                let id: i64 = c.query_row(
+                    "SELECT id FROM switches WHERE name = 'Edge-Switch-1'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((store_readback(c, id, &st)?, store_readback(c, id, &st)?))
+            })
+            .unwrap();
+        assert!(first && !second);
+        let applied = inv.read_blocking(crate::switch::snapshot::applied).unwrap();
+        assert_eq!(applied["Edge-Switch-1"]["swp1"].to_string(), "100,200");
+        assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "100");
+    }
+}

@@ -1,0 +1,81 @@
+//! Per-switch reconciler status as the operator sees it: queued intents, last success, last
+//! read-back, last error. Shared by `nhn switch show`, the status page and `/metrics`.
+
+use rusqlite::Connection;
+
+use crate::inventory::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchStatus {
+    pub name: String,
+    pub role: String,
+    pub os: String,
+    pub address: String,
+    pub host_key: Option<String>,
+    pub pending: i64,
+    pub last_success_at: Option<String>,
+    pub last_readback_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+}
+
+impl SwitchStatus {
+    /// `ok`, `failing` (the last session failed after the last success) or `never contacted`.
+    pub fn health(&self) -> &'static str {
+        match (&self.last_success_at, &self.last_error_at) {
+            (Some(ok), Some(err)) if err > ok => "failing",
+            (Some(_), _) => "ok",
+            (None, Some(_)) => "failing",
+            (None, None) => "never contacted",
+        }
+    }
+}
+
+pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
+    let mut st = conn.prepare(
+        "SELECT s.name, s.role, s.os, s.address, s.host_key,
+                (SELECT COUNT(*) FROM switch_intents i WHERE i.switch_id = s.id AND i.state = 'pending'),
+                st.last_success_at, st.last_readback_at, st.last_error, st.last_error_at
+         FROM switches s LEFT JOIN switch_status st ON st.switch_id = s.id ORDER BY s.name",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(SwitchStatus {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            os: r.get(2)?,
+            address: r.get(3)?,
+            host_key: r.get(4)?,
+            pending: r.get(5)?,
+            last_success_at: r.get(6)?,
+            last_readback_at: r.get(7)?,
+            last_error: r.get(8)?,
+            last_error_at: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Pending intents of one switch with their reasons, oldest first.
+pub fn pending(conn: &Connection, switch: &str) -> Result<Vec<String>> {
+    let mut st = conn.prepare(
+        "SELECT i.action, i.port, i.vlan, i.reason, i.created_at FROM switch_intents i
+         JOIN switches s ON s.id = i.switch_id
+         WHERE s.name = ?1 AND i.state = 'pending' ORDER BY i.id",
+    )?;
+    let rows = st.query_map([switch], |r| {
+        let sign = if r.get::<_, String>(0)? == "add" {
+            '+'
+        } else {
+            '-'
+        };
+        Ok(format!(
+            "{sign} {}:{} VLAN {}: {} (queued {})",
+            switch,
+            r.get::<_, String>(1)?,
+            r.get::<_, u16>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,485 @@
+//! The seed topology as a real switch lab: Core-Switch-A/B and Edge-Switch-1..3, each an Open
+//! vSwitch bridge (userspace datapath, real 802.1Q tags) in its own namespace behind its own
+//! sshd on 10.99.0.x; Hypervisor-1..3 each an OVS bridge trunked to its edge's swp3; VMs as
+//! namespaces on access ports of their hypervisor's bridge, all on one IP subnet whatever
+//! their VLAN (so that isolation is proven by VLANs, not by routing).
+//!
+//! Cabling is the seed's: edge swp1 → Core-Switch-A, swp2 → Core-Switch-B, Core-A swp4 ↔
+//! Core-B swp4. To break the loop without STP timing, the Core-B side and the core link are
+//! administratively down (the testbed's "standby" mode): frames go edge → Core-A → edge.
+//!
+//! SSH personalities: `ovs` switches run each exec request through `/bin/sh -ec` with the
+//! switch's OVS environment (and log every request to `<dir>/<switch>-cli.log`, so that tests
+//! can count what was sent); `ios` switches run `switch/ios_cli.py`, an IOS-like CLI over PTY
+//! backed by the same OVS.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{Lab, Netns, Ovs, Proc, run_checked};
+
+/// Edge and core switches of the seed, with their lab node name and management address.
+pub const SWITCHES: &[(&str, &str, &str)] = &[
+    ("csa", "Core-Switch-A", "10.99.0.11"),
+    ("csb", "Core-Switch-B", "10.99.0.12"),
+    ("es1", "Edge-Switch-1", "10.99.0.21"),
+    ("es2", "Edge-Switch-2", "10.99.0.22"),
+    ("es3", "Edge-Switch-3", "10.99.0.23"),
+];
+
+/// How a switch's sshd answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persona {
+    Ovs,
+    Ios,
+}
+
+pub struct Switch<'lab> {
+    pub name: &'static str,
+    pub ns: Netns<'lab>,
+    pub ovs: Ovs<'lab>,
+    pub address: &'static str,
+    pub persona: Persona,
+    pub sshd: Proc,
+    pub fingerprint: String,
+    sshd_config: PathBuf,
+}
+
+pub struct Vm<'lab> {
+    pub ns: Netns<'lab>,
+    pub ip: String,
+}
+
+pub struct SeedLab<'lab> {
+    pub lab: &'lab Lab,
+    pub dir: PathBuf,
+    pub mgmt: Netns<'lab>,
+    pub switches: BTreeMap<&'static str, Switch<'lab>>,
+    pub hypervisors: BTreeMap<String, (Netns<'lab>, Ovs<'lab>)>,
+    pub vms: BTreeMap<String, Vm<'lab>>,
+    pub client_key: PathBuf,
+}
+
+fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/switch")
+}
+
+impl<'lab> SeedLab<'lab> {
+    /// Builds the lab; `personas` overrides the default `ovs` per switch name.
+    pub fn build(lab: &'lab Lab, dir: &Path, personas: &[(&str, Persona)], mac_table: u32) -> Self {
+        fs::create_dir_all("/run/sshd")
+            .expect("create /run/sshd (sshd's privilege separation dir)");
+        fs::create_dir_all(dir).expect("create the lab dir");
+        let client_key = dir.join("id_ed25519");
+        run_checked(
+            std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "nhn-lab"])
+                .arg("-f")
+                .arg(&client_key),
+        );
+        let mgmt = lab.netns("mgmt");
+        lab.bridge(&mgmt, "mbr");
+        mgmt.addr("mbr", "10.99.0.1/24");
+        let mut nodes = BTreeMap::new();
+        for (node, name, ip) in SWITCHES {
+            let ns = lab.netns(node);
+            let m_if = format!("m-{node}");
+            lab.veth((&ns, "mgmt0"), (&mgmt, &m_if));
+            mgmt.enslave(&m_if, "mbr");
+            ns.addr("mgmt0", &format!("{ip}/24"));
+            nodes.insert(*node, (ns, *name, *ip));
+        }
+        let mut hvs = Vec::new();
+        for i in 1..=3 {
+            hvs.push(lab.netns(&format!("hv{i}")));
+        }
+        let get = |n: &str| &nodes[n].0;
+        for i in 1..=3 {
+            let (es, sw) = (format!("es{i}"), format!("swp{i}"));
+            lab.veth((get("csa"), &sw), (get(&es), "swp1"));
+            lab.veth((get("csb"), &sw), (get(&es), "swp2"));
+            lab.veth((get(&es), "swp3"), (&hvs[i - 1], "up0"));
+        }
+        lab.veth((get("csa"), "swp4"), (get("csb"), "swp4"));
+        let mut switches = BTreeMap::new();
+        for (node, (ns, name, ip)) in nodes {
+            let ovs = lab.ovs(&ns);
+            let edge = node.starts_with("es");
+            let ports: &[&str] = if edge {
+                &["swp1", "swp2", "swp3"]
+            } else {
+                &["swp1", "swp2", "swp3", "swp4"]
+            };
+            let mut args: Vec<String> = vec![
+                "add-br".into(),
+                "br0".into(),
+                "--".into(),
+                "set".into(),
+                "bridge".into(),
+                "br0".into(),
+                "datapath_type=netdev".into(),
+                "external_ids:vlan-100=VLAN0100".into(),
+                "external_ids:vlan-200=VLAN0200".into(),
+            ];
+            if edge {
+                args.push(format!("other_config:mac-table-size={mac_table}"));
+            }
+            for p in ports {
+                args.extend(
+                    [
+                        "--",
+                        "add-port",
+                        "br0",
+                        p,
+                        "--",
+                        "set",
+                        "port",
+                        p,
+                        "vlan_mode=trunk",
+                        "trunks=100,200",
+                    ]
+                    .map(String::from),
+                );
+            }
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            ovs.vsctl(&a);
+            // Standby loop breaking: the Core-B side and the core-core link are down.
+            if edge {
+                ns.ip(&["link", "set", "swp2", "down"]);
+            }
+            if node == "csa" {
+                ns.ip(&["link", "set", "swp4", "down"]);
+            }
+            let persona = personas
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Persona::Ovs, |(_, p)| *p);
+            let (sshd, fingerprint, sshd_config) =
+                start_sshd(lab, &ns, &ovs, dir, node, name, ip, persona, &client_key);
+            switches.insert(
+                name,
+                Switch {
+                    name,
+                    ns,
+                    ovs,
+                    address: ip,
+                    persona,
+                    sshd,
+                    fingerprint,
+                    sshd_config,
+                },
+            );
+        }
+        let mut hypervisors = BTreeMap::new();
+        for (i, ns) in hvs.into_iter().enumerate() {
+            let ovs = lab.ovs(&ns);
+            ovs.vsctl(&[
+                "add-br",
+                "br0",
+                "--",
+                "set",
+                "bridge",
+                "br0",
+                "datapath_type=netdev",
+                "--",
+                "add-port",
+                "br0",
+                "up0",
+                "--",
+                "set",
+                "port",
+                "up0",
+                "vlan_mode=trunk",
+            ]);
+            hypervisors.insert(format!("Hypervisor-{}", i + 1), (ns, ovs));
+        }
+        SeedLab {
+            lab,
+            dir: dir.to_owned(),
+            mgmt,
+            switches,
+            hypervisors,
+            vms: BTreeMap::new(),
+            client_key,
+        }
+    }
+
+    /// Starts a VM: a namespace on an access port (its VLAN) of its hypervisor's bridge.
+    pub fn start_vm(&mut self, vm: &str, host: &str, vlan: u16, ip: &str) {
+        let short = vm.to_lowercase().replace('-', "");
+        let ns = self.lab.netns(&short);
+        let (hv, ovs) = &self.hypervisors[host];
+        self.lab.veth((hv, &short), (&ns, "eth0"));
+        ovs.add_access_port("br0", &short, vlan);
+        ns.addr("eth0", &format!("{ip}/24"));
+        ns.tx_offload_off("eth0");
+        self.vms.insert(
+            vm.to_owned(),
+            Vm {
+                ns,
+                ip: ip.to_owned(),
+            },
+        );
+    }
+
+    /// Live-migrates a VM's network attachment: plugs it into `to` (same MAC, same IP), then
+    /// unplugs it from `from`, as a hypervisor pair does at the end of a migration. The
+    /// switches learn the new location from the VM's next frame.
+    pub fn move_vm(&mut self, vm: &str, from: &str, to: &str, vlan: u16) {
+        let short = vm.to_lowercase().replace('-', "");
+        let v = &self.vms[vm];
+        let (_, old_ovs) = &self.hypervisors[from];
+        let (new_hv, new_ovs) = &self.hypervisors[to];
+        let port = format!("{short}b");
+        self.lab.veth((new_hv, &port), (&v.ns, "eth1"));
+        new_ovs.add_access_port("br0", &port, vlan);
+        let mac =
+            v.ns.ip(&["-br", "link", "show", "eth0"])
+                .split_whitespace()
+                .nth(2)
+                .unwrap_or_default()
+                .to_owned();
+        v.ns.ip(&["addr", "flush", "dev", "eth0"]);
+        v.ns.ip(&["link", "set", "eth0", "down"]);
+        v.ns.ip(&["link", "set", "eth1", "down"]);
+        v.ns.ip(&["link", "set", "eth1", "address", &mac]);
+        v.ns.ip(&["link", "set", "eth1", "up"]);
+        v.ns.addr("eth1", &format!("{}/24", v.ip));
+        v.ns.tx_offload_off("eth1");
+        old_ovs.vsctl(&["del-port", "br0", &short]);
+    }
+
+    /// Kills a switch's sshd with SIGKILL: the sessions it forked first (any batch in flight
+    /// dies with its connection), then the listener.
+    pub fn kill_sshd(&mut self, name: &str) {
+        let sw = self.switches.get(name).expect("known switch");
+        let mut tree = descendants(sw.sshd.pid());
+        tree.reverse();
+        super::signal("KILL", &tree);
+        sw.sshd.kill();
+    }
+
+    /// While `on`, the `ovs` switch `name` waits 10 s before running each exec request, so a
+    /// test can act while a batch is in flight.
+    pub fn slow(&self, name: &str, on: bool) {
+        let marker = self.dir.join(format!("{name}-slow"));
+        if on {
+            fs::write(&marker, "").expect("create the slow marker");
+        } else {
+            let _ = fs::remove_file(&marker);
+        }
+    }
+
+    /// Starts a switch's sshd again with the same host key.
+    pub fn restart_sshd(&mut self, name: &str) {
+        let sw = self.switches.get_mut(name).expect("known switch");
+        let cfg = sw.sshd_config.display().to_string();
+        let log = self.dir.join(format!("{}-sshd.log", sw.name));
+        sw.sshd = sw.ns.spawn(
+            "sshd",
+            &[
+                "/usr/sbin/sshd",
+                "-D",
+                "-e",
+                "-f",
+                &cfg,
+                "-E",
+                &log.display().to_string(),
+            ],
+        );
+        wait_listening(&sw.ns, sw.address);
+    }
+
+    /// The VLANs each port of `name` carries, read from its OVS directly (not through nhn).
+    pub fn ports(&self, name: &str) -> BTreeMap<String, String> {
+        let out = self.switches[name].ovs.vsctl(&[
+            "--format=csv",
+            "--data=bare",
+            "--no-headings",
+            "--columns=name,vlan_mode,tag,trunks",
+            "list",
+            "Port",
+        ]);
+        let st = nhn::switch::readback::openvswitch(&out).expect("parse ovs-vsctl output");
+        st.ports
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("swp"))
+            .map(|(p, s)| (p, s.vlans.to_string()))
+            .collect()
+    }
+
+    /// The seed site file with this lab's host keys pinned and the given `os` per switch.
+    pub fn site_file(&self) -> String {
+        let seed = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed-site.toml"),
+        )
+        .expect("read the seed site");
+        let mut out = String::new();
+        let mut current: Option<&Switch> = None;
+        for line in seed.lines() {
+            if let Some(name) = line
+                .strip_prefix("name = \"")
+                .and_then(|r| r.strip_suffix('"'))
+            {
+                current = self.switches.get(name);
+            }
+            match current {
+                Some(sw) if line.starts_with("os = ") => {
+                    let os = match sw.persona {
+                        Persona::Ovs => "openvswitch",
+                        Persona::Ios => "cisco-ios",
+                    };
+                    out.push_str(&format!("os = \"{os}\"\n"));
+                }
+                Some(sw) if line.starts_with("credentials = ") => {
+                    out.push_str(line);
+                    out.push_str(&format!("\nhost_key = \"{}\"\n", sw.fingerprint));
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// An nhn configuration for this lab (HTTP inside the management namespace).
+    pub fn config(&self, readback_secs: u64) -> String {
+        format!(
+            "[http]\nlisten = \"127.0.0.1:18080\"\n\n[switch]\nreadback_period_secs = {readback_secs}\nretry_initial_ms = 200\nretry_max_ms = 2000\nconnect_timeout_secs = 5\ncommand_timeout_secs = 20\n\n[credentials.lab-ssh]\nuser = \"root\"\nkey_file = \"{}\"\n",
+            self.client_key.display()
+        )
+    }
+
+    /// Lines nhn sent to an `ovs` switch (one per exec request line).
+    pub fn cli_log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}-cli.log"))).unwrap_or_default()
+    }
+}
+
+/// Starts sshd for switch `name` on `ip` inside `ns` with a fresh host key; returns the
+/// process, the host key's SHA-256 fingerprint and the sshd_config path.
+#[allow(clippy::too_many_arguments)]
+pub fn start_sshd(
+    lab: &Lab,
+    ns: &Netns,
+    ovs: &Ovs,
+    dir: &Path,
+    node: &str,
+    name: &str,
+    ip: &str,
+    persona: Persona,
+    client_key: &Path,
+) -> (Proc, String, PathBuf) {
+    let key = dir.join(format!("{node}_host_ed25519"));
+    run_checked(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("{name}-host"))
+            .arg("-f")
+            .arg(&key),
+    );
+    let fp_out = run_checked(
+        std::process::Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(key.with_extension("pub")),
+    );
+    let fingerprint = fp_out
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l prints a fingerprint")
+        .to_owned();
+    let authorized = dir.join("authorized_keys");
+    fs::copy(client_key.with_extension("pub"), &authorized).expect("copy the client key");
+    let ovs_dir = ovs.dir().display().to_string();
+    let env = format!(
+        "OVS_RUNDIR={ovs_dir} OVS_DBDIR={ovs_dir} OVS_LOGDIR={ovs_dir} OVS_SYSCONFDIR={ovs_dir}"
+    );
+    let log = dir.join(format!("{name}-cli.log"));
+    let command = match persona {
+        Persona::Ovs => {
+            let script = dir.join(format!("{node}-shell.sh"));
+            fs::write(&script, format!(
+                "#!/bin/sh\n# nhn lab: exec requests of switch {name}, run against its own OVS.\nexport {env}\nprintf '%s\\n' \"$SSH_ORIGINAL_COMMAND\" >> '{}'\n[ -f '{}' ] && sleep 10\nexec /bin/sh -ec \"$SSH_ORIGINAL_COMMAND\"\n",
+                log.display(),
+                dir.join(format!("{name}-slow")).display()
+            )).expect("write the switch shell");
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+                .expect("chmod the switch shell");
+            script.display().to_string()
+        }
+        Persona::Ios => format!(
+            "/usr/bin/env {env} SW_NAME={name} SW_LOG={} /usr/bin/python3 {}",
+            log.display(),
+            support_dir().join("ios_cli.py").display()
+        ),
+    };
+    let cfg = dir.join(format!("{node}-sshd_config"));
+    fs::write(&cfg, format!(
+        "Port 22\nListenAddress {ip}\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nPrintLastLog no\nUseDNS no\nMaxStartups 50:30:100\nLogLevel VERBOSE\nForceCommand {command}\n",
+        key.display(),
+        authorized.display()
+    )).expect("write sshd_config");
+    let cfg_s = cfg.display().to_string();
+    let sshd_log = dir.join(format!("{name}-sshd.log")).display().to_string();
+    let proc = ns.spawn(
+        "sshd",
+        &["/usr/sbin/sshd", "-D", "-e", "-f", &cfg_s, "-E", &sshd_log],
+    );
+    wait_listening(ns, ip);
+    let _ = lab;
+    (proc, fingerprint, cfg)
+}
+
+/// Waits until something listens on `ip`:22 inside `ns`.
+fn wait_listening(ns: &Netns, ip: &str) {
+    let ok = super::wait_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || {
+            let out = ns.try_run(&["ss", "-Hltn", &format!("src {ip}:22")]);
+            !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+        },
+    );
+    assert!(
+        ok,
+        "sshd did not start listening on {ip}:22 in {}",
+        ns.name()
+    );
+}
+
+/// Pids of every descendant of `pid`, parents before children.
+fn descendants(pid: u32) -> Vec<String> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(p) = name.parse::<u32>() else { continue };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            // "pid (comm) S ppid ...": fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u32>().ok());
+            if let Some(pp) = ppid {
+                parent_of.push((p, pp));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(cur) = frontier.pop() {
+        for (p, pp) in &parent_of {
+            if *pp == cur {
+                out.push(p.to_string());
+                frontier.push(*p);
+            }
+        }
+    }
+    out
+}
