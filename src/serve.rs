@@ -12,13 +12,18 @@ use anyhow::{Context, Result, bail};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use crate::api::Api;
+use crate::api::internal::{self, Internal};
 use crate::boot::files::BootRoot;
 use crate::config::Config;
 use crate::dhcp;
+use crate::facility::Driver;
+use crate::facility::http::HttpDriver;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
+use crate::jobs::Engine;
 use crate::tftp;
 
 /// How long services get to finish in-flight work after the shutdown signal.
@@ -101,6 +106,36 @@ pub async fn run(config: Config) -> Result<()> {
             }
         })
     };
+    let internal_listener = TcpListener::bind(config.api.internal_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for facility callbacks; set [api] internal_listen to a free local address",
+                config.api.internal_listen
+            )
+        })?;
+    let jobs = Arc::new(Notify::new());
+    let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone());
+    let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
+        None
+    } else {
+        let d = HttpDriver::new(&config.api.facility_url)
+            .map_err(|e| anyhow::anyhow!("[api] facility_url: {e}"))?;
+        Some(Arc::new(d))
+    };
+    let engine = Engine::new(inventory.clone(), api.config.clone(), driver, jobs);
+    let internal = Internal::new(
+        engine.clone(),
+        &config.api.facility_credential_sha256,
+        config.api.max_xml_depth,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let engine_task = tokio::spawn(engine.run(stopping.clone()));
+    let internal_task = tokio::spawn(internal::serve(
+        internal_listener,
+        internal,
+        stopping.clone(),
+    ));
     let mut http = tokio::spawn(http::serve(
         listener,
         AppState {
@@ -108,6 +143,7 @@ pub async fn run(config: Config) -> Result<()> {
             metrics,
             boot_root: boot_root.clone(),
             boot: Arc::new(config.boot.clone()),
+            api,
         },
         stopping.clone(),
     ));
@@ -130,6 +166,8 @@ pub async fn run(config: Config) -> Result<()> {
     if tokio::time::timeout(SHUTDOWN_GRACE, http).await.is_err() {
         tracing::warn!("HTTP connections did not finish within the grace period; closing them");
     }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, engine_task).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, internal_task).await;
     upkeep.abort();
     if let Some(server) = dhcp_server {
         tokio::task::spawn_blocking(move || server.stop()).await?;

@@ -98,12 +98,15 @@ pub fn audit(
 
 /// The schema migrations, in order. Append; never edit a released migration.
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/0001_initial.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/0001_initial.sql")),
+        M::up(include_str!("migrations/0003_api.sql")),
+    ])
 }
 
 /// The schema version this build writes.
 pub fn schema_version() -> usize {
-    1
+    2
 }
 
 /// How many jobs one group commit may hold; bounds the latency a burst adds to its last job.
