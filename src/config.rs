@@ -231,6 +231,11 @@ pub struct Api {
     pub request_retention_days: u32,
     /// How often the reconciler looks for requests past their deadline.
     pub reconcile_interval_secs: u64,
+    /// How long the facility has to report a request, from dispatch: power on/off/reset,
+    /// Init* calls, restoreImage. Past it the request fails with Timeout and the VM is `error`.
+    pub power_deadline_secs: u64,
+    pub init_deadline_secs: u64,
+    pub restore_deadline_secs: u64,
     /// The guest files `writeFile` may write (the operator's whitelist).
     pub write_file_paths: Vec<String>,
 }
@@ -254,6 +259,9 @@ impl Default for Api {
             facility_credential_sha256: String::new(),
             request_retention_days: 7,
             reconcile_interval_secs: 30,
+            power_deadline_secs: 600,
+            init_deadline_secs: 600,
+            restore_deadline_secs: 3600,
             write_file_paths: [
                 "/etc/hosts",
                 "/etc/ntp.conf",

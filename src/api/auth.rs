@@ -12,6 +12,9 @@ use super::fault::{ApiError, ErrorType};
 use super::keys::{Scope, verify_secret};
 use crate::inventory::{self, Inventory};
 
+/// Cached key ids (including unknown ones) before the cache starts over.
+const MAX_CACHED: usize = 10_000;
+
 /// Who is calling: the key's customer and scope.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -92,10 +95,12 @@ impl KeyCache {
             None => {
                 let owned = id.to_owned();
                 let k = inventory.read(move |c| load(c, &owned)).await?;
-                self.keys
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id.to_owned(), k.clone());
+                let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
+                if keys.len() >= MAX_CACHED {
+                    // Unknown ids probed in bulk must not grow memory without bound.
+                    keys.clear();
+                }
+                keys.insert(id.to_owned(), k.clone());
                 k
             }
         };

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::args::{Args, Struct};
 use super::fault::{ApiError, ErrorType, fail};
 use super::network::{check_nic_device, parse_ip};
-use super::vm::{POWER_DEADLINE_SECS, Vm, disk1, ensure_off, find_vm, start_async};
+use super::vm::{Vm, disk1, ensure_off, find_vm, start_async};
 use super::{Ctx, Outcome};
 use crate::net::Ipv4Net;
 
@@ -57,14 +57,7 @@ fn configure(conn: &Connection, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outc
         )
         .optional()?;
     match supported {
-        Some((true, _)) => start_async(
-            conn,
-            ctx,
-            vm,
-            "configuring",
-            POWER_DEADLINE_SECS,
-            Struct::new(),
-        ),
+        Some((true, _)) => start_async(conn, ctx, vm, "configuring", Struct::new()),
         Some((false, id)) => fail(
             ErrorType::InvalidStatus,
             format!(

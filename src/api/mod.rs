@@ -25,7 +25,7 @@ pub mod vm;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config;
 use crate::inventory::Inventory;
@@ -54,8 +54,6 @@ pub struct Outcome {
 
 pub struct Pending {
     pub previous_state: String,
-    /// Seconds the facility has to report back before the reconciler fails the request.
-    pub deadline_secs: i64,
 }
 
 pub type ReadFn = fn(&Connection, &Ctx, &Args) -> Result<Struct, ApiError>;
@@ -445,7 +443,12 @@ pub struct Api {
     pub failed_auth: Buckets<String>,
     /// Woken after a call queues an async request.
     pub jobs: Arc<Notify>,
+    /// Calls being read or run at once; bounds memory (each holds at most one body).
+    pub calls: Semaphore,
 }
+
+/// Calls in progress at once (beyond it, connections wait for a slot).
+pub const MAX_CONCURRENT_CALLS: usize = 256;
 
 impl Api {
     pub fn new(inventory: Inventory, config: config::Api, jobs: Arc<Notify>) -> Arc<Api> {
@@ -460,6 +463,7 @@ impl Api {
             config: Arc::new(config),
             keys: KeyCache::default(),
             jobs,
+            calls: Semaphore::new(MAX_CONCURRENT_CALLS),
         });
         api.follow_key_changes();
         api

@@ -101,14 +101,9 @@ pub fn run_write(
         }) => {
             conn.execute_batch("RELEASE api_call")?;
             response.insert("requestId".into(), s(&ctx.request_id));
-            let (status, finished, previous, deadline) = match &pending {
-                Some(p) => (
-                    "queued",
-                    None,
-                    Some(p.previous_state.clone()),
-                    Some(rfc3339(unix_now() + p.deadline_secs)),
-                ),
-                None => ("succeeded", Some(now.clone()), None, None),
+            let (status, finished, previous) = match &pending {
+                Some(p) => ("queued", None, Some(p.previous_state.clone())),
+                None => ("succeeded", Some(now.clone()), None),
             };
             let stored_args = if pending.is_some() {
                 encode(&args_without_token(args))
@@ -117,8 +112,8 @@ pub fn run_write(
             };
             conn.execute(
                 "INSERT INTO requests (id, customer_id, key_id, method, resource_type, resource_id, status,
-                    args, client_token, args_digest, response, previous_state, accepted_at, finished_at, deadline_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    args, client_token, args_digest, response, previous_state, accepted_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
                     ctx.request_id,
                     ctx.caller.customer_id,
@@ -133,8 +128,7 @@ pub fn run_write(
                     encode(&response),
                     previous,
                     now,
-                    finished,
-                    deadline
+                    finished
                 ],
             )?;
             inventory::audit(conn, &ctx.caller.key_id, m.name, &resource.1, "ok")?;
@@ -218,8 +212,7 @@ fn insert_failed(
     Ok(())
 }
 
-/// Records a read call (terminal at once). Runs after the answer is sent, batched by the
-/// writer's group commit.
+/// Records a read call (terminal at once), or a call refused before its body ran.
 pub fn record_read(
     conn: &Connection,
     ctx: &Ctx,

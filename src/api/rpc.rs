@@ -118,18 +118,27 @@ pub async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let body = match to_bytes(req.into_body(), api.config.body_limit_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body larger than {} bytes\n",
-                    api.config.body_limit_bytes
-                ),
-            )
-                .into_response();
-        }
+    let limit = api.config.body_limit_bytes;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {limit} bytes\n"),
+        )
+            .into_response()
+    };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return too_large();
+    }
+    let Ok(_slot) = api.calls.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
+    let Ok(body) = to_bytes(req.into_body(), limit).await else {
+        return too_large();
     };
     let started = Instant::now();
     let request_id = new_request_id();
@@ -306,7 +315,7 @@ async fn run(
     };
     let result: Result<Struct, ApiError> = match (checked, m.body) {
         (Err(e), _) => {
-            record_failure(api, ctx, m.name, e.clone());
+            record_outcome(api, ctx, m.name, Err(e.clone())).await;
             Err(e)
         }
         (Ok(args), Body::Read(f)) => {
@@ -323,7 +332,7 @@ async fn run(
                 r
             });
             let recorded = out.as_ref().map(|_| ()).map_err(Clone::clone);
-            record_outcome(api, ctx, m.name, recorded);
+            record_outcome(api, ctx, m.name, recorded).await;
             out
         }
         (Ok(args), Body::Write(f)) => {
@@ -341,28 +350,29 @@ async fn run(
     result.map(Value::Struct)
 }
 
-/// Records a read call or a refused call after answering; a failure to record is logged only.
-fn record_outcome(api: &Arc<Api>, ctx: Ctx, method: &'static str, outcome: Result<(), ApiError>) {
-    let inventory = api.inventory.clone();
-    tokio::spawn(async move {
-        let done = inventory
-            .write(move |conn| {
-                Ok(record_read(
-                    conn,
-                    &ctx,
-                    method,
-                    outcome.as_ref().map(|_| ()),
-                )?)
-            })
-            .await;
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "cannot record an API call");
-        }
-    });
-}
-
-fn record_failure(api: &Arc<Api>, ctx: Ctx, method: &'static str, e: ApiError) {
-    record_outcome(api, ctx, method, Err(e));
+/// Records a read call or a refused call before answering, so that its request id is
+/// queryable as soon as the client has it; the writer's group commit batches these.
+/// A failure to record is logged, not reported: the call itself was answered correctly.
+async fn record_outcome(
+    api: &Arc<Api>,
+    ctx: Ctx,
+    method: &'static str,
+    outcome: Result<(), ApiError>,
+) {
+    let done = api
+        .inventory
+        .write(move |conn| {
+            Ok(record_read(
+                conn,
+                &ctx,
+                method,
+                outcome.as_ref().map(|_| ()),
+            )?)
+        })
+        .await;
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "cannot record an API call");
+    }
 }
 
 fn introspect(name: &str, params: Vec<Value>) -> Result<Value, ApiError> {

@@ -14,10 +14,6 @@ use super::{Ctx, Outcome, Pending};
 use crate::inventory::record_event;
 use crate::util::now_rfc3339;
 
-/// Deadlines of the async calls (§3.3): power 10 min, init 10 min, restore 60 min.
-pub const POWER_DEADLINE_SECS: i64 = 600;
-pub const RESTORE_DEADLINE_SECS: i64 = 3600;
-
 /// The VM states of §2.1.
 pub const STATES: [&str; 8] = [
     "stopped",
@@ -410,7 +406,6 @@ pub fn start_async(
     ctx: &Ctx,
     vm: &Vm,
     to_state: &str,
-    deadline_secs: i64,
     mut response: Struct,
 ) -> Result<Outcome, ApiError> {
     conn.execute(
@@ -426,7 +421,6 @@ pub fn start_async(
         resource: ("vm", vm.public_id.clone()),
         pending: Some(Pending {
             previous_state: vm.state.clone(),
-            deadline_secs,
         }),
     })
 }
@@ -475,14 +469,7 @@ pub fn power_on_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome,
             );
         }
     }
-    start_async(
-        conn,
-        ctx,
-        &vm,
-        "starting",
-        POWER_DEADLINE_SECS,
-        Struct::new(),
-    )
+    start_async(conn, ctx, &vm, "starting", Struct::new())
 }
 
 pub fn power_off_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -498,14 +485,7 @@ pub fn power_off_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome
             ),
         );
     }
-    start_async(
-        conn,
-        ctx,
-        &vm,
-        "stopping",
-        POWER_DEADLINE_SECS,
-        Struct::new(),
-    )
+    start_async(conn, ctx, &vm, "stopping", Struct::new())
 }
 
 pub fn reset_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -520,14 +500,7 @@ pub fn reset_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, Ap
             ),
         );
     }
-    start_async(
-        conn,
-        ctx,
-        &vm,
-        "resetting",
-        POWER_DEADLINE_SECS,
-        Struct::new(),
-    )
+    start_async(conn, ctx, &vm, "resetting", Struct::new())
 }
 
 pub fn restore_image(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -577,14 +550,7 @@ pub fn restore_image(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcom
             ),
         );
     }
-    start_async(
-        conn,
-        ctx,
-        &vm,
-        "installing",
-        RESTORE_DEADLINE_SECS,
-        st([("imageId", s(image_id))]),
-    )
+    start_async(conn, ctx, &vm, "installing", st([("imageId", s(image_id))]))
 }
 
 pub fn change_vm_type(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {

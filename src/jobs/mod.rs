@@ -26,11 +26,13 @@ use crate::util::{now_rfc3339, rfc3339, unix_now};
 use complete::Outcome;
 
 /// How long the facility has for each async method (§3.3), counted from dispatch.
-pub fn deadline_secs(method: &str) -> i64 {
-    match method {
-        "restoreImage" => 3600,
-        _ => 600,
-    }
+pub fn deadline_secs(config: &config::Api, method: &str) -> i64 {
+    let secs = match method {
+        "restoreImage" => config.restore_deadline_secs,
+        "powerOnVm" | "powerOffVm" | "resetVm" => config.power_deadline_secs,
+        _ => config.init_deadline_secs,
+    };
+    i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
 /// The customer to serve next: the first after `cursor` (in id order, wrapping) that has
@@ -86,7 +88,11 @@ fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
 }
 
 /// Claims the customer's oldest queued request: `running`, deadline from now.
-fn claim(conn: &Connection, customer: i64) -> inventory::Result<Option<Dispatch>> {
+fn claim(
+    conn: &Connection,
+    config: &config::Api,
+    customer: i64,
+) -> inventory::Result<Option<Dispatch>> {
     let row = inventory::optional(conn.query_row(
         "SELECT id, method, resource_id, args FROM requests
          WHERE customer_id = ?1 AND status = 'queued' ORDER BY accepted_at, rowid LIMIT 1",
@@ -107,7 +113,7 @@ fn claim(conn: &Connection, customer: i64) -> inventory::Result<Option<Dispatch>
             params![
                 job.request_id,
                 rfc3339(now),
-                rfc3339(now + deadline_secs(&job.method))
+                rfc3339(now + deadline_secs(config, &job.method))
             ],
         )?;
         inventory::record_event(conn, "request", &job.request_id)?;
@@ -174,7 +180,12 @@ impl Engine {
                 return Ok(());
             };
             *cursor = Some(customer);
-            let Some(job) = self.inventory.write(move |c| claim(c, customer)).await? else {
+            let config = self.config.clone();
+            let Some(job) = self
+                .inventory
+                .write(move |c| claim(c, &config, customer))
+                .await?
+            else {
                 continue;
             };
             self.send(driver.clone(), job);

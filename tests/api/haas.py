@@ -70,9 +70,9 @@ def check(fn):
 def run():
     only = sys.argv[1:]
     failed = 0
-    for fn in CHECKS:
-        if only and fn.__name__ not in only:
-            continue
+    chosen = [fn for fn in CHECKS if not only or fn.__name__ in only]
+    assert chosen, f"no check named {only}"
+    for fn in chosen:
         started = time.time()
         try:
             fn()
@@ -80,5 +80,5 @@ def run():
         except Exception:
             failed += 1
             print(f"FAIL  {fn.__name__}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(CHECKS) - failed} passed, {failed} failed")
+    print(f"{len(chosen) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -179,9 +179,9 @@ impl Appliance {
         }
     }
 
-    /// Runs `python3 tests/api/<script> ARGS` with the appliance's URLs and keys in the
-    /// environment; returns its output (the caller asserts on it).
-    pub fn python(&self, script: &str, args: &[&str]) -> Output {
+    /// Runs `python3 tests/api/<script> ARGS` with the appliance's URLs and keys (and `env`)
+    /// in the environment; the script must succeed. Returns its stdout, also printed.
+    pub fn python_env(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
         let mut cmd = Command::new("python3");
         cmd.arg(scripts().join(script))
             .args(args)
@@ -195,12 +195,10 @@ impl Appliance {
         for (name, key) in &self.keys {
             cmd.env(format!("NHN_KEY_{}", name.to_uppercase()), key);
         }
-        cmd.output().expect("run python3")
-    }
-
-    /// Runs a script that must succeed, printing its output either way.
-    pub fn python_ok(&self, script: &str, args: &[&str]) -> String {
-        let out = self.python(script, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run python3");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr);
         println!("{stdout}{stderr}");
@@ -210,6 +208,10 @@ impl Appliance {
             tail(&self.log(), 60)
         );
         stdout
+    }
+
+    pub fn python_ok(&self, script: &str, args: &[&str]) -> String {
+        self.python_env(script, args, &[])
     }
 
     /// The inventory, read directly (for assertions on what DHCP and the switch planner see).
