@@ -20,9 +20,11 @@ use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
 use quick_xml::events::Event;
 
 use super::args::{Args, Struct, s};
+use super::auth::{KeyCache, Signed};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::{new_request_id, record_read, run_write};
 use super::{Api, Body, Ctx, METHODS, method};
+use crate::util::unix_now;
 
 const INTROSPECTION: [&str; 3] = [
     "system.listMethods",
@@ -134,6 +136,8 @@ pub async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
     if announced.is_some_and(|n| n > limit) {
         return too_large();
     }
+    let signed = Signed::from_headers(req.headers());
+    let path = req.uri().path().to_owned();
     let Ok(_slot) = api.calls.acquire().await else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
@@ -142,7 +146,13 @@ pub async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
     };
     let started = Instant::now();
     let request_id = new_request_id();
-    let (name, result) = call(&api, peer, &body, &request_id).await;
+    let from = Origin {
+        peer,
+        signed,
+        path,
+        body: &body,
+    };
+    let (name, result) = call(&api, &from, &request_id).await;
     let label = name.unwrap_or("invalid");
     let outcome = match &result {
         Ok(_) => "ok",
@@ -170,11 +180,10 @@ pub async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
 /// metrics) once known.
 async fn call(
     api: &Arc<Api>,
-    peer: Option<IpAddr>,
-    body: &[u8],
+    from: &Origin<'_>,
     request_id: &str,
 ) -> (Option<&'static str>, Result<Value, ApiError>) {
-    let text = match std::str::from_utf8(body) {
+    let text = match std::str::from_utf8(from.body) {
         Ok(t) => t,
         Err(e) => {
             return (
@@ -217,7 +226,7 @@ async fn call(
     let _entered = span.enter();
     (
         Some(m.name),
-        run(api, peer, m, call.params, request_id).await,
+        run(api, from, m, call.params, request_id).await,
     )
 }
 
@@ -228,9 +237,17 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// Where a call came from: the peer, mode B headers, the path and the raw body.
+struct Origin<'a> {
+    peer: Option<IpAddr>,
+    signed: Option<Signed>,
+    path: String,
+    body: &'a [u8],
+}
+
 async fn run(
     api: &Arc<Api>,
-    peer: Option<IpAddr>,
+    from: &Origin<'_>,
     m: &'static super::Method,
     params: Vec<Value>,
     request_id: &str,
@@ -261,17 +278,30 @@ async fn run(
             );
         }
     };
+    let peer = from.peer;
+    let signed = from.signed.as_ref().filter(|_| auth.is_empty());
     let ip_key = format!("ip:{}", peer.map(|p| p.to_string()).unwrap_or_default());
     let key_key = format!(
         "key:{}",
-        super::auth::KeyCache::key_id(&auth).unwrap_or_default()
+        match signed {
+            Some(s) => s.key_id.as_str(),
+            None => KeyCache::key_id(&auth).unwrap_or_default(),
+        }
     );
     for k in [&ip_key, &key_key] {
         if let Err(secs) = api.failed_auth.check(k) {
             return Err(rate_limited("too many failed authentications", secs));
         }
     }
-    let caller = match api.keys.verify(&api.inventory, &auth).await {
+    let verified = match signed {
+        Some(s) => {
+            api.keys
+                .verify_signed(&api.inventory, s, &from.path, from.body, unix_now())
+                .await
+        }
+        None => api.keys.verify(&api.inventory, &auth).await,
+    };
+    let caller = match verified {
         Ok(c) => c,
         Err(e) => {
             let _ = api.failed_auth.take(&ip_key);

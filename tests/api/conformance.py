@@ -7,6 +7,8 @@ id, quotas, clientToken replay and conflict, and scopes. Run by tests/api.rs; a 
 command line runs only that check.
 """
 import base64
+import hashlib
+import hmac
 import http.client
 import time
 import urllib.parse
@@ -70,6 +72,39 @@ def authentication_failures_are_fault_100():
     kid = key("acme_full").split(":")[0]
     fault(100, Client(auth=kid + ":wrong").getVmList)
     fault(100, lambda: xmlrpc.client.ServerProxy(URL).getVmList())
+
+
+class SignedTransport(xmlrpc.client.Transport):
+    """Mode B: the secret never travels; each request carries an HMAC over path, expiry and body."""
+
+    def __init__(self, kid, secret, expire_in=300, sign_body=None):
+        super().__init__()
+        self.kid, self.secret, self.expire_in, self.sign_body = kid, secret, expire_in, sign_body
+
+    def send_request(self, host, handler, request_body, debug):
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + self.expire_in))
+        body = self.sign_body if self.sign_body is not None else request_body
+        msg = f"POST\n{handler}\n{expire}\n{hashlib.sha256(body).hexdigest()}"
+        sig = base64.b64encode(hmac.new(self.secret.encode(), msg.encode(), hashlib.sha256).digest()).decode()
+        self.signature = [("X-Haas-Expire", expire), ("X-Haas-SignatureVersion", "2"),
+                          ("Authorization", f"HAAS {self.kid}:{sig}")]
+        return super().send_request(host, handler, request_body, debug)
+
+    def send_headers(self, connection, headers):
+        super().send_headers(connection, headers + self.signature)
+
+
+@check
+def signed_requests_authenticate_without_sending_the_secret():
+    kid, secret = key("acme_full").split(":")
+    signed = xmlrpc.client.ServerProxy(URL, transport=SignedTransport(kid, secret))
+    vm = signed.allocateVm("", {"vmType": "V10"})["vmId"]
+    assert signed.getVmInfo("", {"vmId": vm})["vm"]["vmId"] == vm
+    for transport in (SignedTransport(kid, "nhns_" + "0" * 64), SignedTransport(kid, secret, expire_in=-60),
+                      SignedTransport(kid, secret, expire_in=3 * 86400), SignedTransport(kid, secret, sign_body=b"x"),
+                      SignedTransport("AKNOSUCHKEY", secret)):
+        fault(100, lambda: xmlrpc.client.ServerProxy(URL, transport=transport).getVmList("", {}))
+    signed.deallocateVm("", {"vmId": vm})
 
 
 @check
