@@ -131,6 +131,11 @@ pub async fn run(config: Config) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!(e))?;
     let engine_task = tokio::spawn(engine.run(stopping.clone()));
+    let call_log_task = tokio::spawn(
+        api.call_log
+            .clone()
+            .run(inventory.clone(), stopping.clone()),
+    );
     let internal_task = tokio::spawn(internal::serve(
         internal_listener,
         internal,
@@ -167,6 +172,7 @@ pub async fn run(config: Config) -> Result<()> {
         tracing::warn!("HTTP connections did not finish within the grace period; closing them");
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, engine_task).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, call_log_task).await;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, internal_task).await;
     upkeep.abort();
     if let Some(server) = dhcp_server {

@@ -3,12 +3,25 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::api::{Appliance, Options};
 
 #[test]
 fn conformance_suite_passes_with_python_xmlrpc_client() {
     let app = Appliance::start(Options::default());
     app.python_ok("conformance.py", &[]);
+    // Read calls are recorded in batches; they reach the table within moments.
+    let flushed = support::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        app.db()
+            .query_row(
+                "SELECT COUNT(*) FROM requests WHERE method = 'getImageList' AND status = 'succeeded'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .is_ok_and(|n| n >= 1)
+    });
+    assert!(flushed, "read calls never reached the requests table");
 }
 
 fn keys_of(app: &Appliance) -> Vec<String> {

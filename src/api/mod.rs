@@ -10,6 +10,7 @@
 
 pub mod args;
 pub mod auth;
+pub mod calllog;
 pub mod fault;
 pub mod init;
 pub mod internal;
@@ -31,6 +32,7 @@ use crate::config;
 use crate::inventory::Inventory;
 use args::{Args, Struct};
 use auth::{Caller, KeyCache};
+use calllog::CallLog;
 use fault::ApiError;
 use keys::Scope;
 use limit::Buckets;
@@ -41,6 +43,8 @@ pub struct Ctx {
     /// This call's request id (also the id of the async request it creates).
     pub request_id: String,
     pub config: Arc<config::Api>,
+    /// Read calls recorded but not yet written (for getRequestIdInfo).
+    pub call_log: Arc<CallLog>,
 }
 
 /// What a write body did. `pending` makes the call async: its request row is inserted as
@@ -445,6 +449,8 @@ pub struct Api {
     pub jobs: Arc<Notify>,
     /// Calls being read or run at once; bounds memory (each holds at most one body).
     pub calls: Semaphore,
+    /// Records of read and refused calls, written in batches.
+    pub call_log: Arc<CallLog>,
 }
 
 /// Calls in progress at once (beyond it, connections wait for a slot).
@@ -464,6 +470,7 @@ impl Api {
             keys: KeyCache::default(),
             jobs,
             calls: Semaphore::new(MAX_CONCURRENT_CALLS),
+            call_log: Arc::new(CallLog::default()),
         });
         api.follow_key_changes();
         api

@@ -66,7 +66,13 @@ pub fn get_image_info(conn: &Connection, _ctx: &Ctx, args: &Args) -> Result<Stru
 }
 
 pub fn get_request_id_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
-    let info = request_info(conn, ctx.caller.customer_id, args.str("requestId")?)?;
+    let id = args.str("requestId")?;
+    let info = match request_info(conn, ctx.caller.customer_id, id) {
+        Err(e) if e.kind == ErrorType::NotFound => {
+            ctx.call_log.info(id, ctx.caller.customer_id).ok_or(e)?
+        }
+        other => other?,
+    };
     Ok(st([("request", Value::Struct(info))]))
 }
 

@@ -195,42 +195,21 @@ fn insert_failed(
     e: &ApiError,
     now: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO requests (id, customer_id, key_id, method, status, error_type, error_message,
             accepted_at, finished_at)
          VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6, ?7, ?7)",
-        params![
-            ctx.request_id,
-            ctx.caller.customer_id,
-            ctx.caller.key_id,
-            method,
-            e.kind.as_str(),
-            e.message,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        ctx.request_id,
+        ctx.caller.customer_id,
+        ctx.caller.key_id,
+        method,
+        e.kind.as_str(),
+        e.message,
+        now
+    ])?;
     Ok(())
-}
-
-/// Records a read call (terminal at once), or a call refused before its body ran.
-pub fn record_read(
-    conn: &Connection,
-    ctx: &Ctx,
-    method: &str,
-    outcome: Result<(), &ApiError>,
-) -> rusqlite::Result<()> {
-    let now = now_rfc3339();
-    match outcome {
-        Ok(()) => {
-            conn.execute(
-                "INSERT INTO requests (id, customer_id, key_id, method, status, accepted_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, 'succeeded', ?5, ?5)",
-                params![ctx.request_id, ctx.caller.customer_id, ctx.caller.key_id, method, now],
-            )?;
-            Ok(())
-        }
-        Err(e) => insert_failed(conn, ctx, method, e, &now),
-    }
 }
 
 /// The `RequestInfo` struct of getRequestIdInfo, for the caller's own request.
