@@ -11,6 +11,7 @@
 pub mod args;
 pub mod auth;
 pub mod calllog;
+pub mod encode;
 pub mod fault;
 pub mod init;
 pub mod internal;

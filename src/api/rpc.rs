@@ -16,14 +16,14 @@ use axum::body::{Body as HttpBody, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
+use dxr::{FaultResponse, MethodCall, Value};
 use quick_xml::events::Event;
 
 use super::args::{Args, Struct, s};
 use super::auth::{KeyCache, Signed};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::{new_request_id, run_write};
-use super::{Api, Body, Ctx, METHODS, method};
+use super::{Api, Body, Ctx, METHODS, encode, method};
 use crate::util::unix_now;
 
 const INTROSPECTION: [&str; 3] = [
@@ -162,16 +162,7 @@ pub async fn handle(State(api): State<Arc<Api>>, req: Request) -> Response {
     metrics::histogram!("nhn_api_call_seconds", "method" => label)
         .record(started.elapsed().as_secs_f64());
     match result {
-        Ok(value) => match (MethodResponse { value }).to_xml() {
-            Ok(xml) => xml_response(xml, Some(&request_id)),
-            Err(e) => {
-                tracing::error!(%request_id, error = %e, "cannot encode a response");
-                fault_response(
-                    &ApiError::new(ErrorType::InternalError, "cannot encode the response"),
-                    Some(&request_id),
-                )
-            }
-        },
+        Ok(value) => xml_response(encode::response(&value), Some(&request_id)),
         Err(e) => fault_response(&e, Some(&request_id)),
     }
 }
