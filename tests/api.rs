@@ -188,3 +188,16 @@ fn fairness_one_request_of_b_is_not_stuck_behind_200_of_a() {
         "{out}"
     );
 }
+
+#[test]
+fn a_key_revoked_from_the_cli_stops_working_while_serving() {
+    let app = Appliance::start(Options::default());
+    let id = app.keys["acme_operate"]
+        .split(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    app.python_ok("conformance.py", &["scopes_limit_what_a_key_may_call"]);
+    app.nhn.ok(&["key", "revoke", &id]);
+    app.python_ok("scenarios.py", &["a_revoked_key_is_refused"]);
+}

@@ -105,5 +105,21 @@ def one_customers_single_request_is_not_stuck_behind_anothers_200():
     assert b_latency < 4 * delay + 0.5, f"B took {b_latency:.2f}s"
 
 
+@check
+def a_revoked_key_is_refused():
+    """Run after `nhn key revoke` of the acme_operate key (tests/api.rs)."""
+    operate = Client("acme_operate")
+    deadline = time.time() + 5
+    while True:
+        try:
+            operate.getVmList()
+        except xmlrpc.client.Fault as f:
+            assert f.faultCode == 100, f
+            break
+        assert time.time() < deadline, "the revoked key still works after 5 s"
+        time.sleep(0.1)
+    assert acme.getVmList()["totalCount"] >= 0  # the customer's other keys still work
+
+
 if __name__ == "__main__":
     run()
