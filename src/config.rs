@@ -18,6 +18,7 @@ pub struct Config {
     /// Where the inventory (`nhn.db`), volumes and generated boot files live.
     pub data_dir: PathBuf,
     pub http: Http,
+    pub api: Api,
     pub log: Log,
     pub dhcp: Dhcp,
     pub tftp: Tftp,
@@ -34,6 +35,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./nhn-data"),
             http: Http::default(),
+            api: Api::default(),
             log: Log::default(),
             dhcp: Dhcp::default(),
             tftp: Tftp::default(),
@@ -195,6 +197,87 @@ impl Default for Http {
     fn default() -> Self {
         Http {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// The HaaS XML-RPC API (`POST /RPC2` on the HTTP listener) and its job engine
+/// (HAAS-API.md §3). The defaults are the contract's; the internal listener stays on loopback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Api {
+    /// Largest accepted request body; bigger ones get HTTP 413 before any parsing.
+    pub body_limit_bytes: usize,
+    /// Deepest element nesting accepted in a request (a struct in an array is 5 levels).
+    pub max_xml_depth: usize,
+    /// Token bucket per customer for allocate/deallocate/change*/async calls.
+    pub mutating_per_second: u32,
+    pub mutating_burst: u32,
+    /// Token bucket per customer for get* calls (and every other call).
+    pub read_per_second: u32,
+    pub read_burst: u32,
+    /// Failed authentications allowed per source address (and per key id) before throttling,
+    /// refilled at `auth_failures_per_minute`.
+    pub auth_failures_burst: u32,
+    pub auth_failures_per_minute: u32,
+    /// Async requests per customer running at the facility at once.
+    pub max_in_flight: u32,
+    /// Async requests per customer waiting to run; beyond it fault 720.
+    pub max_queued: u32,
+    /// Async requests running at the facility at once, over all customers.
+    pub workers: u32,
+    /// Where the job engine dispatches async requests (XML-RPC `dispatchRequest` over HTTP,
+    /// served by `nhn agent` or the facility driver). Empty: requests stay queued.
+    pub facility_url: String,
+    /// The internal listener for the facility's `reportRequestResult` callbacks; never the
+    /// customer port.
+    pub internal_listen: SocketAddr,
+    /// SHA-256 (hex) of the facility's credential for the internal listener, e.g.
+    /// `printf %s "$SECRET" | sha256sum`. Empty: the internal listener refuses every call.
+    pub facility_credential_sha256: String,
+    /// How long terminal requests stay queryable with getRequestIdInfo.
+    pub request_retention_days: u32,
+    /// How often the reconciler looks for requests past their deadline.
+    pub reconcile_interval_secs: u64,
+    /// How long the facility has to report a request, from dispatch: power on/off/reset,
+    /// Init* calls, restoreImage. Past it the request fails with Timeout and the VM is `error`.
+    pub power_deadline_secs: u64,
+    pub init_deadline_secs: u64,
+    pub restore_deadline_secs: u64,
+    /// The guest files `writeFile` may write (the operator's whitelist).
+    pub write_file_paths: Vec<String>,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            body_limit_bytes: 1 << 20,
+            max_xml_depth: 24,
+            mutating_per_second: 2,
+            mutating_burst: 10,
+            read_per_second: 10,
+            read_burst: 40,
+            auth_failures_burst: 10,
+            auth_failures_per_minute: 10,
+            max_in_flight: 4,
+            max_queued: 50,
+            workers: 32,
+            facility_url: String::new(),
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            facility_credential_sha256: String::new(),
+            request_retention_days: 7,
+            reconcile_interval_secs: 30,
+            power_deadline_secs: 600,
+            init_deadline_secs: 600,
+            restore_deadline_secs: 3600,
+            write_file_paths: [
+                "/etc/hosts",
+                "/etc/ntp.conf",
+                "/etc/sysconfig/clock",
+                "/etc/rc.d/rc.local",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

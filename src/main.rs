@@ -50,6 +50,9 @@ enum Command {
         /// Override [http] listen, e.g. 0.0.0.0:8080.
         #[arg(long, value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
+        /// Override [api] internal_listen (facility callbacks), e.g. 127.0.0.1:8081.
+        #[arg(long, value_name = "ADDR:PORT")]
+        internal_listen: Option<std::net::SocketAddr>,
     },
     /// Show the configuration.
     #[command(subcommand)]
@@ -286,9 +289,15 @@ fn run(cli: Cli) -> Result<()> {
         config.data_dir = dir;
     }
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            internal_listen,
+        } => {
             if let Some(listen) = listen {
                 config.http.listen = listen;
+            }
+            if let Some(addr) = internal_listen {
+                config.api.internal_listen = addr;
             }
             let level = config.log.level.clone();
             init_logging(&config, &level);

@@ -12,13 +12,18 @@ use anyhow::{Context, Result, bail};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
+use crate::api::Api;
+use crate::api::internal::{self, Internal};
 use crate::boot::files::BootRoot;
 use crate::config::Config;
 use crate::dhcp;
+use crate::facility::Driver;
+use crate::facility::http::HttpDriver;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
+use crate::jobs::Engine;
 use crate::switch::reconciler;
 use crate::switch::templates::Templates;
 use crate::tftp;
@@ -117,6 +122,41 @@ pub async fn run(config: Config) -> Result<()> {
             }
         })
     };
+    let internal_listener = TcpListener::bind(config.api.internal_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for facility callbacks; set [api] internal_listen to a free local address",
+                config.api.internal_listen
+            )
+        })?;
+    let jobs = Arc::new(Notify::new());
+    let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone());
+    let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
+        None
+    } else {
+        let d = HttpDriver::new(&config.api.facility_url)
+            .map_err(|e| anyhow::anyhow!("[api] facility_url: {e}"))?;
+        Some(Arc::new(d))
+    };
+    let engine = Engine::new(inventory.clone(), api.config.clone(), driver, jobs);
+    let internal = Internal::new(
+        engine.clone(),
+        &config.api.facility_credential_sha256,
+        config.api.max_xml_depth,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let engine_task = tokio::spawn(engine.run(stopping.clone()));
+    let call_log_task = tokio::spawn(
+        api.call_log
+            .clone()
+            .run(inventory.clone(), stopping.clone()),
+    );
+    let internal_task = tokio::spawn(internal::serve(
+        internal_listener,
+        internal,
+        stopping.clone(),
+    ));
     let mut http = tokio::spawn(http::serve(
         listener,
         AppState {
@@ -124,6 +164,7 @@ pub async fn run(config: Config) -> Result<()> {
             metrics,
             boot_root: boot_root.clone(),
             boot: Arc::new(config.boot.clone()),
+            api,
         },
         stopping.clone(),
     ));
@@ -153,6 +194,9 @@ pub async fn run(config: Config) -> Result<()> {
             "switch sessions did not finish within the grace period; their intents stay queued"
         );
     }
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, engine_task).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, call_log_task).await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, internal_task).await;
     upkeep.abort();
     if let Some(server) = dhcp_server {
         tokio::task::spawn_blocking(move || server.stop()).await?;

@@ -65,6 +65,8 @@ fn scripts_and_files_are_served_over_http() {
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--internal-listen",
+            "127.0.0.1:0",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -31,10 +31,13 @@ fn serve_in_a_namespace_answers_another_namespace_and_stops_on_sigterm() {
     client.addr("eth0", "10.77.0.2/24");
 
     let mut serve = appliance.cmd(env!("CARGO_BIN_EXE_nhn"));
-    serve
-        .arg("--data-dir")
-        .arg(nhn.dir())
-        .args(["serve", "--listen", "10.77.0.1:8080"]);
+    serve.arg("--data-dir").arg(nhn.dir()).args([
+        "serve",
+        "--listen",
+        "10.77.0.1:8080",
+        "--internal-listen",
+        "127.0.0.1:0",
+    ]);
     let proc = lab.spawn("nhn-serve", serve);
 
     let curl = |path: &str| {
@@ -97,7 +100,13 @@ fn serve_in_a_namespace_answers_another_namespace_and_stops_on_sigterm() {
 /// Starts `nhn serve` on loopback with an ephemeral port; waits until it holds the data dir.
 fn start_serve(nhn: &Nhn) -> Serving {
     let child = nhn
-        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,6 +1,6 @@
-//! The HTTP listener: `/healthz`, `/metrics` (Prometheus text), `/`, a small status page, and
-//! `/boot/*`: per-machine iPXE scripts (`/boot/<mac>.ipxe`) and the boot directory's files
-//! (kernels, initrds) with Range support. Later slices mount `/RPC2` (the HaaS API) here.
+//! The HTTP listener: `/RPC2` (the HaaS XML-RPC API, see `api::rpc`), `/healthz`, `/metrics`
+//! (Prometheus text), `/`, a small status page, and `/boot/*`: per-machine iPXE scripts
+//! (`/boot/<mac>.ipxe`) and the boot directory's files (kernels, initrds) with Range support.
 
 mod status;
 
@@ -11,13 +11,14 @@ use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use tower::ServiceExt;
 
+use crate::api::{Api, rpc};
 use crate::boot::files::{BootRoot, FileError};
 use crate::boot::script;
 use crate::config;
@@ -29,15 +30,20 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub boot_root: Arc<BootRoot>,
     pub boot: Arc<config::Boot>,
+    pub api: Arc<Api>,
 }
 
 pub fn router(state: AppState) -> Router {
+    let rpc = Router::new()
+        .route("/RPC2", post(rpc::handle).fallback(rpc::not_post))
+        .with_state(state.api.clone());
     Router::new()
         .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/boot/{*path}", get(boot_file))
         .with_state(state)
+        .merge(rpc)
 }
 
 /// Serves until `shutdown` turns true, then finishes in-flight requests and returns.
@@ -48,11 +54,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "HTTP listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
+    .await
 }
 
 fn internal_error(e: impl std::fmt::Display) -> Response {

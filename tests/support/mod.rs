@@ -20,6 +20,7 @@
 //! <reason>` and the test passes, except under `CI=true`, where the test fails instead.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod cli;
 pub mod switchlab;
 

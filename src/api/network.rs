@@ -1,0 +1,753 @@
+//! Network methods (HAAS-API.md §2.2). `allocateNetwork` takes a VLAN from the operator's VLAN
+//! pools (L2EX, L3EX), a prefix from the L3EX prefix pool, or hands out the customer's handle
+//! to the shared L3SH segment; `allocateIpAddress` takes L3SH addresses from the shared pool;
+//! `attachNetwork` creates the VM's NIC with a unique locally administered MAC. These rows are
+//! what DHCP and the switch planner read.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use dxr::Value;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::args::{Args, Struct, int, s, st};
+use super::fault::{ApiError, ErrorType, fail};
+use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
+use super::{Ctx, Outcome};
+use crate::inventory::record_event;
+use crate::net::Ipv4Net;
+use crate::util::now_rfc3339;
+
+/// The customer network kinds.
+pub const KINDS: [&str; 3] = ["L2EX", "L3EX", "L3SH"];
+
+/// A customer network row.
+pub struct Network {
+    pub id: i64,
+    pub public_id: String,
+    pub kind: String,
+    pub subnet: Option<String>,
+    pub ip_pool_id: Option<i64>,
+}
+
+/// The caller's network; infrastructure networks and other customers' are NotFound.
+pub fn find_network(conn: &Connection, ctx: &Ctx, public_id: &str) -> Result<Network, ApiError> {
+    conn.query_row(
+        "SELECT id, public_id, kind, subnet, ip_pool_id FROM networks
+         WHERE public_id = ?1 AND customer_id = ?2 AND kind != 'infra'",
+        params![public_id, ctx.caller.customer_id],
+        |r| {
+            Ok(Network {
+                id: r.get(0)?,
+                public_id: r.get(1)?,
+                kind: r.get(2)?,
+                subnet: r.get(3)?,
+                ip_pool_id: r.get(4)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("network {public_id}")))
+}
+
+pub fn check_nic_device(device: &str) -> Result<(), ApiError> {
+    if device != "NET1" && device != "NET2" {
+        return fail(
+            ErrorType::ParameterError,
+            format!("device {device:?}: use \"NET1\" or \"NET2\""),
+        );
+    }
+    Ok(())
+}
+
+pub fn parse_ip(name: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorType::ParameterError,
+            format!("{name} {text:?} is not an IPv4 address"),
+        )
+    })
+}
+
+pub fn get_network_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+    let (offset, limit) = args.page()?;
+    let kind = args.opt_str("networkType")?;
+    if let Some(k) = kind
+        && !KINDS.contains(&k)
+    {
+        return fail(
+            ErrorType::ParameterError,
+            format!("networkType {k:?}: use L2EX, L3EX or L3SH"),
+        );
+    }
+    let total: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind != 'infra' AND (?2 IS NULL OR kind = ?2)",
+        params![ctx.caller.customer_id, kind],
+        |r| r.get(0),
+    )?;
+    let list = conn
+        .prepare_cached(
+            "SELECT public_id, kind, COALESCE(subnet, ''), comment FROM networks
+             WHERE customer_id = ?1 AND kind != 'infra' AND (?2 IS NULL OR kind = ?2)
+             ORDER BY id LIMIT ?3 OFFSET ?4",
+        )?
+        .query_map(params![ctx.caller.customer_id, kind, limit, offset], |r| {
+            Ok(Value::Struct(st([
+                ("networkId", s(r.get::<_, String>(0)?)),
+                ("networkType", s(r.get::<_, String>(1)?)),
+                ("subnet", s(r.get::<_, String>(2)?)),
+                ("comment", s(r.get::<_, String>(3)?)),
+            ])))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(st([
+        ("totalCount", int(total)),
+        ("networkList", Value::Array(list)),
+    ]))
+}
+
+pub fn get_network_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+    let net = find_network(conn, ctx, args.str("networkId")?)?;
+    let (gateway, comment, created): (Option<String>, String, String) = conn.query_row(
+        "SELECT gateway, comment, created_at FROM networks WHERE id = ?1",
+        [net.id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let prefix_len = net
+        .subnet
+        .as_deref()
+        .and_then(|p| p.parse::<Ipv4Net>().ok())
+        .map_or(0, |p| i64::from(p.prefix_len()));
+    let attachments = conn
+        .prepare_cached(
+            "SELECT v.public_id, n.device FROM nics n JOIN vms v ON v.id = n.vm_id
+             WHERE n.network_id = ?1 ORDER BY v.public_id, n.device",
+        )?
+        .query_map([net.id], |r| {
+            Ok(Value::Struct(st([
+                ("vmId", s(r.get::<_, String>(0)?)),
+                ("device", s(r.get::<_, String>(1)?)),
+            ])))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut info = st([
+        ("networkId", s(&net.public_id)),
+        ("networkType", s(&net.kind)),
+        ("subnet", s(net.subnet.clone().unwrap_or_default())),
+        ("gateway", s(gateway.unwrap_or_default())),
+        ("prefixLength", int(prefix_len)),
+        ("attachments", Value::Array(attachments)),
+        ("comment", s(comment)),
+        ("createdAt", s(created)),
+    ]);
+    if net.kind == "L3SH" {
+        let addrs = conn
+            .prepare_cached(
+                "SELECT a.address, COALESCE(v.public_id, ''), COALESCE(n.device, '')
+                 FROM ip_addresses a LEFT JOIN nics n ON n.id = a.nic_id LEFT JOIN vms v ON v.id = n.vm_id
+                 WHERE a.network_id = ?1 ORDER BY a.id",
+            )?
+            .query_map([net.id], |r| {
+                Ok(Value::Struct(st([
+                    ("ipAddress", s(r.get::<_, String>(0)?)),
+                    ("vmId", s(r.get::<_, String>(1)?)),
+                    ("device", s(r.get::<_, String>(2)?)),
+                ])))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        info.insert("ipAddresses".into(), Value::Array(addrs));
+    }
+    Ok(st([("network", Value::Struct(info))]))
+}
+
+fn quota_column(kind: &str) -> &'static str {
+    match kind {
+        "L2EX" => "networks_l2ex",
+        "L3EX" => "networks_l3ex",
+        _ => "networks_l3sh",
+    }
+}
+
+/// The lowest VLAN of any customer VLAN pool that no network uses.
+fn free_vlan(conn: &Connection) -> Result<(i64, i64), ApiError> {
+    let used: HashSet<i64> = conn
+        .prepare("SELECT vlan FROM networks WHERE vlan IS NOT NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let pools: Vec<(i64, i64, i64)> = conn
+        .prepare("SELECT id, first_vlan, last_vlan FROM vlan_pools ORDER BY first_vlan")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (pool, first, last) in pools {
+        if let Some(v) = (first..=last).find(|v| !used.contains(v)) {
+            return Ok((pool, v));
+        }
+    }
+    fail(
+        ErrorType::ResourceExhausted,
+        "no free VLAN in the operator's VLAN pools; try later or ask the operator",
+    )
+}
+
+/// A free prefix of length `len` from an L3EX pool: `(pool id, subnet, gateway)`.
+fn free_prefix(conn: &Connection, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Addr), ApiError> {
+    let pools: Vec<(i64, String, Option<String>, Option<i64>)> = conn
+        .prepare("SELECT id, prefix, gateway, default_prefix_length FROM ip_pools WHERE kind = 'L3EX' ORDER BY id")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if pools.is_empty() {
+        return fail(
+            ErrorType::ResourceExhausted,
+            "the operator has no L3EX prefix pool",
+        );
+    }
+    let taken: Vec<Ipv4Net> = conn
+        .prepare(
+            "SELECT subnet FROM networks WHERE subnet IS NOT NULL AND kind IN ('L3EX', 'infra')",
+        )?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter_map(|r| r.ok().and_then(|p| p.parse().ok()))
+        .collect();
+    for (pool, prefix, gateway, default_len) in pools {
+        let Ok(pool_net) = prefix.parse::<Ipv4Net>() else {
+            continue;
+        };
+        let want = len.or(default_len).unwrap_or(29);
+        if !(i64::from(pool_net.prefix_len())..=30).contains(&want) {
+            return fail(
+                ErrorType::ParameterError,
+                format!(
+                    "prefixLength {want}: must be between {} and 30 for the pool {prefix}",
+                    pool_net.prefix_len()
+                ),
+            );
+        }
+        let want = want as u8;
+        let pool_gw: Option<Ipv4Addr> = gateway.and_then(|g| g.parse().ok());
+        let step = 1u64 << (32 - u32::from(want));
+        let start = u64::from(u32::from(pool_net.network()));
+        let end = u64::from(u32::from(pool_net.broadcast()));
+        let mut at = start;
+        while at + step - 1 <= end {
+            let Ok(cand) = Ipv4Net::new(Ipv4Addr::from(at as u32), want) else {
+                break;
+            };
+            let hits_gateway = pool_gw.is_some_and(|g| cand.contains(g));
+            if !hits_gateway && !taken.iter().any(|t| t.overlaps(&cand)) {
+                let gw = Ipv4Addr::from(u32::from(cand.network()) + 1);
+                return Ok((pool, cand, gw));
+            }
+            at += step;
+        }
+    }
+    fail(
+        ErrorType::ResourceExhausted,
+        "no free prefix of that size in the L3EX pool; try a longer prefixLength or later",
+    )
+}
+
+pub fn allocate_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let kind = args.str("networkType")?;
+    let prefix_len = args.opt_int("prefixLength")?;
+    let comment = args.opt_str("comment")?.unwrap_or("");
+    check_comment(comment)?;
+    if !KINDS.contains(&kind) {
+        return fail(
+            ErrorType::ParameterError,
+            format!("networkType {kind:?}: use L2EX, L3EX or L3SH"),
+        );
+    }
+    if prefix_len.is_some() && kind != "L3EX" {
+        return fail(
+            ErrorType::ParameterError,
+            "prefixLength applies to L3EX networks only",
+        );
+    }
+    let col = quota_column(kind);
+    let (used, limit): (i64, Option<i64>) = conn.query_row(
+        &format!(
+            "SELECT (SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind = ?2),
+                    (SELECT {col} FROM quotas WHERE customer_id = ?1)"
+        ),
+        params![ctx.caller.customer_id, kind],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let limit = limit.unwrap_or(0);
+    if used >= limit {
+        return fail(
+            ErrorType::QuotaExceeded,
+            format!(
+                "networks.{kind}: you have {used} of {limit}; deallocate one or ask the operator"
+            ),
+        );
+    }
+    let id = new_public_id(conn, "net", "networks")?;
+    let now = now_rfc3339();
+    let (vlan, vlan_pool, ip_pool, subnet, gateway): (
+        i64,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    ) = match kind {
+        "L2EX" => {
+            let (pool, vlan) = free_vlan(conn)?;
+            (vlan, Some(pool), None, None, None)
+        }
+        "L3EX" => {
+            let (ip_pool, subnet, gw) = free_prefix(conn, prefix_len)?;
+            let (pool, vlan) = free_vlan(conn)?;
+            (
+                vlan,
+                Some(pool),
+                Some(ip_pool),
+                Some(subnet.to_string()),
+                Some(gw.to_string()),
+            )
+        }
+        _ => {
+            let shared: Option<(i64, String, Option<String>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT id, prefix, gateway, vlan FROM ip_pools WHERE kind = 'L3SH' ORDER BY id LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((pool, prefix, gateway, Some(vlan))) = shared else {
+                return fail(
+                    ErrorType::ResourceExhausted,
+                    "the operator has no L3SH segment (an L3SH ip_pool with a VLAN)",
+                );
+            };
+            (vlan, None, Some(pool), Some(prefix), gateway)
+        }
+    };
+    conn.execute(
+        "INSERT INTO networks (public_id, name, kind, customer_id, vlan, vlan_pool_id, ip_pool_id, subnet, gateway, comment, created_at)
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![id, kind, ctx.caller.customer_id, vlan, vlan_pool, ip_pool, subnet, gateway, comment, now],
+    )?;
+    record_event(conn, "network", &id)?;
+    Ok(Outcome {
+        response: st([
+            ("networkId", s(&id)),
+            ("networkType", s(kind)),
+            ("subnet", s(subnet.unwrap_or_default())),
+            ("gateway", s(gateway.unwrap_or_default())),
+        ]),
+        resource: ("network", id),
+        pending: None,
+    })
+}
+
+pub fn deallocate_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let net = find_network(conn, ctx, args.str("networkId")?)?;
+    let (attached, addresses): (i64, i64) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM nics WHERE network_id = ?1),
+                (SELECT COUNT(*) FROM ip_addresses WHERE network_id = ?1)",
+        [net.id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if attached > 0 {
+        return fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "network {} is attached to {attached} NIC(s); detachNetwork first",
+                net.public_id
+            ),
+        );
+    }
+    if addresses > 0 {
+        return fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "network {} still has {addresses} allocated address(es); deallocateIpAddress them first",
+                net.public_id
+            ),
+        );
+    }
+    conn.execute("DELETE FROM networks WHERE id = ?1", [net.id])?;
+    record_event(conn, "network", &net.public_id)?;
+    Ok(Outcome {
+        response: st([("networkId", s(&net.public_id))]),
+        resource: ("network", net.public_id),
+        pending: None,
+    })
+}
+
+fn not_l3sh<T>(net: &Network, method: &str) -> Result<T, ApiError> {
+    fail(
+        ErrorType::ParameterError,
+        format!(
+            "NotSupportedForNetworkType: {method} applies to L3SH networks; {} is {}",
+            net.public_id, net.kind
+        ),
+    )
+}
+
+pub fn allocate_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let net = find_network(conn, ctx, args.str("networkId")?)?;
+    let wanted = args.opt_str("ipAddress")?;
+    let count = args.opt_int("count")?;
+    if wanted.is_some() && count.is_some() {
+        return fail(
+            ErrorType::InvalidParams,
+            "give ipAddress or count, not both",
+        );
+    }
+    let count = count.unwrap_or(1);
+    if !(1..=64).contains(&count) {
+        return fail(ErrorType::ParameterError, "count must be between 1 and 64");
+    }
+    if net.kind != "L3SH" {
+        return not_l3sh(&net, "allocateIpAddress");
+    }
+    let (used, limit): (i64, Option<i64>) = conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM ip_addresses WHERE customer_id = ?1 AND network_id IS NOT NULL),
+                (SELECT l3sh_addresses FROM quotas WHERE customer_id = ?1)",
+        [ctx.caller.customer_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let limit = limit.unwrap_or(0);
+    if used + count > limit {
+        return fail(
+            ErrorType::QuotaExceeded,
+            format!("l3shAddresses: you have {used} of {limit}; this call needs {count} more"),
+        );
+    }
+    let Some(pool) = net.ip_pool_id else {
+        return fail(
+            ErrorType::InternalError,
+            "this L3SH network has no address pool",
+        );
+    };
+    let (first, last, gateway): (Option<String>, Option<String>, Option<String>) = conn.query_row(
+        "SELECT range_first, range_last, gateway FROM ip_pools WHERE id = ?1",
+        [pool],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let bound = |v: Option<String>| v.and_then(|a| a.parse::<Ipv4Addr>().ok()).map(u32::from);
+    let (Some(first), Some(last)) = (bound(first), bound(last)) else {
+        return fail(
+            ErrorType::ResourceExhausted,
+            "the L3SH pool has no address range",
+        );
+    };
+    let gateway = bound(gateway);
+    let used: HashSet<u32> = conn
+        .prepare("SELECT address FROM ip_addresses WHERE ip_pool_id = ?1")?
+        .query_map([pool], |r| r.get::<_, String>(0))?
+        .filter_map(|r| {
+            r.ok()
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+                .map(u32::from)
+        })
+        .collect();
+    let picked: Vec<u32> = match wanted {
+        Some(text) => {
+            let ip = u32::from(parse_ip("ipAddress", text)?);
+            if !(first..=last).contains(&ip) || Some(ip) == gateway {
+                return fail(
+                    ErrorType::ParameterError,
+                    format!(
+                        "ipAddress {text} is outside the shared range {}–{}",
+                        Ipv4Addr::from(first),
+                        Ipv4Addr::from(last)
+                    ),
+                );
+            }
+            if used.contains(&ip) {
+                return fail(ErrorType::Conflict, format!("ipAddress {text} is taken"));
+            }
+            vec![ip]
+        }
+        None => {
+            let free: Vec<u32> = (first..=last)
+                .filter(|a| !used.contains(a) && Some(*a) != gateway)
+                .take(count as usize)
+                .collect();
+            if (free.len() as i64) < count {
+                return fail(
+                    ErrorType::ResourceExhausted,
+                    "the shared L3SH pool has no free addresses left; try later",
+                );
+            }
+            free
+        }
+    };
+    let mut out = Vec::new();
+    for ip in picked {
+        let text = Ipv4Addr::from(ip).to_string();
+        conn.execute(
+            "INSERT INTO ip_addresses (address, network_id, ip_pool_id, customer_id) VALUES (?1, ?2, ?3, ?4)",
+            params![text, net.id, pool, ctx.caller.customer_id],
+        )?;
+        record_event(conn, "ip", &text)?;
+        out.push(s(text));
+    }
+    Ok(Outcome {
+        response: st([
+            ("networkId", s(&net.public_id)),
+            ("ipAddresses", Value::Array(out)),
+        ]),
+        resource: ("network", net.public_id),
+        pending: None,
+    })
+}
+
+pub fn deallocate_ip_address(
+    conn: &Connection,
+    ctx: &Ctx,
+    args: &Args,
+) -> Result<Outcome, ApiError> {
+    let net = find_network(conn, ctx, args.str("networkId")?)?;
+    let ip = args.str("ipAddress")?;
+    let row: Option<(i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, nic_id FROM ip_addresses WHERE address = ?1 AND network_id = ?2 AND customer_id = ?3",
+            params![ip, net.id, ctx.caller.customer_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, nic)) = row else {
+        return fail(
+            ErrorType::NotFound,
+            format!("address {ip} on network {}", net.public_id),
+        );
+    };
+    if nic.is_some() {
+        return fail(
+            ErrorType::InvalidStatus,
+            format!("address {ip} is assigned to a NIC; removeIpAddress first"),
+        );
+    }
+    conn.execute("DELETE FROM ip_addresses WHERE id = ?1", [id])?;
+    record_event(conn, "ip", ip)?;
+    Ok(Outcome {
+        response: st([("ipAddress", s(ip))]),
+        resource: ("ip", ip.to_owned()),
+        pending: None,
+    })
+}
+
+/// A unique locally administered unicast MAC (first octet 0x02).
+fn new_mac(conn: &Connection) -> Result<String, ApiError> {
+    for _ in 0..32 {
+        let mut b = [0u8; 5];
+        rand::fill(&mut b);
+        let mac = format!(
+            "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4]
+        );
+        let taken: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM nics WHERE mac = ?1)",
+            [&mac],
+            |r| r.get(0),
+        )?;
+        if !taken {
+            return Ok(mac);
+        }
+    }
+    fail(
+        ErrorType::InternalError,
+        "cannot find a free MAC address; retry",
+    )
+}
+
+pub fn attach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let vm = find_vm(conn, ctx, args.str("vmId")?)?;
+    let net = find_network(conn, ctx, args.str("networkId")?)?;
+    let device = args.str("device")?;
+    check_nic_device(device)?;
+    ensure_off(&vm, "attachNetwork")?;
+    let existing: Vec<(String, Option<i64>)> = conn
+        .prepare("SELECT device, network_id FROM nics WHERE vm_id = ?1")?
+        .query_map([vm.id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (dev, network) in existing {
+        if dev == device {
+            return fail(
+                ErrorType::Conflict,
+                format!(
+                    "{device} of VM {} is in use; detachNetwork it first",
+                    vm.public_id
+                ),
+            );
+        }
+        if network == Some(net.id) {
+            return fail(
+                ErrorType::Conflict,
+                format!(
+                    "network {} is already on {dev} of VM {}",
+                    net.public_id, vm.public_id
+                ),
+            );
+        }
+    }
+    let mac = new_mac(conn)?;
+    conn.execute(
+        "INSERT INTO nics (mac, vm_id, device, network_id) VALUES (?1, ?2, ?3, ?4)",
+        params![mac, vm.id, device, net.id],
+    )?;
+    record_event(conn, "nic", &mac)?;
+    record_event(conn, "vm", &vm.public_id)?;
+    Ok(Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            ("networkId", s(&net.public_id)),
+            ("macAddress", s(&mac)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
+    })
+}
+
+/// The VM's NIC at `device`: `(nic id, mac, network row id)`.
+fn nic_at(
+    conn: &Connection,
+    vm_id: i64,
+    device: &str,
+) -> Result<Option<(i64, String, Option<i64>)>, ApiError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, mac, network_id FROM nics WHERE vm_id = ?1 AND device = ?2",
+            params![vm_id, device],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?)
+}
+
+pub fn detach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let vm = find_vm(conn, ctx, args.str("vmId")?)?;
+    let device = args.str("device")?;
+    check_nic_device(device)?;
+    ensure_off(&vm, "detachNetwork")?;
+    let Some((nic, mac, network)) = nic_at(conn, vm.id, device)? else {
+        return fail(
+            ErrorType::NotFound,
+            format!("no network on {device} of VM {}", vm.public_id),
+        );
+    };
+    let network_id: String = match network {
+        Some(n) => conn.query_row("SELECT public_id FROM networks WHERE id = ?1", [n], |r| {
+            r.get(0)
+        })?,
+        None => String::new(),
+    };
+    conn.execute(
+        "UPDATE ip_addresses SET nic_id = NULL WHERE nic_id = ?1",
+        [nic],
+    )?;
+    conn.execute("DELETE FROM nics WHERE id = ?1", [nic])?;
+    record_event(conn, "nic", &mac)?;
+    record_event(conn, "vm", &vm.public_id)?;
+    Ok(Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            ("networkId", s(network_id)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
+    })
+}
+
+pub fn assign_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let vm = find_vm(conn, ctx, args.str("vmId")?)?;
+    let device = args.str("device")?;
+    let ip = args.str("ipAddress")?;
+    check_nic_device(device)?;
+    let Some((nic, mac, network)) = nic_at(conn, vm.id, device)? else {
+        return fail(
+            ErrorType::NotFound,
+            format!("no network on {device} of VM {}", vm.public_id),
+        );
+    };
+    let kind: String = match network {
+        Some(n) => conn.query_row("SELECT kind FROM networks WHERE id = ?1", [n], |r| r.get(0))?,
+        None => String::new(),
+    };
+    if kind != "L3SH" {
+        return fail(
+            ErrorType::ParameterError,
+            format!(
+                "NotSupportedForNetworkType: {device} of VM {} is not on an L3SH network",
+                vm.public_id
+            ),
+        );
+    }
+    let row: Option<(i64, Option<i64>)> = conn
+        .query_row(
+            "SELECT id, nic_id FROM ip_addresses WHERE address = ?1 AND network_id = ?2 AND customer_id = ?3",
+            params![ip, network, ctx.caller.customer_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((addr, assigned)) = row else {
+        return fail(
+            ErrorType::ParameterError,
+            format!(
+                "address {ip} is not allocated to you on this network; allocateIpAddress first"
+            ),
+        );
+    };
+    if assigned.is_some() {
+        return fail(
+            ErrorType::Conflict,
+            format!("address {ip} is already assigned"),
+        );
+    }
+    conn.execute(
+        "UPDATE ip_addresses SET nic_id = ?2 WHERE id = ?1",
+        params![addr, nic],
+    )?;
+    record_event(conn, "nic", &mac)?;
+    record_event(conn, "ip", ip)?;
+    Ok(Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            ("ipAddress", s(ip)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
+    })
+}
+
+pub fn remove_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+    let vm = find_vm(conn, ctx, args.str("vmId")?)?;
+    let device = args.str("device")?;
+    let ip = args.str("ipAddress")?;
+    check_nic_device(device)?;
+    let nic = nic_at(conn, vm.id, device)?;
+    let changed = match &nic {
+        Some((nic, _, _)) => conn.execute(
+            "UPDATE ip_addresses SET nic_id = NULL WHERE address = ?1 AND nic_id = ?2",
+            params![ip, nic],
+        )?,
+        None => 0,
+    };
+    if changed == 0 {
+        return fail(
+            ErrorType::NotFound,
+            format!(
+                "address {ip} is not assigned to {device} of VM {}",
+                vm.public_id
+            ),
+        );
+    }
+    if let Some((_, mac, _)) = nic {
+        record_event(conn, "nic", &mac)?;
+    }
+    record_event(conn, "ip", ip)?;
+    Ok(Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            ("ipAddress", s(ip)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
+    })
+}

@@ -1,0 +1,356 @@
+//! Durable async requests (HAAS-API.md §3.2 layer 3, §3.3): the job engine.
+//!
+//! The `requests` table *is* the queue, so queued and running requests survive kill -9. The
+//! engine wakes when a call queues a request (or a result frees a slot), picks the next
+//! request **round-robin across customers** ([`pick`]) within each customer's `max_in_flight`
+//! and the global `workers`, marks it `running` and hands it to the facility [`Driver`].
+//! Results arrive through `reportRequestResult` ([`complete`]); the reconciler fails requests
+//! whose deadline passed (asking the facility first) and purges old terminal requests. At
+//! start, running requests are reconciled: finished ones are applied, unknown ones dispatched
+//! again (dispatch is idempotent per request id on the facility side).
+
+pub mod complete;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use tokio::sync::{Notify, watch};
+
+use crate::api::requests::{decode, purge};
+use crate::config;
+use crate::facility::{Dispatch, Driver, Status};
+use crate::inventory::{self, Inventory};
+use crate::util::{now_rfc3339, rfc3339, unix_now};
+use complete::Outcome;
+
+/// How long the facility has for each async method (§3.3), counted from dispatch.
+pub fn deadline_secs(config: &config::Api, method: &str) -> i64 {
+    let secs = match method {
+        "restoreImage" => config.restore_deadline_secs,
+        "powerOnVm" | "powerOffVm" | "resetVm" => config.power_deadline_secs,
+        _ => config.init_deadline_secs,
+    };
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// The customer to serve next: the first after `cursor` (in id order, wrapping) that has
+/// queued work and a free in-flight slot.
+pub fn pick(
+    queued: &[i64],
+    running: &HashMap<i64, u32>,
+    cursor: Option<i64>,
+    max_in_flight: u32,
+) -> Option<i64> {
+    let mut eligible: Vec<i64> = queued
+        .iter()
+        .copied()
+        .filter(|c| running.get(c).copied().unwrap_or(0) < max_in_flight)
+        .collect();
+    eligible.sort_unstable();
+    eligible.dedup();
+    let after = cursor.and_then(|cur| eligible.iter().copied().find(|c| *c > cur));
+    after.or_else(|| eligible.first().copied())
+}
+
+/// The job engine.
+pub struct Engine {
+    inventory: Inventory,
+    config: Arc<config::Api>,
+    driver: Option<Arc<dyn Driver>>,
+    wake: Arc<Notify>,
+}
+
+struct Snapshot {
+    queued: Vec<i64>,
+    running: HashMap<i64, u32>,
+    total_running: u32,
+}
+
+fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
+    let queued = conn
+        .prepare_cached("SELECT DISTINCT customer_id FROM requests WHERE status = 'queued'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    let running: HashMap<i64, u32> = conn
+        .prepare_cached(
+            "SELECT customer_id, COUNT(*) FROM requests WHERE status = 'running' GROUP BY customer_id",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let total_running = running.values().sum();
+    Ok(Snapshot {
+        queued,
+        running,
+        total_running,
+    })
+}
+
+/// Claims the customer's oldest queued request: `running`, deadline from now.
+fn claim(
+    conn: &Connection,
+    config: &config::Api,
+    customer: i64,
+) -> inventory::Result<Option<Dispatch>> {
+    let row = inventory::optional(conn.query_row(
+        "SELECT id, method, resource_id, args FROM requests
+         WHERE customer_id = ?1 AND status = 'queued' ORDER BY accepted_at, rowid LIMIT 1",
+        [customer],
+        |r| {
+            Ok(Dispatch {
+                request_id: r.get(0)?,
+                method: r.get(1)?,
+                resource_id: r.get(2)?,
+                args: decode(&r.get::<_, String>(3)?),
+            })
+        },
+    ))?;
+    if let Some(job) = &row {
+        let now = unix_now();
+        conn.execute(
+            "UPDATE requests SET status = 'running', started_at = ?2, deadline_at = ?3 WHERE id = ?1",
+            params![
+                job.request_id,
+                rfc3339(now),
+                rfc3339(now + deadline_secs(config, &job.method))
+            ],
+        )?;
+        inventory::record_event(conn, "request", &job.request_id)?;
+    }
+    Ok(row)
+}
+
+impl Engine {
+    pub fn new(
+        inventory: Inventory,
+        config: Arc<config::Api>,
+        driver: Option<Arc<dyn Driver>>,
+        wake: Arc<Notify>,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            inventory,
+            config,
+            driver,
+            wake,
+        })
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let Some(driver) = self.driver.clone() else {
+            tracing::warn!(
+                "no [api] facility_url: async requests (power, restore, init) stay queued"
+            );
+            return;
+        };
+        self.recover(&driver).await;
+        let reconciler = tokio::spawn(self.clone().reconcile_loop(driver.clone(), stop.clone()));
+        let mut cursor = None;
+        loop {
+            if let Err(e) = self.dispatch_ready(&driver, &mut cursor).await {
+                tracing::error!(error = %e, "job engine cannot read the queue; retrying");
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        reconciler.abort();
+    }
+
+    /// Dispatches until no customer has both queued work and a free slot.
+    async fn dispatch_ready(
+        self: &Arc<Self>,
+        driver: &Arc<dyn Driver>,
+        cursor: &mut Option<i64>,
+    ) -> inventory::Result<()> {
+        loop {
+            let snap = self.inventory.read(snapshot).await?;
+            if snap.total_running >= self.config.workers {
+                return Ok(());
+            }
+            let Some(customer) = pick(
+                &snap.queued,
+                &snap.running,
+                *cursor,
+                self.config.max_in_flight,
+            ) else {
+                return Ok(());
+            };
+            *cursor = Some(customer);
+            let config = self.config.clone();
+            let Some(job) = self
+                .inventory
+                .write(move |c| claim(c, &config, customer))
+                .await?
+            else {
+                continue;
+            };
+            self.send(driver.clone(), job);
+        }
+    }
+
+    /// Hands a claimed request to the facility; a refusal fails it (BackendError).
+    fn send(self: &Arc<Self>, driver: Arc<dyn Driver>, job: Dispatch) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let id = job.request_id.clone();
+            tracing::info!(request_id = %id, method = %job.method, vm = %job.resource_id, "dispatching");
+            if let Err(e) = driver.dispatch(job).await {
+                tracing::warn!(request_id = %id, error = %e, "facility did not take the request");
+                let outcome = Outcome::Failed {
+                    error_type: "BackendError".into(),
+                    message: e.to_string(),
+                };
+                engine.finish(id, outcome, "engine").await;
+            }
+        });
+    }
+
+    /// Applies an outcome (idempotent) and frees the slot.
+    pub async fn finish(&self, id: String, outcome: Outcome, actor: &'static str) {
+        let applied = self
+            .inventory
+            .write(move |c| complete::apply(c, &id, &outcome, actor))
+            .await;
+        if let Err(e) = applied {
+            tracing::error!(error = %e, "cannot record a request result");
+        }
+        self.wake.notify_one();
+    }
+
+    /// A facility callback: applies the outcome; `Ok(false)` if the request was unknown or
+    /// already terminal (callbacks are idempotent).
+    pub async fn report(&self, id: String, outcome: Outcome) -> inventory::Result<bool> {
+        let applied = self
+            .inventory
+            .write(move |c| complete::apply(c, &id, &outcome, "facility"))
+            .await?;
+        self.wake.notify_one();
+        Ok(applied == complete::Applied::Applied)
+    }
+
+    /// At start: running requests from before a crash are applied, left to run, or re-sent.
+    async fn recover(self: &Arc<Self>, driver: &Arc<dyn Driver>) {
+        let running = match self.inventory.read(running_jobs).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read running requests at start");
+                return;
+            }
+        };
+        for job in running {
+            match driver.status(job.request_id.clone()).await {
+                Ok(Status::Running) => {}
+                Ok(Status::Unknown) => self.send(driver.clone(), job),
+                Ok(status) => {
+                    if let Some(outcome) = Outcome::from_status(status) {
+                        self.finish(job.request_id, outcome, "reconciler").await;
+                    }
+                }
+                Err(e) => tracing::warn!(request_id = %job.request_id, error = %e,
+                    "cannot ask the facility about a running request; the reconciler will retry"),
+            }
+        }
+    }
+
+    async fn reconcile_loop(
+        self: Arc<Self>,
+        driver: Arc<dyn Driver>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let every = Duration::from_secs(self.config.reconcile_interval_secs.max(1));
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            self.reconcile(&driver).await;
+        }
+    }
+
+    /// Fails running requests past their deadline (unless the facility has the answer), and
+    /// purges terminal requests past the retention period.
+    pub async fn reconcile(&self, driver: &Arc<dyn Driver>) {
+        let now = now_rfc3339();
+        let overdue = match self.inventory.read(move |c| overdue_jobs(c, &now)).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "reconciler cannot read the queue");
+                return;
+            }
+        };
+        for job in overdue {
+            let outcome = match driver.status(job.request_id.clone()).await {
+                Ok(status) => Outcome::from_status(status),
+                Err(_) => None,
+            }
+            .unwrap_or(Outcome::TimedOut);
+            self.finish(job.request_id, outcome, "reconciler").await;
+        }
+        let days = self.config.request_retention_days;
+        match self.inventory.write(move |c| Ok(purge(c, days)?)).await {
+            Ok(n) if n > 0 => tracing::info!(purged = n, "old requests purged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot purge old requests"),
+        }
+    }
+}
+
+fn jobs_where(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> inventory::Result<Vec<Dispatch>> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st.query_map(p, |r| {
+        Ok(Dispatch {
+            request_id: r.get(0)?,
+            method: r.get(1)?,
+            resource_id: r.get(2)?,
+            args: decode(&r.get::<_, String>(3)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn running_jobs(conn: &Connection) -> inventory::Result<Vec<Dispatch>> {
+    jobs_where(
+        conn,
+        "SELECT id, method, resource_id, args FROM requests WHERE status = 'running' ORDER BY started_at",
+        [],
+    )
+}
+
+fn overdue_jobs(conn: &Connection, now: &str) -> inventory::Result<Vec<Dispatch>> {
+    jobs_where(
+        conn,
+        "SELECT id, method, resource_id, args FROM requests WHERE status = 'running' AND deadline_at < ?1",
+        [now],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_goes_round_robin_over_customers_with_free_slots() {
+        let running = HashMap::from([(1, 4), (2, 1)]);
+        // Customer 1 is full; 2 and 3 alternate.
+        assert_eq!(pick(&[1, 2, 3], &running, None, 4), Some(2));
+        assert_eq!(pick(&[1, 2, 3], &running, Some(2), 4), Some(3));
+        assert_eq!(pick(&[1, 2, 3], &running, Some(3), 4), Some(2));
+        assert_eq!(pick(&[1], &running, None, 4), None);
+        assert_eq!(pick(&[], &running, None, 4), None);
+    }
+
+    #[test]
+    fn a_customer_with_many_queued_does_not_starve_one_with_one() {
+        // A (1) has 200 queued, B (2) one: after serving A, B is next.
+        let running = HashMap::from([(1, 1)]);
+        assert_eq!(pick(&[1, 2], &running, Some(1), 4), Some(2));
+    }
+}
