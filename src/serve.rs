@@ -59,6 +59,10 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
 }
 
 pub async fn run(config: Config) -> Result<()> {
+    // Handle SIGTERM/SIGINT from the first moment: a signal during start-up must still mean
+    // "stop cleanly", not the default "die".
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -170,8 +174,6 @@ pub async fn run(config: Config) -> Result<()> {
     ));
     tracing::info!(data_dir = %config.data_dir.display(), "nhn serving");
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
