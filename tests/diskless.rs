@@ -84,12 +84,13 @@ fn make_lun(dir: &Path) -> PathBuf {
     .unwrap();
     let img = dir.join("lun.img");
     let ok = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
+        .args(["-q", "-F", "-t", "ext4", "-L", "nhnroot", "-d"])
         .arg(&tree)
         .arg(&img)
         .arg("64M")
-        .status()
+        .output()
         .unwrap()
+        .status
         .success();
     assert!(ok, "mke2fs failed");
     img
@@ -177,11 +178,12 @@ fn stop_tgtd(srv: &Netns, ctl: u16, tgtd: &Proc) {
     }
 }
 
-fn config(nhn: &Nhn, storage: &str) -> String {
+/// `boot` adds lines to the [boot] table (e.g. a kernel command line); `storage` adds tables.
+fn config(nhn: &Nhn, boot: &str, storage: &str) -> String {
     format!(
         "[http]\nlisten = \"10.96.0.1:8080\"\n[dhcp]\ninterfaces = [\"br0\"]\n\
          [[dhcp.subnets]]\nsubnet = \"10.96.0.0/24\"\npool_first = \"10.96.0.100\"\npool_last = \"10.96.0.150\"\n\
-         [boot]\ndir = \"{}\"\n{storage}",
+         [boot]\ndir = \"{}\"\n{boot}{storage}",
         nhn.dir().join("boot").display()
     )
 }
@@ -264,7 +266,7 @@ fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
     else {
         return;
     };
-    diskless_boot(&lab, &root, &kver, Firmware::Bios, 1000);
+    diskless_boot(&lab, &root, &kver, Firmware::Bios, 1000, "");
 }
 
 #[test]
@@ -276,10 +278,25 @@ fn a_uefi_machine_boots_the_same_way() {
         Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists(),
         "install ovmf (tests/run.sh does)"
     );
-    diskless_boot(&lab, &root, &kver, Firmware::Uefi, 21000);
+    // And the root found by its filesystem label rather than by LUN.
+    diskless_boot(
+        &lab,
+        &root,
+        &kver,
+        Firmware::Uefi,
+        21000,
+        "cmdline = \"console=ttyS0 nhn.rootdev=LABEL=nhnroot\"\n",
+    );
 }
 
-fn diskless_boot(lab: &Lab, root: &Path, kver: &str, fw: Firmware, port_base: u16) {
+fn diskless_boot(
+    lab: &Lab,
+    root: &Path,
+    kver: &str,
+    fw: Firmware,
+    port_base: u16,
+    boot_config: &str,
+) {
     let nhn = appliance(root, kver);
     // The volume holds a root filesystem before nhn exports it (nhn keeps existing data).
     let lun = make_lun(lab.dir());
@@ -293,6 +310,7 @@ fn diskless_boot(lab: &Lab, root: &Path, kver: &str, fw: Firmware, port_base: u1
         &srv,
         &config(
             &nhn,
+            boot_config,
             &format!("[storage]\ndriver = \"tgt\"\ntgt_control_port = {ctl}\n"),
         ),
         "10.96.0.1:8080",
@@ -333,6 +351,15 @@ fn diskless_boot(lab: &Lab, root: &Path, kver: &str, fw: Firmware, port_base: u1
         server.log()
     );
     assert!(console.contains("hello from the iSCSI root"), "{console}");
+    let disk = if boot_config.contains("LABEL=") {
+        "root disk /dev/sda (LABEL=nhnroot)"
+    } else {
+        "root disk /dev/sda (SCSI"
+    };
+    assert!(
+        console.contains(disk),
+        "missing {disk:?} on the console:\n{console}"
+    );
     for step in [
         "step: DHCP",
         "step: iSCSI login",
@@ -404,7 +431,7 @@ fn a_target_that_refuses_the_initiator_is_named_on_the_console() {
         "-Q",
         "iqn.2026-11.test.nhn:someone-else",
     ]);
-    let server = nhn.serve_in(&lab, &srv, &config(&nhn, ""), "10.96.0.1:8080");
+    let server = nhn.serve_in(&lab, &srv, &config(&nhn, "", ""), "10.96.0.1:8080");
 
     let (console, _) = boot_guest(
         &lab,

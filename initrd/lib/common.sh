@@ -107,23 +107,33 @@ iscsi_login() {
     fail "iSCSI login" "iscsistart could not log into $ISCSI_TARGET at $ISCSI_SERVER (wrong target, or an ACL refuses $ISCSI_INITIATOR)"
 }
 
-# The SCSI disk whose LUN matches the root-path.
+# The root disk: the one named by nhn.rootdev=LABEL=...|UUID=... (a filesystem on the LUN), else
+# the SCSI disk whose LUN matches the root-path.
 find_disk() {
+    want=$(arg nhn.rootdev "")
     i=0
     while [ $i -lt 100 ]; do
-        for d in /sys/block/sd*; do
-            [ -e "$d" ] || continue
-            hctl=$(basename "$(readlink -f "$d/device")")
-            if [ "${hctl##*:}" = "${ISCSI_LUN:-0}" ]; then
-                ROOT_DEV=/dev/${d##*/}
-                log "root disk $ROOT_DEV (SCSI $hctl)"
+        if [ -n "$want" ]; then
+            if dev=$(findfs "$want" 2>/dev/null); then
+                ROOT_DEV=$dev
+                log "root disk $ROOT_DEV ($want)"
                 return 0
             fi
-        done
+        else
+            for d in /sys/block/sd*; do
+                [ -e "$d" ] || continue
+                hctl=$(basename "$(readlink -f "$d/device")")
+                if [ "${hctl##*:}" = "${ISCSI_LUN:-0}" ]; then
+                    ROOT_DEV=/dev/${d##*/}
+                    log "root disk $ROOT_DEV (SCSI $hctl)"
+                    return 0
+                fi
+            done
+        fi
         sleep 0.1
         i=$((i + 1))
     done
-    fail "find the root disk" "no SCSI disk with LUN ${ISCSI_LUN:-0} appeared after login"
+    fail "find the root disk" "no ${want:-SCSI disk with LUN ${ISCSI_LUN:-0}} appeared after login"
 }
 
 mount_root() {
