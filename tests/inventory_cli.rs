@@ -252,3 +252,28 @@ fn config_show_prints_the_embedded_defaults() {
     assert!(out.contains("listen = \"127.0.0.1:8080\""), "{out}");
     assert!(out.contains("data_dir = \"./nhn-data\""), "{out}");
 }
+
+#[test]
+fn reimport_keeps_a_pinned_switch_host_key_the_file_does_not_mention() {
+    let nhn = Nhn::new();
+    let seed = examples().join("seed-site.toml");
+    nhn.ok(&["inventory", "import", seed.to_str().unwrap()]);
+    // As trust-on-first-use stores it.
+    nhn.db()
+        .execute(
+            "UPDATE switches SET host_key = 'SHA256:learned' WHERE name = 'Edge-Switch-1'",
+            [],
+        )
+        .unwrap();
+    let again = nhn.ok(&["inventory", "import", seed.to_str().unwrap()]);
+    assert!(again.starts_with("no change"), "{again}");
+    let key: String = nhn
+        .db()
+        .query_row(
+            "SELECT host_key FROM switches WHERE name = 'Edge-Switch-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(key, "SHA256:learned");
+}

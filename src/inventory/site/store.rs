@@ -507,13 +507,26 @@ pub fn import(conn: &Connection, file: &SiteFile) -> Result<ImportReport> {
         record_event(conn, "ip_pool", &p.name)?;
     }
 
-    for s in diff(
-        &mut report,
-        "switch",
-        &file.switches,
-        &current.switches,
-        |s| s.name.clone(),
-    ) {
+    // A switch without `host_key` in the file keeps the key the inventory has pinned (set
+    // earlier, or learned on first use): re-importing a site must not unpin switches.
+    let switches: Vec<At<Switch>> = file
+        .switches
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if s.host_key.is_none() {
+                s.host_key = current
+                    .switches
+                    .iter()
+                    .find(|c| c.name == s.name)
+                    .and_then(|c| c.host_key.clone());
+            }
+            s
+        })
+        .collect();
+    for s in diff(&mut report, "switch", &switches, &current.switches, |s| {
+        s.name.clone()
+    }) {
         upsert_switch(conn, s)?;
     }
 
