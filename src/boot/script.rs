@@ -78,7 +78,7 @@ pub fn lookup(conn: &Connection, mac: &Mac) -> Result<Option<Target>> {
     let iscsi = volume.and_then(|(lun, target, portal, port, prefix)| {
         let portal = portal.parse().ok()?;
         let initiator = if initiator.is_empty() {
-            format!("{prefix}:initiator:{}", name.to_ascii_lowercase())
+            crate::storage::default_initiator(&prefix, &name)
         } else {
             initiator
         };

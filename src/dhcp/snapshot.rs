@@ -165,10 +165,7 @@ fn boot_volumes(conn: &Connection) -> Result<HashMap<(bool, i64), (String, Strin
             (None, Some(id)) => (false, id),
             (None, None) => continue,
         };
-        let initiator = format!(
-            "{prefix}:initiator:{}",
-            owner.unwrap_or_default().to_ascii_lowercase()
-        );
+        let initiator = crate::storage::default_initiator(&prefix, &owner.unwrap_or_default());
         out.insert(key, (root_path(portal, port, lun, &target), initiator));
     }
     Ok(out)

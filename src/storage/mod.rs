@@ -29,6 +29,12 @@ pub struct TargetSpec {
     pub initiators: Vec<String>,
 }
 
+/// The initiator name of a machine (or VM) whose inventory record names none: the one rule
+/// that DHCP option 203, the iPXE command line and the target's ACL must agree on.
+pub fn default_initiator(iqn_prefix: &str, owner: &str) -> String {
+    format!("{iqn_prefix}:initiator:{}", owner.to_ascii_lowercase())
+}
+
 /// Errors of a target driver, with what the operator should check.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -90,7 +96,7 @@ pub fn desired(conn: &Connection, data_dir: &Path) -> inventory::Result<Vec<(Tar
         let (iqn, lun, backing, size_gb, prefix, initiator, owner) = row?;
         let initiators = match (initiator, owner) {
             (Some(i), _) if !i.is_empty() => vec![i],
-            (_, Some(owner)) => vec![format!("{prefix}:initiator:{}", owner.to_ascii_lowercase())],
+            (_, Some(owner)) => vec![default_initiator(&prefix, &owner)],
             _ => Vec::new(),
         };
         let backing = PathBuf::from(backing);
