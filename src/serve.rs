@@ -135,7 +135,13 @@ pub async fn run(config: Config) -> Result<()> {
             )
         })?;
     let jobs = Arc::new(Notify::new());
-    let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone());
+    let secret = crate::api::password::load_or_create_secret(&config.data_dir).with_context(|| {
+        format!(
+            "cannot read or create the API secret in {}",
+            config.data_dir.display()
+        )
+    })?;
+    let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone(), secret);
     let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
         None
     } else {

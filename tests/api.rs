@@ -22,6 +22,18 @@ fn conformance_suite_passes_with_python_xmlrpc_client() {
             .is_ok_and(|n| n >= 1)
     });
     assert!(flushed, "read calls never reached the requests table");
+    // Every key that authenticated a call has its last use stamped; `nhn key list` shows it.
+    let kid = app.keys["acme_full"].split(':').next().unwrap().to_owned();
+    let stamped = support::wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        app.db()
+            .query_row(
+                "SELECT last_used_at FROM api_keys WHERE id = ?1",
+                [&kid],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .is_ok_and(|at| at.is_some_and(|at| at.ends_with('Z')))
+    });
+    assert!(stamped, "lastUsedAt of {kid} was never stamped");
 }
 
 fn keys_of(app: &Appliance) -> Vec<String> {
@@ -35,6 +47,8 @@ fn keys_of(app: &Appliance) -> Vec<String> {
         })
         .collect();
     secrets.push(support::api::FACILITY_SECRET.to_owned());
+    // conformance.py's plaintext guest password (setPassword's `password`).
+    secrets.push("nhn-Plaintext-Marker-42".to_owned());
     secrets
 }
 
@@ -46,6 +60,7 @@ fn secrets_never_reach_the_log_the_audit_or_the_requests() {
         &[
             "authentication_failures_are_fault_100",
             "scopes_limit_what_a_key_may_call",
+            "a_plaintext_password_is_hashed_before_anything_stores_it",
         ],
     );
     app.python_ok(

@@ -75,6 +75,12 @@ impl Args {
         &self.members
     }
 
+    /// Replaces member `old` by `new` with `value` (e.g. a plaintext secret by its hash).
+    pub fn replace(&mut self, old: &str, new: &str, value: Value) {
+        self.members.remove(old);
+        self.members.insert(new.to_owned(), value);
+    }
+
     fn get(&self, name: &str) -> Option<&Value> {
         self.members.get(name)
     }

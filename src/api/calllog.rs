@@ -4,7 +4,8 @@
 //! memory and a flusher writes them in batches (one writer job each, every few milliseconds).
 //! `getRequestIdInfo` looks here when the row is not in the table yet, so an id is queryable
 //! the moment its answer is sent. Write calls do not come here: their rows commit with them.
-//! A crash loses at most the last flush interval of *read* records, never a change.
+//! A crash loses at most the last flush interval of *read* records, never a change. The same
+//! flusher stamps `api_keys.last_used_at` for every key that authenticated a call (`nhn key list`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,8 @@ pub struct Record {
 #[derive(Default)]
 pub struct CallLog {
     pending: Mutex<HashMap<String, Record>>,
+    /// Keys used since the last flush, with when: `api_keys.last_used_at`.
+    used: Mutex<HashMap<String, String>>,
     full: Notify,
 }
 
@@ -66,6 +69,12 @@ impl CallLog {
     }
 
     /// The `RequestInfo` of a recorded call not yet in the table.
+    /// Notes that a key authenticated a call (any call: read, write or refused).
+    pub fn touch(&self, key_id: &str) {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(key_id.to_owned(), now_rfc3339());
+    }
+
     pub fn info(&self, request_id: &str, customer_id: i64) -> Option<Struct> {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let r = pending
@@ -99,9 +108,15 @@ impl CallLog {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        if batch.is_empty() {
+        let used: Vec<(String, String)> = std::mem::take(
+            &mut *self.used.lock().unwrap_or_else(|p| p.into_inner()),
+        )
+        .into_iter()
+        .collect();
+        if batch.is_empty() && used.is_empty() {
             return;
         }
+        let touched = used.clone();
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
         let written = inventory
             .write(move |conn| {
@@ -126,6 +141,13 @@ impl CallLog {
                         r.at
                     ])?;
                 }
+                let mut touch = conn.prepare_cached(
+                    "UPDATE api_keys SET last_used_at = ?2
+                     WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
+                )?;
+                for (key, at) in &touched {
+                    touch.execute(params![key, at])?;
+                }
                 Ok(())
             })
             .await;
@@ -136,7 +158,13 @@ impl CallLog {
                     pending.remove(&id);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot record API calls; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record API calls; retrying");
+                let mut again = self.used.lock().unwrap_or_else(|p| p.into_inner());
+                for (key, at) in used {
+                    again.entry(key).or_insert(at);
+                }
+            }
         }
     }
 

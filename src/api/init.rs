@@ -220,16 +220,10 @@ pub fn set_password(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome
                 return bad("passwordHash must be a SHA-512 crypt hash ($6$salt$hash, e.g. from `openssl passwd -6`)".into());
             }
         }
-        (None, Some(_)) => {
-            return bad(
-                "plaintext passwords are not accepted (nhn stores no secrets); send passwordHash, a SHA-512 crypt hash from `openssl passwd -6`"
-                    .into(),
-            );
-        }
         _ => {
             return fail(
                 ErrorType::InvalidParams,
-                "give passwordHash (one of passwordHash or password)",
+                "give one of passwordHash (preferred) or password",
             );
         }
     }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod limit;
 pub mod network;
 pub mod other;
+pub mod password;
 pub mod requests;
 pub mod rpc;
 pub mod storage;
@@ -350,7 +351,7 @@ pub static METHODS: &[Method] = &[
         "setPassword",
         Operate,
         &["vmId", "user", "passwordHash", "password", "clientToken"],
-        "Set a guest user's password from a SHA-512 crypt hash (async, VM off) -> {vmId, previousState, currentState}",
+        "Set a guest user's password from a SHA-512 crypt hash, or from a plaintext password that nhn hashes at once and never stores (async, VM off) -> {vmId, previousState, currentState}",
         init::set_password,
     ),
     write(
@@ -452,13 +453,20 @@ pub struct Api {
     pub calls: Semaphore,
     /// Records of read and refused calls, written in batches.
     pub call_log: Arc<CallLog>,
+    /// The appliance secret (see `password`): derived salts for plaintext passwords.
+    pub secret: [u8; 32],
 }
 
 /// Calls in progress at once (beyond it, connections wait for a slot).
 pub const MAX_CONCURRENT_CALLS: usize = 256;
 
 impl Api {
-    pub fn new(inventory: Inventory, config: config::Api, jobs: Arc<Notify>) -> Arc<Api> {
+    pub fn new(
+        inventory: Inventory,
+        config: config::Api,
+        jobs: Arc<Notify>,
+        secret: [u8; 32],
+    ) -> Arc<Api> {
         let api = Arc::new(Api {
             read_rate: Buckets::new(f64::from(config.read_per_second), config.read_burst),
             write_rate: Buckets::new(f64::from(config.mutating_per_second), config.mutating_burst),
@@ -472,6 +480,7 @@ impl Api {
             jobs,
             calls: Semaphore::new(MAX_CONCURRENT_CALLS),
             call_log: Arc::new(CallLog::default()),
+            secret,
         });
         api.follow_key_changes();
         api

@@ -23,7 +23,7 @@ use super::args::{Args, Struct, s};
 use super::auth::{KeyCache, Signed};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::{new_request_id, run_write};
-use super::{Api, Body, Ctx, METHODS, encode, method};
+use super::{Api, Body, Ctx, METHODS, encode, method, password};
 use crate::util::unix_now;
 
 const INTROSPECTION: [&str; 3] = [
@@ -293,7 +293,10 @@ async fn run(
         None => api.keys.verify(&api.inventory, &auth).await,
     };
     let caller = match verified {
-        Ok(c) => c,
+        Ok(c) => {
+            api.call_log.touch(&c.key_id);
+            c
+        }
         Err(e) => {
             let _ = api.failed_auth.take(&ip_key);
             let _ = api.failed_auth.take(&key_key);
@@ -333,7 +336,12 @@ async fn run(
             ),
         )
     } else {
-        Args::parse(m.name, params.next(), m.members)
+        Args::parse(m.name, params.next(), m.members).and_then(|mut args| {
+            if m.name == "setPassword" {
+                password::hash_plaintext(&mut args, &api.secret, ctx.caller.customer_id)?;
+            }
+            Ok(args)
+        })
     };
     let result: Result<Struct, ApiError> = match (checked, m.body) {
         (Err(e), _) => {

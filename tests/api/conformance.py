@@ -398,6 +398,31 @@ def init_calls_validate_and_configure_offline():
     assert "hunter2" not in fault(300, acme.setPassword, vmId=vm, password="hunter2")
 
 
+PLAINTEXT = "nhn-Plaintext-Marker-42"
+
+
+@check
+def a_plaintext_password_is_hashed_before_anything_stores_it():
+    import os
+    import subprocess
+    vm = ready_vm(acme)
+    r = acme.setPassword(vmId=vm, password=PLAINTEXT, clientToken="pw-1")
+    assert r["currentState"] == "configuring", r
+    assert acme.setPassword(vmId=vm, password=PLAINTEXT, clientToken="pw-1") == r  # replay matches
+    assert wait_request(acme, r["requestId"])["status"] == "succeeded"
+    got = xmlrpc.client.ServerProxy(os.environ["NHN_FACILITY_URL"]).getArgs(r["requestId"])
+    assert "password" not in got and PLAINTEXT not in repr(got), got
+    h = got["passwordHash"]
+    salt = h.split("$")[2]
+    # The facility writes it to /etc/shadow: it must verify as the customer's password.
+    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=PLAINTEXT,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == h, (out, h)
+    text = fault(510, acme.setPassword, vmId=vm, password=PLAINTEXT + "x", clientToken="pw-1")
+    assert PLAINTEXT not in text, text
+    assert PLAINTEXT not in fault(-32602, acme.setPassword, vmId=vm, password=PLAINTEXT, passwordHash=HASH)
+
+
 @check
 def a_facility_failure_returns_the_vm_to_its_previous_state():
     vm = ready_vm(acme)

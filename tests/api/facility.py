@@ -7,7 +7,8 @@ internal listener with `reportRequestResult(credential, requestId, status, resul
 while nhn is down (as a real facility must). `getRequestStatus(requestId)` answers the
 reconciler. A request whose arguments contain the string FAIL-IN-FACILITY fails; one with
 HANG-IN-FACILITY is accepted and never reported (a lost callback). `getStats()` returns how
-often each request was dispatched and executed, so tests can check "exactly once".
+often each request was dispatched and executed, so tests can check "exactly once";
+`getArgs(requestId)` the arguments the facility received.
 
 Prints "PORT <n>" on stdout once listening. Only the standard library is used.
 """
@@ -40,7 +41,7 @@ def main():
     opts = ap.parse_args()
     secret = os.environ["NHN_FACILITY_SECRET"]
     lock = threading.Lock()
-    requests = {}  # id -> {"status", "result", "dispatches", "executions"}
+    requests = {}  # id -> {"status", "result", "dispatches", "executions", "args"}
 
     def args_text(args):
         return repr(args)
@@ -74,7 +75,8 @@ def main():
         with lock:
             known = rid in requests
             if not known:
-                requests[rid] = {"status": "running", "result": {}, "dispatches": 0, "executions": 0}
+                requests[rid] = {"status": "running", "result": {}, "dispatches": 0, "executions": 0,
+                                 "args": job["args"]}
             requests[rid]["dispatches"] += 1
         if not known:
             threading.Thread(
@@ -99,10 +101,15 @@ def main():
         with lock:
             return {rid: {"dispatches": r["dispatches"], "executions": r["executions"]} for rid, r in requests.items()}
 
+    def getArgs(rid):
+        with lock:
+            return requests[rid]["args"]
+
     server = Server(("127.0.0.1", 0), requestHandler=Quiet, logRequests=False)
     server.register_function(dispatchRequest)
     server.register_function(getRequestStatus)
     server.register_function(getStats)
+    server.register_function(getArgs)
     print(f"PORT {server.server_address[1]}", flush=True)
     server.serve_forever()
 
