@@ -235,6 +235,9 @@ pub struct Api {
     /// SHA-256 (hex) of the facility's credential for the internal listener, e.g.
     /// `printf %s "$SECRET" | sha256sum`. Empty: the internal listener refuses every call.
     pub facility_credential_sha256: String,
+    /// How long the job engine keeps re-trying a dispatch while the facility is unreachable
+    /// (backoff 0.5 s doubling to 8 s); past it the request fails with BackendError.
+    pub dispatch_retry_secs: u64,
     /// How long terminal requests stay queryable with getRequestIdInfo.
     pub request_retention_days: u32,
     /// How often the reconciler looks for requests past their deadline.
@@ -265,6 +268,7 @@ impl Default for Api {
             facility_url: String::new(),
             internal_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             facility_credential_sha256: String::new(),
+            dispatch_retry_secs: 60,
             request_retention_days: 7,
             reconcile_interval_secs: 30,
             power_deadline_secs: 600,

@@ -135,17 +135,27 @@ pub async fn run(config: Config) -> Result<()> {
             )
         })?;
     let jobs = Arc::new(Notify::new());
-    let secret = crate::api::password::load_or_create_secret(&config.data_dir).with_context(|| {
-        format!(
-            "cannot read or create the API secret in {}",
-            config.data_dir.display()
-        )
-    })?;
+    let secret =
+        crate::api::password::load_or_create_secret(&config.data_dir).with_context(|| {
+            format!(
+                "cannot read or create the API secret in {}",
+                config.data_dir.display()
+            )
+        })?;
     let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone(), secret);
     let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
         None
     } else {
-        let d = HttpDriver::new(&config.api.facility_url)
+        let key: [u8; 32] = crate::api::internal::parse_hex(&config.api.facility_credential_sha256)
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "[api] facility_url is set but facility_credential_sha256 is not 64 hex digits: \
+                     the facility reports results with that credential and nhn signs dispatches with it \
+                     (printf %s \"$SECRET\" | sha256sum)"
+                )
+            })?;
+        let d = HttpDriver::new(&config.api.facility_url, key)
             .map_err(|e| anyhow::anyhow!("[api] facility_url: {e}"))?;
         Some(Arc::new(d))
     };

@@ -134,6 +134,41 @@ fn a_lost_callback_times_out_and_the_vm_goes_to_error() {
 }
 
 #[test]
+fn a_facility_outage_delays_dispatch_and_a_bad_signature_fails_it() {
+    let mut app = Appliance::start(Options::default());
+    let state = app.nhn.dir().join("outage.json");
+    let state = state.to_str().unwrap().to_owned();
+    let run = |app: &Appliance, check: &str| {
+        let out = app.python_env("scenarios.py", &[check], &[("NHN_SCENARIO_STATE", &state)]);
+        assert!(out.contains(&format!("ok    {check}")), "{out}");
+    };
+    run(&app, "prepare_a_vm_while_the_facility_is_up");
+    app.stop_facility();
+    run(&app, "power_on_while_the_facility_is_down_stays_running");
+    app.restart_facility(0.05);
+    run(&app, "the_power_on_completes_once_the_facility_is_back");
+    assert!(
+        app.log().contains("dispatch will be retried"),
+        "{}",
+        app.log()
+    );
+    assert!(!app.facility_log().contains("refused an unsigned"));
+
+    let app = Appliance::start(Options {
+        wrong_facility_credential: true,
+        ..Options::default()
+    });
+    run(
+        &app,
+        "a_facility_that_refuses_the_signature_fails_the_request_at_once",
+    );
+    assert!(
+        app.facility_log()
+            .contains("refused an unsigned or badly signed call")
+    );
+}
+
+#[test]
 fn kill_9_with_requests_queued_and_running_loses_nothing() {
     let mut app = Appliance::start(Options {
         api_config: format!("{}max_in_flight = 2\n", Options::default().api_config),
@@ -192,6 +227,7 @@ fn fairness_one_request_of_b_is_not_stuck_behind_200_of_a() {
         api_config: format!("{}max_queued = 250\n", Options::default().api_config),
         site: Some(site),
         facility_delay: Some(delay),
+        ..Options::default()
     });
     let out = app.python_env(
         "scenarios.py",

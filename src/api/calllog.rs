@@ -108,11 +108,10 @@ impl CallLog {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        let used: Vec<(String, String)> = std::mem::take(
-            &mut *self.used.lock().unwrap_or_else(|p| p.into_inner()),
-        )
-        .into_iter()
-        .collect();
+        let used: Vec<(String, String)> =
+            std::mem::take(&mut *self.used.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
         if batch.is_empty() && used.is_empty() {
             return;
         }

@@ -34,7 +34,8 @@ pub struct Internal {
     pub max_depth: usize,
 }
 
-fn parse_hex(hex: &str) -> Option<Vec<u8>> {
+/// 64 hex digits as 32 bytes (`None` for anything else).
+pub fn parse_hex(hex: &str) -> Option<Vec<u8>> {
     if hex.len() != 64 {
         return None;
     }

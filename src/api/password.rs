@@ -55,8 +55,16 @@ pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<[u8; 32]> {
 
 /// Passwords nobody should get past a strength check, whatever their length.
 const COMMON: [&str; 10] = [
-    "password", "12345678", "123456789", "1234567890", "qwertyui", "qwerty123", "iloveyou",
-    "password1", "changeme", "letmein1",
+    "password",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyui",
+    "qwerty123",
+    "iloveyou",
+    "password1",
+    "changeme",
+    "letmein1",
 ];
 
 /// Refuses weak passwords; the message never contains the password.
@@ -74,7 +82,10 @@ fn check_strength(password: &str, user: &str) -> Result<(), ApiError> {
     if chars > 256 {
         return weak("use at most 256 characters");
     }
-    if password.chars().any(|c| c == '\0' || c == '\n' || c == '\r') {
+    if password
+        .chars()
+        .any(|c| c == '\0' || c == '\n' || c == '\r')
+    {
         return weak("NUL and line breaks are not allowed");
     }
     let mut distinct: Vec<char> = password.chars().collect();
@@ -129,7 +140,11 @@ pub fn hash_plaintext(
         .iter()
         .map(|b| CRYPT64[usize::from(*b) % 64] as char)
         .collect();
-    args.replace("password", "passwordHash", Value::String(sha512_crypt(&password, &salt)));
+    args.replace(
+        "password",
+        "passwordHash",
+        Value::String(sha512_crypt(&password, &salt)),
+    );
     Ok(())
 }
 

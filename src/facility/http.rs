@@ -1,6 +1,13 @@
 //! The HTTP facility transport: XML-RPC calls `dispatchRequest(struct)` and
 //! `getRequestStatus(requestId)` POSTed to `[api] facility_url`, over a plain HTTP/1.1
 //! connection per call (a few calls per VM operation; no client library needed).
+//!
+//! Every call is signed, so a facility only acts on requests from its own appliance:
+//! `X-Nhn-Signature: <unix time>:<hex HMAC-SHA256(key, "<unix time>\n" + body)>`, the key being
+//! the SHA-256 of the facility credential (`[api] facility_credential_sha256`; the facility
+//! holds the credential itself and hashes it). The facility should refuse a signature more
+//! than a few minutes old; dispatch is idempotent per request id, so a replay within that
+//! window changes nothing.
 
 use std::time::Duration;
 
@@ -10,6 +17,8 @@ use tokio::net::TcpStream;
 
 use super::{BoxFuture, Dispatch, Driver, Error, Status};
 use crate::api::args::{s, st};
+use crate::api::auth::hmac_sha256;
+use crate::util::unix_now;
 
 /// Per-call time limit (connect, send, answer).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,11 +30,13 @@ pub struct HttpDriver {
     /// `host:port` and path, parsed from `url`.
     authority: String,
     path: String,
+    /// The signing key: SHA-256 of the facility credential.
+    key: [u8; 32],
 }
 
 impl HttpDriver {
-    /// `url` must be `http://host:port/path`.
-    pub fn new(url: &str) -> Result<Self, String> {
+    /// `url` must be `http://host:port/path`; `key` signs every call (see the module docs).
+    pub fn new(url: &str, key: [u8; 32]) -> Result<Self, String> {
         let rest = url
             .strip_prefix("http://")
             .ok_or_else(|| format!("facility_url {url:?} must start with http://"))?;
@@ -45,7 +56,17 @@ impl HttpDriver {
             url: url.to_owned(),
             authority,
             path: path.to_owned(),
+            key,
         })
+    }
+
+    /// The `X-Nhn-Signature` value for a body sent at `now`.
+    fn sign(&self, now: i64, body: &[u8]) -> String {
+        let mut message = format!("{now}\n").into_bytes();
+        message.extend_from_slice(body);
+        let mac = hmac_sha256(&self.key, &message);
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{now}:{hex}")
     }
 
     fn unreachable(&self, reason: impl ToString) -> Error {
@@ -56,22 +77,23 @@ impl HttpDriver {
     }
 
     async fn call(&self, method: &str, params: Vec<Value>) -> Result<Value, Error> {
-        let body = MethodCall {
+        let call = MethodCall {
             name: method.into(),
             params,
         }
         .to_xml()
         .map_err(|e| self.unreachable(format!("cannot encode {method}: {e}")))?;
+        let body = format!("<?xml version=\"1.0\"?>\n{call}");
+        let signature = self.sign(unix_now(), body.as_bytes());
         let exchange = async {
             let mut conn = TcpStream::connect(&self.authority).await?;
             let head = format!(
-                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nX-Nhn-Signature: {signature}\r\nConnection: close\r\n\r\n",
                 self.path,
                 self.authority,
-                body.len() + 22
+                body.len()
             );
             conn.write_all(head.as_bytes()).await?;
-            conn.write_all(b"<?xml version=\"1.0\"?>\n").await?;
             conn.write_all(body.as_bytes()).await?;
             let mut answer = Vec::new();
             conn.take(MAX_ANSWER).read_to_end(&mut answer).await?;
@@ -160,13 +182,23 @@ mod tests {
 
     #[test]
     fn urls_are_parsed_into_authority_and_path() {
-        let d = HttpDriver::new("http://127.0.0.1:9000/RPC2").unwrap();
+        let d = HttpDriver::new("http://127.0.0.1:9000/RPC2", [0; 32]).unwrap();
         assert_eq!(
             (d.authority.as_str(), d.path.as_str()),
             ("127.0.0.1:9000", "/RPC2")
         );
-        let d = HttpDriver::new("http://agent").unwrap();
+        let d = HttpDriver::new("http://agent", [0; 32]).unwrap();
         assert_eq!((d.authority.as_str(), d.path.as_str()), ("agent:80", "/"));
-        assert!(HttpDriver::new("https://x/").is_err());
+        assert!(HttpDriver::new("https://x/", [0; 32]).is_err());
+    }
+
+    #[test]
+    fn signatures_cover_time_and_body() {
+        let d = HttpDriver::new("http://agent", [1; 32]).unwrap();
+        let a = d.sign(1000, b"<x/>");
+        assert!(a.starts_with("1000:") && a.len() == 5 + 64, "{a}");
+        assert_ne!(a, d.sign(1001, b"<x/>"));
+        assert_ne!(a, d.sign(1000, b"<y/>"));
+        assert_eq!(a, d.sign(1000, b"<x/>"));
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::api::requests::{decode, purge};
 use crate::config;
-use crate::facility::{Dispatch, Driver, Status};
+use crate::facility::{Dispatch, Driver, Error, Status};
 use crate::inventory::{self, Inventory};
 use crate::util::{now_rfc3339, rfc3339, unix_now};
 use complete::Outcome;
@@ -192,20 +192,36 @@ impl Engine {
         }
     }
 
-    /// Hands a claimed request to the facility; a refusal fails it (BackendError).
+    /// Hands a claimed request to the facility. While the facility is unreachable the
+    /// dispatch is retried with backoff for `dispatch_retry_secs`; a refusal, or no answer for
+    /// that long, fails the request with BackendError.
     fn send(self: &Arc<Self>, driver: Arc<dyn Driver>, job: Dispatch) {
         let engine = self.clone();
         tokio::spawn(async move {
             let id = job.request_id.clone();
             tracing::info!(request_id = %id, method = %job.method, vm = %job.resource_id, "dispatching");
-            if let Err(e) = driver.dispatch(job).await {
-                tracing::warn!(request_id = %id, error = %e, "facility did not take the request");
-                let outcome = Outcome::Failed {
-                    error_type: "BackendError".into(),
-                    message: e.to_string(),
-                };
-                engine.finish(id, outcome, "engine").await;
-            }
+            let window = Duration::from_secs(engine.config.dispatch_retry_secs);
+            let started = tokio::time::Instant::now();
+            let mut delay = Duration::from_millis(500);
+            let error = loop {
+                match driver.dispatch(job.clone()).await {
+                    Ok(()) => return,
+                    Err(e @ Error::Unreachable { .. }) if started.elapsed() + delay <= window => {
+                        tracing::warn!(request_id = %id, error = %e, retry_in_ms = delay.as_millis() as u64,
+                            "facility unreachable; dispatch will be retried");
+                        metrics::counter!("nhn_facility_dispatch_retries_total").increment(1);
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(8));
+                    }
+                    Err(e) => break e,
+                }
+            };
+            tracing::warn!(request_id = %id, error = %error, "facility did not take the request");
+            let outcome = Outcome::Failed {
+                error_type: "BackendError".into(),
+                message: error.to_string(),
+            };
+            engine.finish(id, outcome, "engine").await;
         });
     }
 

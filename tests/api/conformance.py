@@ -14,7 +14,7 @@ import time
 import urllib.parse
 import xmlrpc.client
 
-from haas import IMAGE, URL, Client, check, fault, key, ready_vm, run, wait_request
+from haas import IMAGE, URL, Client, check, facility, fault, key, ready_vm, run, wait_request
 
 ALL = """getVmList getVmInfo getVmStatus allocateVm deallocateVm powerOnVm powerOffVm resetVm
 restoreImage changeVmType changeVmArchitecture getNetworkList getNetworkInfo allocateNetwork
@@ -403,14 +403,13 @@ PLAINTEXT = "nhn-Plaintext-Marker-42"
 
 @check
 def a_plaintext_password_is_hashed_before_anything_stores_it():
-    import os
     import subprocess
     vm = ready_vm(acme)
     r = acme.setPassword(vmId=vm, password=PLAINTEXT, clientToken="pw-1")
     assert r["currentState"] == "configuring", r
     assert acme.setPassword(vmId=vm, password=PLAINTEXT, clientToken="pw-1") == r  # replay matches
     assert wait_request(acme, r["requestId"])["status"] == "succeeded"
-    got = xmlrpc.client.ServerProxy(os.environ["NHN_FACILITY_URL"]).getArgs(r["requestId"])
+    got = facility().getArgs(r["requestId"])
     assert "password" not in got and PLAINTEXT not in repr(got), got
     h = got["passwordHash"]
     salt = h.split("$")[2]

@@ -10,9 +10,14 @@ HANG-IN-FACILITY is accepted and never reported (a lost callback). `getStats()` 
 often each request was dispatched and executed, so tests can check "exactly once";
 `getArgs(requestId)` the arguments the facility received.
 
-Prints "PORT <n>" on stdout once listening. Only the standard library is used.
+Every call must carry nhn's `X-Nhn-Signature: <unix>:<hex HMAC-SHA256(sha256(secret),
+"<unix>\n" + body)>` no older than 5 minutes; anything else gets HTTP 401 (so a test run proves
+that nhn signs its dispatches). Prints "PORT <n>" on stdout once listening (--port picks it, for
+a facility that comes back on the same address). Only the standard library is used.
 """
 import argparse
+import hashlib
+import hmac
 import os
 import sys
 import threading
@@ -27,17 +32,33 @@ class Server(ThreadingMixIn, SimpleXMLRPCServer):
     allow_reuse_address = True
 
 
+KEY = hashlib.sha256(os.environ["NHN_FACILITY_SECRET"].encode()).digest()
+
+
 class Quiet(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/RPC2",)
 
     def log_message(self, *args):
         pass
 
+    def decode_request_content(self, data):
+        stamp, _, mac = self.headers.get("X-Nhn-Signature", "").partition(":")
+        fresh = stamp.isdigit() and abs(time.time() - int(stamp)) < 300
+        want = hmac.new(KEY, stamp.encode() + b"\n" + data, hashlib.sha256).hexdigest()
+        if not (fresh and hmac.compare_digest(mac, want)):
+            print("refused an unsigned or badly signed call", file=sys.stderr, flush=True)
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return super().decode_request_content(data)
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--internal", required=True)
     ap.add_argument("--delay", type=float, default=0.05)
+    ap.add_argument("--port", type=int, default=0)
     opts = ap.parse_args()
     secret = os.environ["NHN_FACILITY_SECRET"]
     lock = threading.Lock()
@@ -105,7 +126,7 @@ def main():
         with lock:
             return requests[rid]["args"]
 
-    server = Server(("127.0.0.1", 0), requestHandler=Quiet, logRequests=False)
+    server = Server(("127.0.0.1", opts.port), requestHandler=Quiet, logRequests=False)
     server.register_function(dispatchRequest)
     server.register_function(getRequestStatus)
     server.register_function(getStats)

@@ -1,5 +1,7 @@
 """Shared helpers for the API test scripts: a client per key (Python's stock xmlrpc.client),
 fault assertions, polling of async requests, and a tiny runner that reports each check."""
+import hashlib
+import hmac
 import os
 import sys
 import time
@@ -26,6 +28,22 @@ class Client:
             return getattr(self.proxy, method)(self.auth, args)
 
         return call
+
+
+class _SignedTransport(xmlrpc.client.Transport):
+    """Signs calls the way nhn signs its dispatches (the facility stub checks every call)."""
+
+    def send_content(self, connection, request_body):
+        key = hashlib.sha256(os.environ["NHN_FACILITY_SECRET"].encode()).digest()
+        stamp = str(int(time.time()))
+        mac = hmac.new(key, stamp.encode() + b"\n" + request_body, hashlib.sha256).hexdigest()
+        connection.putheader("X-Nhn-Signature", f"{stamp}:{mac}")
+        super().send_content(connection, request_body)
+
+
+def facility():
+    """The facility stub's own XML-RPC interface (getStats, getArgs)."""
+    return xmlrpc.client.ServerProxy(os.environ["NHN_FACILITY_URL"], transport=_SignedTransport())
 
 
 def fault(code, fn, **args):

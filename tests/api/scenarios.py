@@ -8,7 +8,7 @@ import sys
 import time
 import xmlrpc.client
 
-from haas import IMAGE, URL, Client, check, fault, ready_vm, run, wait_request
+from haas import IMAGE, URL, Client, check, facility, fault, ready_vm, run, wait_request
 
 acme = Client("acme_full")
 globex = Client("globex_full")
@@ -49,6 +49,53 @@ def a_lost_callback_times_out_and_leaves_the_vm_in_error():
 
 
 @check
+def prepare_a_vm_while_the_facility_is_up():
+    """Phase 1 of the facility-outage test: a ready VM, its id saved to STATE."""
+    with open(STATE, "w") as f:
+        json.dump({"vm": ready_vm(acme)}, f)
+
+
+@check
+def power_on_while_the_facility_is_down_stays_running():
+    """Phase 2: the facility is down; the dispatch is retried, the request does not fail."""
+    with open(STATE) as f:
+        state = json.load(f)
+    r = acme.powerOnVm(vmId=state["vm"])
+    time.sleep(2.5)
+    info = acme.getRequestIdInfo(requestId=r["requestId"])["request"]
+    assert info["status"] == "running", info
+    state["rid"] = r["requestId"]
+    with open(STATE, "w") as f:
+        json.dump(state, f)
+
+
+@check
+def the_power_on_completes_once_the_facility_is_back():
+    """Phase 3: the facility is back on its address; the retried dispatch reaches it once."""
+    with open(STATE) as f:
+        state = json.load(f)
+    info = wait_request(acme, state["rid"], timeout=30)
+    assert info["status"] == "succeeded", info
+    assert acme.getVmStatus(vmId=state["vm"])["state"] == "running"
+    assert facility().getStats()[state["rid"]]["dispatches"] == 1
+
+
+@check
+def a_facility_that_refuses_the_signature_fails_the_request_at_once():
+    """nhn is configured with another credential than the facility's: dispatches are refused
+    (HTTP 401), not retried, and the request fails with BackendError."""
+    vm = acme.allocateVm(vmType="V10")["vmId"]
+    vol = acme.allocateVolume(sizeGB=30)["volumeId"]
+    acme.attachVolume(vmId=vm, volumeId=vol, device="DISK1")
+    r = acme.restoreImage(vmId=vm, imageId=IMAGE)
+    started = time.time()
+    info = wait_request(acme, r["requestId"], timeout=20)
+    assert info["status"] == "failed" and info["errorType"] == "BackendError", info
+    assert "401" in info["errorMessage"], info
+    assert time.time() - started < 5, "a refusal must not be retried"
+
+
+@check
 def queue_power_ons_before_a_crash():
     """Phase 1 of the kill -9 test: six VMs, six power-ons in flight; ids saved to STATE."""
     vms = [ready_vm(acme) for _ in range(6)]
@@ -66,7 +113,7 @@ def every_request_completes_once_after_the_restart():
         info = wait_request(acme, rid, timeout=60)
         assert info["status"] == "succeeded", info
         assert acme.getVmStatus(vmId=vm)["state"] == "running"
-    stats = xmlrpc.client.ServerProxy(os.environ["NHN_FACILITY_URL"]).getStats()
+    stats = facility().getStats()
     for rid in ids.values():
         assert stats[rid]["executions"] == 1, (rid, stats[rid])
 

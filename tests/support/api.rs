@@ -46,6 +46,8 @@ pub struct Options {
     pub site: Option<String>,
     /// Start the facility stub with this per-request delay in seconds.
     pub facility_delay: Option<f64>,
+    /// Configure nhn with another facility credential than the stub's (its signatures fail).
+    pub wrong_facility_credential: bool,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             api_config: "mutating_per_second = 10000\nmutating_burst = 10000\nread_per_second = 10000\nread_burst = 10000\n".into(),
             site: None,
             facility_delay: Some(0.05),
+            wrong_facility_credential: false,
         }
     }
 }
@@ -101,12 +104,17 @@ impl Appliance {
         let internal_url = format!("http://127.0.0.1:{internal}/RPC2");
         let (facility, facility_url) = match opts.facility_delay {
             Some(delay) => {
-                let (child, url) = start_facility(&nhn, &internal_url, delay);
+                let (child, url) = start_facility(&nhn, &internal_url, delay, 0);
                 (Some(child), url)
             }
             None => (None, String::new()),
         };
-        let hash: String = Sha256::digest(FACILITY_SECRET.as_bytes())
+        let secret = if opts.wrong_facility_credential {
+            "not-the-facility-secret"
+        } else {
+            FACILITY_SECRET
+        };
+        let hash: String = Sha256::digest(secret.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
@@ -179,6 +187,31 @@ impl Appliance {
         }
     }
 
+    /// Stops the facility stub (by its PID), as an outage would.
+    pub fn stop_facility(&mut self) {
+        if let Some(mut c) = self.facility.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the facility stub again on its old address.
+    pub fn restart_facility(&mut self, delay: f64) {
+        let port: u16 = self
+            .facility_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches("/RPC2").parse().ok())
+            .expect("facility port");
+        let (child, _) = start_facility(&self.nhn, &self.internal_url, delay, port);
+        self.facility = Some(child);
+    }
+
+    /// The facility stub's stderr so far.
+    pub fn facility_log(&self) -> String {
+        std::fs::read_to_string(self.nhn.dir().join("facility.log")).unwrap_or_default()
+    }
+
     /// Runs `python3 tests/api/<script> ARGS` with the appliance's URLs and keys (and `env`)
     /// in the environment; the script must succeed. Returns its stdout, also printed.
     pub fn python_env(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
@@ -238,15 +271,22 @@ impl Drop for Appliance {
     }
 }
 
-/// Starts the facility stub; returns it and its dispatch URL.
-fn start_facility(nhn: &Nhn, internal_url: &str, delay: f64) -> (Child, String) {
+/// Starts the facility stub (on `port`, or a free one if 0); returns it and its dispatch URL.
+fn start_facility(nhn: &Nhn, internal_url: &str, delay: f64, port: u16) -> (Child, String) {
     let mut child = Command::new("python3")
         .arg(scripts().join("facility.py"))
         .args(["--internal", internal_url, "--delay", &delay.to_string()])
+        .args(["--port", &port.to_string()])
         .env("NHN_FACILITY_SECRET", FACILITY_SECRET)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(nhn.dir().join("facility.log")).expect("create facility.log"))
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(nhn.dir().join("facility.log"))
+                .expect("open facility.log"),
+        )
         .spawn()
         .expect("spawn the facility stub");
     let mut line = String::new();
