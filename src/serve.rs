@@ -142,7 +142,13 @@ pub async fn run(config: Config) -> Result<()> {
                 config.data_dir.display()
             )
         })?;
-    let api = Api::new(inventory.clone(), config.api.clone(), jobs.clone(), secret);
+    let api = Api::new(
+        inventory.clone(),
+        config.api.clone(),
+        jobs.clone(),
+        secret,
+        config.switch.infra_vlans.iter().copied().collect(),
+    );
     let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
         None
     } else {

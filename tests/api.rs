@@ -34,6 +34,24 @@ fn conformance_suite_passes_with_python_xmlrpc_client() {
             .is_ok_and(|at| at.is_some_and(|at| at.ends_with('Z')))
     });
     assert!(stamped, "lastUsedAt of {kid} was never stamped");
+    // powerOnVm placed VMs on hypervisors; a stopped VM holds none.
+    let (placed, stopped_with_host): (i64, i64) = app
+        .db()
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM vms WHERE state = 'running' AND hypervisor_id IS NOT NULL),
+                    (SELECT COUNT(*) FROM vms WHERE state = 'stopped' AND hypervisor_id IS NOT NULL)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(stopped_with_host, 0, "a stopped VM kept its hypervisor slot");
+    let running: i64 = app
+        .db()
+        .query_row("SELECT COUNT(*) FROM vms WHERE state = 'running'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(placed, running, "every running VM has a hypervisor");
 }
 
 fn keys_of(app: &Appliance) -> Vec<String> {

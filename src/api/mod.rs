@@ -32,6 +32,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::config;
 use crate::inventory::Inventory;
+use crate::switch::vlans::VlanSet;
 use args::{Args, Struct};
 use auth::{Caller, KeyCache};
 use calllog::CallLog;
@@ -47,6 +48,8 @@ pub struct Ctx {
     pub config: Arc<config::Api>,
     /// Read calls recorded but not yet written (for getRequestIdInfo).
     pub call_log: Arc<CallLog>,
+    /// `[switch] infra_vlans`: placement at power-on sees the edges as the planner does.
+    pub infra_vlans: Arc<VlanSet>,
 }
 
 /// What a write body did. `pending` makes the call async: its request row is inserted as
@@ -455,6 +458,7 @@ pub struct Api {
     pub call_log: Arc<CallLog>,
     /// The appliance secret (see `password`): derived salts for plaintext passwords.
     pub secret: [u8; 32],
+    pub infra_vlans: Arc<VlanSet>,
 }
 
 /// Calls in progress at once (beyond it, connections wait for a slot).
@@ -466,6 +470,7 @@ impl Api {
         config: config::Api,
         jobs: Arc<Notify>,
         secret: [u8; 32],
+        infra_vlans: VlanSet,
     ) -> Arc<Api> {
         let api = Arc::new(Api {
             read_rate: Buckets::new(f64::from(config.read_per_second), config.read_burst),
@@ -481,6 +486,7 @@ impl Api {
             calls: Semaphore::new(MAX_CONCURRENT_CALLS),
             call_log: Arc::new(CallLog::default()),
             secret,
+            infra_vlans: Arc::new(infra_vlans),
         });
         api.follow_key_changes();
         api

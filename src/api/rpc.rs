@@ -322,6 +322,7 @@ async fn run(
         request_id: request_id.to_owned(),
         config: api.config.clone(),
         call_log: api.call_log.clone(),
+        infra_vlans: api.infra_vlans.clone(),
     };
     let checked = if ctx.caller.scope < m.scope {
         fail(

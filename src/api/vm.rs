@@ -469,6 +469,23 @@ pub fn power_on_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome,
             );
         }
     }
+    // A stopped VM holds no slot: pick its hypervisor now (VLAN-aware, see `placement`), in
+    // this transaction, so the switch plane builds its VLANs while the facility starts it.
+    match crate::placement::store::place_for_start(conn, vm.id, &ctx.infra_vlans)? {
+        Ok(choice) => {
+            tracing::info!(vm = %vm.public_id, host = %choice.host, why = %choice.explain().join("; "), "placed for power-on");
+        }
+        Err(why) => {
+            tracing::warn!(vm = %vm.public_id, %why, "powerOnVm: no hypervisor can take the VM");
+            return fail(
+                ErrorType::ResourceExhausted,
+                format!(
+                    "no hypervisor can start VM {} now (capacity or switch MAC budgets); try later or a smaller vmType",
+                    vm.public_id
+                ),
+            );
+        }
+    }
     start_async(conn, ctx, &vm, "starting", Struct::new())
 }
 

@@ -1,6 +1,6 @@
-//! The HTTP facility transport: XML-RPC calls `dispatchRequest(struct)` and
-//! `getRequestStatus(requestId)` POSTed to `[api] facility_url`, over a plain HTTP/1.1
-//! connection per call (a few calls per VM operation; no client library needed).
+//! The HTTP facility transport: XML-RPC calls `dispatchRequest({requestId, method, resourceId,
+//! args, hypervisor?})` and `getRequestStatus(requestId)` POSTed to `[api] facility_url`, over a
+//! plain HTTP/1.1 connection per call (a few calls per VM operation; no client library needed).
 //!
 //! Every call is signed, so a facility only acts on requests from its own appliance:
 //! `X-Nhn-Signature: <unix time>:<hex HMAC-SHA256(key, "<unix time>\n" + body)>`, the key being
@@ -138,12 +138,15 @@ impl HttpDriver {
 impl Driver for HttpDriver {
     fn dispatch(&self, job: Dispatch) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            let payload = st([
+            let mut payload = st([
                 ("requestId", s(job.request_id)),
                 ("method", s(job.method)),
                 ("resourceId", s(job.resource_id)),
                 ("args", Value::Struct(job.args)),
             ]);
+            if let Some(h) = job.hypervisor {
+                payload.insert("hypervisor".into(), s(h));
+            }
             self.call("dispatchRequest", vec![Value::Struct(payload)])
                 .await
                 .map(|_| ())

@@ -25,6 +25,8 @@ pub struct Dispatch {
     pub resource_id: String,
     /// The call's arguments (without `clientToken`).
     pub args: Struct,
+    /// The hypervisor the VM is placed on (powerOnVm places it), if it has one.
+    pub hypervisor: Option<String>,
 }
 
 /// What the facility knows about a request.

@@ -127,8 +127,12 @@ pub fn apply(
         )
         .optional()?;
     if let Some(vm_id) = vm_row {
+        // A stopped VM holds no hypervisor slot (powerOnVm places it again): its VLANs leave
+        // the edge. A VM in `error` keeps its host until an operator looks.
         conn.execute(
-            "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3 WHERE id = ?1",
+            "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3,
+                hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END
+             WHERE id = ?1",
             params![vm_id, vm_state, now],
         )?;
         if method == "restoreImage" && status == "succeeded" {

@@ -87,6 +87,22 @@ fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
     })
 }
 
+/// What a dispatch needs of a request: itself and, for a VM, the hypervisor it was placed on.
+const DISPATCH_COLUMNS: &str =
+    "SELECT r.id, r.method, r.resource_id, r.args, m.name FROM requests r
+    LEFT JOIN vms v ON r.resource_type = 'vm' AND v.public_id = r.resource_id
+    LEFT JOIN machines m ON m.id = v.hypervisor_id";
+
+fn dispatch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dispatch> {
+    Ok(Dispatch {
+        request_id: r.get(0)?,
+        method: r.get(1)?,
+        resource_id: r.get(2)?,
+        args: decode(&r.get::<_, String>(3)?),
+        hypervisor: r.get(4)?,
+    })
+}
+
 /// Claims the customer's oldest queued request: `running`, deadline from now.
 fn claim(
     conn: &Connection,
@@ -94,17 +110,11 @@ fn claim(
     customer: i64,
 ) -> inventory::Result<Option<Dispatch>> {
     let row = inventory::optional(conn.query_row(
-        "SELECT id, method, resource_id, args FROM requests
-         WHERE customer_id = ?1 AND status = 'queued' ORDER BY accepted_at, rowid LIMIT 1",
+        &format!(
+            "{DISPATCH_COLUMNS} WHERE r.customer_id = ?1 AND r.status = 'queued' ORDER BY r.accepted_at, r.rowid LIMIT 1"
+        ),
         [customer],
-        |r| {
-            Ok(Dispatch {
-                request_id: r.get(0)?,
-                method: r.get(1)?,
-                resource_id: r.get(2)?,
-                args: decode(&r.get::<_, String>(3)?),
-            })
-        },
+        dispatch_row,
     ))?;
     if let Some(job) = &row {
         let now = unix_now();
@@ -317,35 +327,20 @@ impl Engine {
 
 fn jobs_where(
     conn: &Connection,
-    sql: &str,
+    filter: &str,
     p: impl rusqlite::Params,
 ) -> inventory::Result<Vec<Dispatch>> {
-    let mut st = conn.prepare(sql)?;
-    let rows = st.query_map(p, |r| {
-        Ok(Dispatch {
-            request_id: r.get(0)?,
-            method: r.get(1)?,
-            resource_id: r.get(2)?,
-            args: decode(&r.get::<_, String>(3)?),
-        })
-    })?;
+    let mut st = conn.prepare(&format!("{DISPATCH_COLUMNS} WHERE {filter}"))?;
+    let rows = st.query_map(p, dispatch_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 fn running_jobs(conn: &Connection) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(
-        conn,
-        "SELECT id, method, resource_id, args FROM requests WHERE status = 'running' ORDER BY started_at",
-        [],
-    )
+    jobs_where(conn, "r.status = 'running' ORDER BY r.started_at", [])
 }
 
 fn overdue_jobs(conn: &Connection, now: &str) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(
-        conn,
-        "SELECT id, method, resource_id, args FROM requests WHERE status = 'running' AND deadline_at < ?1",
-        [now],
-    )
+    jobs_where(conn, "r.status = 'running' AND r.deadline_at < ?1", [now])
 }
 
 #[cfg(test)]

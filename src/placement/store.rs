@@ -163,6 +163,41 @@ pub fn place(conn: &Connection, args: &PlaceArgs, infra_vlans: &VlanSet) -> Resu
     Ok(choice)
 }
 
+/// Gives a stopped VM (made by the API, so without a host) the best hypervisor for its size
+/// and VLANs, for a power-on: records it as the VM's host and returns the decision. `Ok(Err)`
+/// when no hypervisor can take it now (the reason names hosts: for operators, not customers).
+pub fn place_for_start(
+    conn: &Connection,
+    vm_id: i64,
+    infra_vlans: &VlanSet,
+) -> Result<std::result::Result<Choice, String>> {
+    let name: String =
+        conn.query_row("SELECT name FROM vms WHERE id = ?1", [vm_id], |r| r.get(0))?;
+    let topo = snapshot::topology(conn, infra_vlans)?;
+    let mut placement = snapshot::placement(conn)?;
+    let pos = placement
+        .vms
+        .iter()
+        .position(|v| v.name == name)
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    let vm = placement.vms.remove(pos);
+    let req = Request {
+        name: name.clone(),
+        vlans: vm.vlans,
+        vcpus: vm.vcpus,
+        memory_mb: vm.memory_mb,
+    };
+    let choice = match choose(&topo, &placement, &req, None) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    conn.execute(
+        "UPDATE vms SET hypervisor_id = ?1 WHERE id = ?2",
+        params![host_id(conn, &choice.host)?, vm_id],
+    )?;
+    Ok(Ok(choice))
+}
+
 /// Starts moving a VM to `host` (live migration or evacuation), if the host can take it. Until
 /// [`finish_move`], the VM holds a slot on both hosts and the plan keeps its VLANs on both, so
 /// the destination's network is built before the VM moves.

@@ -398,6 +398,31 @@ def init_calls_validate_and_configure_offline():
     assert "hunter2" not in fault(300, acme.setPassword, vmId=vm, password="hunter2")
 
 
+@check
+def power_on_places_vms_of_one_network_together_and_power_off_frees_the_slot():
+    net = acme.allocateNetwork(networkType="L2EX")["networkId"]
+    vms = [ready_vm(acme) for _ in range(2)]
+    for vm in vms:
+        acme.attachNetwork(vmId=vm, networkId=net, device="NET1")
+    rids = [acme.powerOnVm(vmId=vm)["requestId"] for vm in vms]
+    for rid in rids:
+        assert wait_request(acme, rid)["status"] == "succeeded"
+    stats = facility().getStats()
+    hosts = {stats[rid]["hypervisor"] for rid in rids}
+    assert len(hosts) == 1 and "" not in hosts, hosts  # same VLAN, same host (the seed's rule)
+    host = hosts.pop()
+    for vm in vms:
+        assert host not in repr(acme.getVmInfo(vmId=vm)), "slots are never shown to customers"
+    off = acme.powerOffVm(vmId=vms[0])
+    assert wait_request(acme, off["requestId"])["status"] == "succeeded"
+    again = acme.powerOnVm(vmId=vms[0])["requestId"]
+    assert wait_request(acme, again)["status"] == "succeeded"
+    assert facility().getStats()[again]["hypervisor"] == host
+    for vm in vms:
+        off = acme.powerOffVm(vmId=vm)
+        assert wait_request(acme, off["requestId"])["status"] == "succeeded"
+
+
 PLAINTEXT = "nhn-Plaintext-Marker-42"
 
 

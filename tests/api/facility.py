@@ -97,7 +97,7 @@ def main():
             known = rid in requests
             if not known:
                 requests[rid] = {"status": "running", "result": {}, "dispatches": 0, "executions": 0,
-                                 "args": job["args"]}
+                                 "args": job["args"], "hypervisor": job.get("hypervisor", "")}
             requests[rid]["dispatches"] += 1
         if not known:
             threading.Thread(
@@ -120,7 +120,8 @@ def main():
 
     def getStats():
         with lock:
-            return {rid: {"dispatches": r["dispatches"], "executions": r["executions"]} for rid, r in requests.items()}
+            return {rid: {"dispatches": r["dispatches"], "executions": r["executions"],
+                          "hypervisor": r["hypervisor"]} for rid, r in requests.items()}
 
     def getArgs(rid):
         with lock:
