@@ -44,12 +44,17 @@ fn conformance_suite_passes_with_python_xmlrpc_client() {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
-    assert_eq!(stopped_with_host, 0, "a stopped VM kept its hypervisor slot");
+    assert_eq!(
+        stopped_with_host, 0,
+        "a stopped VM kept its hypervisor slot"
+    );
     let running: i64 = app
         .db()
-        .query_row("SELECT COUNT(*) FROM vms WHERE state = 'running'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM vms WHERE state = 'running'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(placed, running, "every running VM has a hypervisor");
 }

@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use super::args::{Struct, s, st};
 use super::fault::ApiError;
 use crate::inventory::Inventory;
-use crate::util::now_rfc3339;
+use crate::util::{now_rfc3339, rfc3339, unix_now};
 
 /// How often pending records are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -37,8 +37,8 @@ pub struct Record {
 #[derive(Default)]
 pub struct CallLog {
     pending: Mutex<HashMap<String, Record>>,
-    /// Keys used since the last flush, with when: `api_keys.last_used_at`.
-    used: Mutex<HashMap<String, String>>,
+    /// Keys used since the last flush, with when (unix seconds): `api_keys.last_used_at`.
+    used: Mutex<HashMap<String, i64>>,
     full: Notify,
 }
 
@@ -71,8 +71,14 @@ impl CallLog {
     /// The `RequestInfo` of a recorded call not yet in the table.
     /// Notes that a key authenticated a call (any call: read, write or refused).
     pub fn touch(&self, key_id: &str) {
+        let now = unix_now();
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        used.insert(key_id.to_owned(), now_rfc3339());
+        match used.get_mut(key_id) {
+            Some(at) => *at = now,
+            None => {
+                used.insert(key_id.to_owned(), now);
+            }
+        }
     }
 
     pub fn info(&self, request_id: &str, customer_id: i64) -> Option<Struct> {
@@ -108,14 +114,17 @@ impl CallLog {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
-        let used: Vec<(String, String)> =
+        let used: Vec<(String, i64)> =
             std::mem::take(&mut *self.used.lock().unwrap_or_else(|p| p.into_inner()))
                 .into_iter()
                 .collect();
         if batch.is_empty() && used.is_empty() {
             return;
         }
-        let touched = used.clone();
+        let touched: Vec<(String, String)> = used
+            .iter()
+            .map(|(k, at)| (k.clone(), rfc3339(*at)))
+            .collect();
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
         let written = inventory
             .write(move |conn| {
