@@ -831,6 +831,9 @@ fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
             "  host key: {}",
             s.host_key.as_deref().unwrap_or("not pinned")
         );
+        if let Some(refusal) = &s.plan_refusal {
+            println!("  {refusal}");
+        }
         if let (Some(err), Some(at)) = (&s.last_error, &s.last_error_at) {
             println!("  last error ({at}): {err}");
         }

@@ -82,10 +82,13 @@ pub fn render(p: &Page) -> String {
     }
     h.push_str("</table><h2>Switch plane</h2><table><tr><th>switch</th><th>health</th><th>queued intents</th><th>last success</th><th>last read-back</th><th>last error</th></tr>");
     for s in &p.switches {
-        let err = match (&s.last_error, &s.last_error_at) {
+        let mut err = match (&s.last_error, &s.last_error_at) {
             (Some(e), Some(at)) => format!("{} ({})", esc(e), esc(at)),
             _ => "-".into(),
         };
+        if let Some(refusal) = &s.plan_refusal {
+            err = format!("{}<br>{err}", esc(refusal));
+        }
         let _ = write!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{err}</td></tr>",

@@ -102,12 +102,13 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0001_initial.sql")),
         M::up(include_str!("migrations/0002_switch_plane.sql")),
         M::up(include_str!("migrations/0003_api.sql")),
+        M::up(include_str!("migrations/0004_plan_refusals.sql")),
     ])
 }
 
 /// The schema version this build writes.
 pub fn schema_version() -> usize {
-    3
+    4
 }
 
 /// How many jobs one group commit may hold; bounds the latency a burst adds to its last job.

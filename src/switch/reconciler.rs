@@ -158,14 +158,7 @@ async fn queue_intents(shared: &Arc<Shared>) -> Result<Vec<(String, usize)>, Err
     let infra: VlanSet = shared.config.switch.infra_vlans.iter().copied().collect();
     let outcome = shared
         .inv
-        .write(move |conn| {
-            let planned = match plan_inventory(conn, &infra) {
-                Ok(p) => p,
-                Err(super::Error::Plan(e)) => return Ok(Err(e.to_string())),
-                Err(super::Error::Inventory(e)) => return Err(e),
-            };
-            persist_intents(conn, &planned).map(Ok)
-        })
+        .write(move |conn| plan_and_persist(conn, &infra))
         .await?;
     match outcome {
         Ok(queued) => Ok(queued),
@@ -175,6 +168,90 @@ async fn queue_intents(shared: &Arc<Shared>) -> Result<Vec<(String, usize)>, Err
             Ok(Vec::new())
         }
     }
+}
+
+/// Plans and persists the intents in one transaction; `Ok(Err(reason))` when the plan is
+/// refused (the refusal is recorded on the edges concerned and nothing else changes).
+fn plan_and_persist(
+    conn: &Connection,
+    infra: &VlanSet,
+) -> inventory::Result<Result<Vec<(String, usize)>, String>> {
+    let planned = match plan_inventory(conn, infra) {
+        Ok(p) => p,
+        Err(super::Error::Plan(e)) => {
+            record_refusal(conn, &e)?;
+            return Ok(Err(e.to_string()));
+        }
+        Err(super::Error::Inventory(e)) => return Err(e),
+    };
+    clear_refusals(conn)?;
+    persist_intents(conn, &planned).map(Ok)
+}
+
+/// Marks every edge over its MAC budget with the refusal (the operator sees it per switch);
+/// edges no longer over budget lose their mark.
+fn record_refusal(conn: &Connection, e: &super::PlanError) -> inventory::Result<()> {
+    let super::PlanError::MacBudget(over) = e;
+    let now = now_rfc3339();
+    let names: Vec<&str> = over.iter().map(|o| o.edge.as_str()).collect();
+    let mut changed = false;
+    for o in over {
+        let reason = format!(
+            "plan refused: {o}; move VMs of those VLANs onto fewer edges or raise max_macs"
+        );
+        changed |= conn.execute(
+            "INSERT INTO switch_status (switch_id, plan_refusal, plan_refused_at)
+             SELECT id, ?2, ?3 FROM switches WHERE name = ?1
+             ON CONFLICT(switch_id) DO UPDATE SET plan_refusal = excluded.plan_refusal,
+                plan_refused_at = COALESCE(switch_status.plan_refused_at, excluded.plan_refused_at)
+             WHERE switch_status.plan_refusal IS NOT excluded.plan_refusal",
+            params![o.edge, reason, now],
+        )? > 0;
+        metrics::gauge!("nhn_switch_plan_refused", "switch" => o.edge.clone()).set(1.0);
+    }
+    let mut st = conn.prepare(
+        "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
+         WHERE st.plan_refusal IS NOT NULL",
+    )?;
+    let marked: Vec<String> = st
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in marked.iter().filter(|n| !names.contains(&n.as_str())) {
+        clear_refusal(conn, name)?;
+        changed = true;
+    }
+    if changed {
+        record_event(conn, STATUS_EVENT, "plan")?;
+    }
+    Ok(())
+}
+
+fn clear_refusal(conn: &Connection, switch: &str) -> inventory::Result<()> {
+    conn.execute(
+        "UPDATE switch_status SET plan_refusal = NULL, plan_refused_at = NULL
+         WHERE switch_id = (SELECT id FROM switches WHERE name = ?1)",
+        [switch],
+    )?;
+    metrics::gauge!("nhn_switch_plan_refused", "switch" => switch.to_owned()).set(0.0);
+    Ok(())
+}
+
+/// A plan went through: no edge is refused any more.
+fn clear_refusals(conn: &Connection) -> inventory::Result<()> {
+    let mut st = conn.prepare(
+        "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
+         WHERE st.plan_refusal IS NOT NULL",
+    )?;
+    let marked: Vec<String> = st
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in &marked {
+        clear_refusal(conn, name)?;
+    }
+    if !marked.is_empty() {
+        record_event(conn, STATUS_EVENT, "plan")?;
+    }
+    Ok(())
 }
 
 fn action_from(s: &str) -> Option<Action> {
@@ -786,6 +863,52 @@ mod tests {
             after.iter().all(|(_, _, s, _)| s == "canceled"),
             "{after:?}"
         );
+    }
+
+    #[test]
+    fn a_refused_plan_marks_the_edges_over_budget_until_it_goes_through() {
+        let (_d, inv) = seeded();
+        place_vm(&inv, "VM1-1", "Hypervisor-1", "100");
+        place_vm(&inv, "VM1-2", "Hypervisor-1", "100");
+        let run = |max_macs: i64| {
+            inv.write_blocking(move |c| {
+                c.execute(
+                    "UPDATE switches SET max_macs = ?1 WHERE name = 'Edge-Switch-1'",
+                    [max_macs],
+                )?;
+                let out = plan_and_persist(c, &VlanSet::new())?;
+                Ok((out, super::super::status::all(c)?))
+            })
+            .unwrap()
+        };
+        let (out, status) = run(1);
+        let reason = out.unwrap_err();
+        assert!(reason.contains("over its budget of 1"), "{reason}");
+        let edge1 = status.iter().find(|s| s.name == "Edge-Switch-1").unwrap();
+        assert_eq!(edge1.health(), "plan refused");
+        let refusal = edge1.plan_refusal.as_deref().unwrap();
+        assert!(
+            refusal.starts_with("plan refused: Edge-Switch-1 would hold 2 MACs"),
+            "{refusal}"
+        );
+        assert!(status.iter().filter(|s| s.plan_refusal.is_some()).count() == 1);
+        // Nothing was queued while refused; once the budget allows it, the mark goes.
+        let intents = |inv: &Inventory| {
+            inv.read_blocking(|c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM switch_intents", [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .unwrap()
+        };
+        assert_eq!(intents(&inv), 0);
+        let (out, status) = run(64);
+        assert!(out.is_ok());
+        assert!(
+            status.iter().all(|s| s.plan_refusal.is_none()),
+            "{status:?}"
+        );
+        assert!(intents(&inv) > 0);
     }
 
     #[test]

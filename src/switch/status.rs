@@ -17,11 +17,17 @@ pub struct SwitchStatus {
     pub last_readback_at: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
+    /// Why the last plan was refused for this edge (MAC budget), while it still is.
+    pub plan_refusal: Option<String>,
 }
 
 impl SwitchStatus {
-    /// `ok`, `failing` (the last session failed after the last success) or `never contacted`.
+    /// `plan refused` (over its MAC budget: no switch changes until fixed), `ok`, `failing`
+    /// (the last session failed after the last success) or `never contacted`.
     pub fn health(&self) -> &'static str {
+        if self.plan_refusal.is_some() {
+            return "plan refused";
+        }
         match (&self.last_success_at, &self.last_error_at) {
             (Some(ok), Some(err)) if err > ok => "failing",
             (Some(_), _) => "ok",
@@ -35,7 +41,8 @@ pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
     let mut st = conn.prepare(
         "SELECT s.name, s.role, s.os, s.address, s.host_key,
                 (SELECT COUNT(*) FROM switch_intents i WHERE i.switch_id = s.id AND i.state = 'pending'),
-                st.last_success_at, st.last_readback_at, st.last_error, st.last_error_at
+                st.last_success_at, st.last_readback_at, st.last_error, st.last_error_at,
+                st.plan_refusal
          FROM switches s LEFT JOIN switch_status st ON st.switch_id = s.id ORDER BY s.name",
     )?;
     let rows = st.query_map([], |r| {
@@ -50,6 +57,7 @@ pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
             last_readback_at: r.get(7)?,
             last_error: r.get(8)?,
             last_error_at: r.get(9)?,
+            plan_refusal: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
