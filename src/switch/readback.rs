@@ -1,7 +1,8 @@
 //! Read-back parsers: a switch's own description of its VLAN configuration (the output of the
 //! `show` template) turned into the structure the planner emits, so that "what is on the
 //! switch" and "what should be" compare directly. One parser per CLI family: `openvswitch`
-//! (`ovs-vsctl` CSV) and `cisco-ios` (`show running-config`, also Arista EOS).
+//! (`ovs-vsctl` CSV), `cisco-ios` (`show running-config`, also Arista EOS), `junos`
+//! (`show configuration | display set`) and `cumulus-nvue` (`nv config show -o commands`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,6 +60,8 @@ impl SwitchState {
 pub enum Parser {
     Openvswitch,
     CiscoIos,
+    Junos,
+    CumulusNvue,
     /// No parser yet: the switch can be configured but not read back (no drift repair).
     None,
 }
@@ -84,6 +87,8 @@ pub fn parse(parser: Parser, output: &str) -> Result<Option<SwitchState>, ParseE
     match parser {
         Parser::Openvswitch => openvswitch(output).map(Some),
         Parser::CiscoIos => cisco_ios(output).map(Some),
+        Parser::Junos => junos(output).map(Some),
+        Parser::CumulusNvue => cumulus_nvue(output).map(Some),
         Parser::None => Ok(None),
     }
 }
@@ -239,6 +244,196 @@ pub fn cisco_ios(output: &str) -> Result<SwitchState, ParseError> {
     Ok(st)
 }
 
+/// Junos (ELS) `show configuration | display set`: `set vlans NAME vlan-id N` defines the
+/// database; per interface, `unit 0 family ethernet-switching interface-mode trunk|access`
+/// and one `vlan members X` line per member (a VLAN id, a range, a VLAN name or `all`), and
+/// `native-vlan-id N` on the interface. Without `interface-mode` a port is an access port.
+/// Interfaces without ethernet-switching are not switch ports and are left out.
+pub fn junos(output: &str) -> Result<SwitchState, ParseError> {
+    #[derive(Default)]
+    struct Iface {
+        trunk: bool,
+        members: Vec<(usize, String)>,
+        native: Option<Vlan>,
+        switching: bool,
+    }
+    let mut st = SwitchState::default();
+    let mut names: BTreeMap<String, Vlan> = BTreeMap::new();
+    let mut ifaces: BTreeMap<String, Iface> = BTreeMap::new();
+    for (i, raw) in output.lines().enumerate() {
+        let line = raw.trim();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["set", "vlans", name, "vlan-id", id] => {
+                let v: Vlan = id.parse().map_err(|_| err(i, raw, "bad vlan-id"))?;
+                names.insert((*name).to_owned(), v);
+                st.vlans.insert(v);
+            }
+            [
+                "set",
+                "interfaces",
+                port,
+                "unit",
+                "0",
+                "family",
+                "ethernet-switching",
+                rest @ ..,
+            ] => {
+                let f = ifaces.entry((*port).to_owned()).or_default();
+                f.switching = true;
+                match rest {
+                    ["interface-mode", "trunk"] => f.trunk = true,
+                    ["interface-mode", "access"] => f.trunk = false,
+                    ["interface-mode", other] => {
+                        return Err(err(i, raw, format!("unsupported interface-mode {other:?}")));
+                    }
+                    ["vlan", "members", m] => f.members.push((i, (*m).to_owned())),
+                    _ => {}
+                }
+            }
+            ["set", "interfaces", port, "native-vlan-id", id] => {
+                let v: Vlan = id.parse().map_err(|_| err(i, raw, "bad native-vlan-id"))?;
+                ifaces.entry((*port).to_owned()).or_default().native = Some(v);
+            }
+            _ => {}
+        }
+    }
+    for (port, f) in ifaces.into_iter().filter(|(_, f)| f.switching) {
+        let mut vlans = VlanSet::new();
+        for (i, m) in &f.members {
+            let set: VlanSet = if m == "all" {
+                VlanSet::all()
+            } else if let Some(v) = names.get(m) {
+                [*v].into_iter().collect()
+            } else {
+                m.parse().map_err(|_| {
+                    err(
+                        *i,
+                        m,
+                        format!("vlan member {m:?} is neither a VLAN id nor a defined VLAN name"),
+                    )
+                })?
+            };
+            vlans.union_with(&set);
+        }
+        let state = if f.trunk {
+            PortState {
+                mode: Mode::Trunk,
+                vlans,
+                native: f.native,
+            }
+        } else {
+            PortState {
+                mode: Mode::Access,
+                vlans: if vlans.is_empty() {
+                    [1].into_iter().collect()
+                } else {
+                    vlans
+                },
+                native: None,
+            }
+        };
+        st.ports.insert(port, state);
+    }
+    Ok(st)
+}
+
+/// Expands an NVUE interface list (`swp1-3,swp7`) into names.
+fn nvue_ports(list: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for part in list.split(',') {
+        let digits = part.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-');
+        let range = &part[digits.len()..];
+        match range.split_once('-') {
+            Some((a, b)) if !digits.is_empty() => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                if a > b || b - a > 4096 {
+                    return None;
+                }
+                out.extend((a..=b).map(|n| format!("{digits}{n}")));
+            }
+            _ => out.push(part.to_owned()),
+        }
+    }
+    Some(out)
+}
+
+/// Cumulus Linux NVUE `nv config show -o commands`: `nv set bridge domain BR vlan LIST`
+/// defines the database; per interface (or interface range) `bridge domain BR vlan LIST|all`
+/// (tagged members, added up over lines), `access N` and `untagged N` (the native VLAN). A
+/// bridge member with no `vlan` line carries every VLAN of its bridge (NVUE's default).
+pub fn cumulus_nvue(output: &str) -> Result<SwitchState, ParseError> {
+    #[derive(Default)]
+    struct Iface {
+        vlans: Option<VlanSet>,
+        access: Option<Vlan>,
+        native: Option<Vlan>,
+    }
+    let mut st = SwitchState::default();
+    let mut ifaces: BTreeMap<String, Iface> = BTreeMap::new();
+    let list = |i: usize, raw: &str, s: &str| -> Result<VlanSet, ParseError> {
+        if s == "all" {
+            Ok(VlanSet::all())
+        } else {
+            s.parse().map_err(|e: String| err(i, raw, e))
+        }
+    };
+    for (i, raw) in output.lines().enumerate() {
+        let words: Vec<&str> = raw.split_whitespace().collect();
+        match words.as_slice() {
+            ["nv", "set", "bridge", "domain", _, "vlan", l] => {
+                let set = list(i, raw, l)?;
+                st.vlans.union_with(&set);
+            }
+            [
+                "nv",
+                "set",
+                "interface",
+                ports,
+                "bridge",
+                "domain",
+                _,
+                rest @ ..,
+            ] => {
+                let ports = nvue_ports(ports).ok_or_else(|| err(i, raw, "bad interface range"))?;
+                for port in ports {
+                    let f = ifaces.entry(port).or_default();
+                    match rest {
+                        ["vlan", l] => f
+                            .vlans
+                            .get_or_insert_with(VlanSet::new)
+                            .union_with(&list(i, raw, l)?),
+                        ["access", v] => {
+                            f.access = Some(v.parse().map_err(|_| err(i, raw, "bad VLAN"))?)
+                        }
+                        ["untagged", v] if *v != "none" => {
+                            f.native = Some(v.parse().map_err(|_| err(i, raw, "bad VLAN"))?)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (port, f) in ifaces {
+        let state = match f.access {
+            Some(v) => PortState {
+                mode: Mode::Access,
+                vlans: [v].into_iter().collect(),
+                native: None,
+            },
+            None => PortState {
+                mode: Mode::Trunk,
+                vlans: f.vlans.unwrap_or_else(|| st.vlans.clone()),
+                native: f.native,
+            },
+        };
+        st.ports.insert(port, state);
+    }
+    Ok(st)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +481,66 @@ mod tests {
         assert_eq!(v("swp4"), "1-4094");
         assert_eq!(v("swp5"), "none");
         assert_eq!(st.vlans.to_string(), "1,100,200");
+    }
+
+    #[test]
+    fn junos_display_set() {
+        let out = "set version 21.4R3\nset vlans VLAN0100 vlan-id 100\nset vlans web vlan-id 200\n\
+                   set interfaces xe-0/0/1 unit 0 family ethernet-switching interface-mode trunk\n\
+                   set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members VLAN0100\n\
+                   set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members 300-302\n\
+                   set interfaces xe-0/0/1 native-vlan-id 10\n\
+                   set interfaces xe-0/0/2 unit 0 family ethernet-switching interface-mode access\n\
+                   set interfaces xe-0/0/2 unit 0 family ethernet-switching vlan members web\n\
+                   set interfaces xe-0/0/3 unit 0 family ethernet-switching interface-mode trunk\n\
+                   set interfaces xe-0/0/4 unit 0 family ethernet-switching interface-mode trunk\n\
+                   set interfaces xe-0/0/4 unit 0 family ethernet-switching vlan members all\n\
+                   set interfaces em0 unit 0 family inet address 10.0.0.1/24\n";
+        let st = junos(out).unwrap();
+        let v = |p: &str| st.ports[p].vlans.to_string();
+        assert_eq!(v("xe-0/0/1"), "100,300-302");
+        assert_eq!(st.ports["xe-0/0/1"].native, Some(10));
+        assert_eq!(
+            (st.ports["xe-0/0/2"].mode, v("xe-0/0/2")),
+            (Mode::Access, "200".into())
+        );
+        assert_eq!(v("xe-0/0/3"), "none");
+        assert_eq!(v("xe-0/0/4"), "1-4094");
+        assert!(!st.ports.contains_key("em0"));
+        assert_eq!(st.vlans.to_string(), "100,200");
+        let e =
+            junos("set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members nosuch\n")
+                .unwrap_err();
+        assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+
+    #[test]
+    fn cumulus_nvue_config_commands() {
+        let out = "nv set bridge domain br_default vlan 100,200\n\
+                   nv set interface swp1 bridge domain br_default vlan 100,200-202\n\
+                   nv set interface swp1 bridge domain br_default untagged 10\n\
+                   nv set interface swp2 bridge domain br_default access 100\n\
+                   nv set interface swp3-4,swp6 bridge domain br_default\n\
+                   nv set interface swp5 bridge domain br_default vlan 300\n\
+                   nv set interface swp5 bridge domain br_default vlan 301\n\
+                   nv set interface eth0 ip address 192.0.2.1/24\n\
+                   nv config apply\n";
+        let st = cumulus_nvue(out).unwrap();
+        let v = |p: &str| st.ports[p].vlans.to_string();
+        assert_eq!(v("swp1"), "100,200-202");
+        assert_eq!(st.ports["swp1"].native, Some(10));
+        assert_eq!(
+            (st.ports["swp2"].mode, v("swp2")),
+            (Mode::Access, "100".into())
+        );
+        assert_eq!(
+            (v("swp3"), v("swp4"), v("swp6")),
+            ("100,200".into(), "100,200".into(), "100,200".into())
+        );
+        assert_eq!(v("swp5"), "300-301");
+        assert!(!st.ports.contains_key("eth0") && !st.ports.contains_key("swp5-6"));
+        assert_eq!(st.vlans.to_string(), "100,200");
+        assert!(cumulus_nvue("nv set interface swp1 bridge domain br_default vlan x1\n").is_err());
     }
 
     #[test]
