@@ -55,6 +55,11 @@ pub struct Storage {
     /// tgtd's control port (`tgtd --control-port N`); unset: its default socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tgt_control_port: Option<u16>,
+    /// Require CHAP on every target besides the initiator ACL. Each target gets its own
+    /// account, its secret derived from the appliance secret (never stored); a booting
+    /// machine's initrd fetches it over HTTP with a one-time token bound to its DHCP address,
+    /// so it never appears on a kernel command line.
+    pub chap: bool,
 }
 
 impl Default for Storage {
@@ -62,6 +67,7 @@ impl Default for Storage {
         Storage {
             driver: StorageDriver::None,
             tgt_control_port: None,
+            chap: false,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod net;
 pub mod placement;
+pub mod secret;
 pub mod serve;
 pub mod storage;
 pub mod switch;

@@ -68,6 +68,12 @@ pub async fn run(config: Config) -> Result<()> {
     let _lock = lock_data_dir(&config.data_dir)?;
     let inventory = Inventory::open(&config.db_path())?;
     inventory.follow_external_writers()?;
+    let secret = crate::secret::load_or_create(&config.data_dir).with_context(|| {
+        format!(
+            "cannot read or create the appliance secret in {}",
+            config.data_dir.display()
+        )
+    })?;
 
     let metrics = PrometheusBuilder::new()
         .install_recorder()
@@ -93,6 +99,7 @@ pub async fn run(config: Config) -> Result<()> {
             driver,
             inventory.clone(),
             config.data_dir.clone(),
+            config.storage.chap.then_some(secret),
             stopping.clone(),
         ));
     }
@@ -135,13 +142,6 @@ pub async fn run(config: Config) -> Result<()> {
             )
         })?;
     let jobs = Arc::new(Notify::new());
-    let secret =
-        crate::api::password::load_or_create_secret(&config.data_dir).with_context(|| {
-            format!(
-                "cannot read or create the API secret in {}",
-                config.data_dir.display()
-            )
-        })?;
     let api = Api::new(
         inventory.clone(),
         config.api.clone(),
@@ -191,6 +191,7 @@ pub async fn run(config: Config) -> Result<()> {
             boot_root: boot_root.clone(),
             boot: Arc::new(config.boot.clone()),
             api,
+            chap: config.storage.chap.then_some(secret),
         },
         stopping.clone(),
     ));

@@ -266,12 +266,14 @@ fn a_diskless_machine_boots_from_pxe_onto_its_iscsi_root() {
     else {
         return;
     };
-    diskless_boot(&lab, &root, &kver, Firmware::Bios, 1000, "");
+    diskless_boot(&lab, &root, &kver, Firmware::Bios, 1000, "", false);
 }
 
 #[test]
-fn a_uefi_machine_boots_the_same_way() {
-    let Some((lab, root, kver)) = lab_with_kernel("a_uefi_machine_boots_the_same_way") else {
+fn a_uefi_machine_boots_the_same_way_with_chap_from_a_one_time_token() {
+    let Some((lab, root, kver)) =
+        lab_with_kernel("a_uefi_machine_boots_the_same_way_with_chap_from_a_one_time_token")
+    else {
         return;
     };
     assert!(
@@ -286,6 +288,7 @@ fn a_uefi_machine_boots_the_same_way() {
         Firmware::Uefi,
         21000,
         "cmdline = \"console=ttyS0 nhn.rootdev=LABEL=nhnroot\"\n",
+        true,
     );
 }
 
@@ -296,6 +299,7 @@ fn diskless_boot(
     fw: Firmware,
     port_base: u16,
     boot_config: &str,
+    chap: bool,
 ) {
     let nhn = appliance(root, kver);
     // The volume holds a root filesystem before nhn exports it (nhn keeps existing data).
@@ -311,10 +315,18 @@ fn diskless_boot(
         &config(
             &nhn,
             boot_config,
-            &format!("[storage]\ndriver = \"tgt\"\ntgt_control_port = {ctl}\n"),
+            &format!("[storage]\ndriver = \"tgt\"\ntgt_control_port = {ctl}\nchap = {chap}\n"),
         ),
         "10.96.0.1:8080",
     );
+    // With CHAP, the target's account: its secret is derived from the appliance secret.
+    let account = chap.then(|| {
+        let key: [u8; 32] = std::fs::read(nhn.dir().join("api-secret"))
+            .expect("the appliance secret")
+            .try_into()
+            .expect("32 bytes");
+        nhn::storage::chap_for(&key, "iqn.2026-11.test.nhn:vol-server-2")
+    });
     // nhn's reconciler exports the volume with an ACL for Server-2's initiator.
     let exported = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
         let show = srv.run(&[
@@ -330,6 +342,7 @@ fn diskless_boot(
         ]);
         show.contains("iqn.2026-11.test.nhn:vol-server-2")
             && show.contains("iqn.2026-11.test.nhn:initiator:server-2")
+            && account.as_ref().is_none_or(|a| show.contains(&a.user))
     });
     assert!(
         exported,
@@ -373,6 +386,44 @@ fn diskless_boot(
         );
     }
     assert!(!console.contains("Kernel panic"), "{console}");
+    if let Some(a) = &account {
+        assert!(
+            console.contains(&format!("boot secrets fetched (CHAP user {})", a.user)),
+            "{console}"
+        );
+        let log = server.log();
+        assert!(
+            !console.contains(&a.secret) && !log.contains(&a.secret),
+            "the CHAP secret leaked"
+        );
+        // The URL on the kernel command line was spent: replayed from the machine's own address
+        // it is gone, from any other address forbidden.
+        let url = console
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("nhn.secrets="))
+            .expect("nhn.secrets= on the kernel command line")
+            .to_owned();
+        srv.addr("br0", "10.96.0.21/24");
+        let status = |from: &str| {
+            srv.run(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--interface",
+                from,
+                &url,
+            ])
+        };
+        assert_eq!(
+            status("10.96.0.21").trim(),
+            "410",
+            "a spent token was honoured"
+        );
+        assert_eq!(status("10.96.0.1").trim(), "403");
+    }
     eprintln!(
         "QEMU start to ROOTFS-MARKER (TCG, {}): {took:?}",
         if fw == Firmware::Bios { "BIOS" } else { "UEFI" }

@@ -92,11 +92,38 @@ find_root() {
     log "root: target $ISCSI_TARGET lun ${ISCSI_LUN:-0} at $ISCSI_SERVER:${ISCSI_PORT:-3260} as $ISCSI_INITIATOR"
 }
 
+# Boot secrets (the target's CHAP account), fetched once from the one-time URL nhn.secrets=.
+# Without nhn.secrets= there are none (the target has no CHAP). Nothing here is ever printed.
+fetch_secrets() {
+    url=$(arg nhn.secrets "")
+    [ -n "$url" ] || return 0
+    i=0
+    while ! wget -q -O /run/nhn-secrets "$url" 2>/tmp/wget.err; do
+        i=$((i + 1))
+        # A spent token (410) or a wrong address (403) will not get better: say so at once.
+        if grep -q -e " 403 " -e " 404 " -e " 410 " /tmp/wget.err || [ $i -ge 5 ]; then
+            fail "fetch boot secrets" "$(head -c 200 /tmp/wget.err) (the token is one-time: reboot the machine for a new one)"
+        fi
+        sleep 1
+    done
+    while IFS='=' read -r key value; do
+        case "$value" in *[!A-Za-z0-9.:-]*) fail "fetch boot secrets" "the bundle has a malformed $key" ;; esac
+        case "$key" in
+            chap_user) ISCSI_USER=$value ;;
+            chap_secret) ISCSI_SECRET=$value ;;
+        esac
+    done < /run/nhn-secrets
+    rm -f /run/nhn-secrets
+    [ -n "$ISCSI_USER" ] && [ -n "$ISCSI_SECRET" ] || fail "fetch boot secrets" "the bundle has no CHAP account"
+    log "boot secrets fetched (CHAP user $ISCSI_USER)"
+}
+
 # iscsistart, retried with backoff: the target may still be coming up.
 iscsi_login() {
     delay=1
     for attempt in 1 2 3 4; do
-        if iscsistart -i "$ISCSI_INITIATOR" -t "$ISCSI_TARGET" -g 1 -a "$ISCSI_SERVER" -p "${ISCSI_PORT:-3260}"; then
+        if iscsistart -i "$ISCSI_INITIATOR" -t "$ISCSI_TARGET" -g 1 -a "$ISCSI_SERVER" -p "${ISCSI_PORT:-3260}" \
+            ${ISCSI_USER:+-u "$ISCSI_USER" -w "$ISCSI_SECRET"}; then
             log "iSCSI login ok ($(uptime_s)s)"
             return 0
         fi
@@ -104,7 +131,7 @@ iscsi_login() {
         sleep $delay
         delay=$((delay * 2))
     done
-    fail "iSCSI login" "iscsistart could not log into $ISCSI_TARGET at $ISCSI_SERVER (wrong target, or an ACL refuses $ISCSI_INITIATOR)"
+    fail "iSCSI login" "iscsistart could not log into $ISCSI_TARGET at $ISCSI_SERVER (wrong target, an ACL refuses $ISCSI_INITIATOR${ISCSI_USER:+, or CHAP user $ISCSI_USER is refused})"
 }
 
 # The root disk: the one named by nhn.rootdev=LABEL=...|UUID=... (a filesystem on the LUN), else

@@ -3,55 +3,16 @@
 //! crypt hash *before* the call is recorded, so it never reaches the `requests` table, the
 //! facility, the audit trail or a log: from then on the call is exactly a `passwordHash` call.
 //!
-//! The salt is `HMAC-SHA256(appliance secret, customer, vmId, user, password)`, so the same
-//! call gives the same hash and a `clientToken` replay matches its first call; the appliance
-//! secret (random, in the data directory, mode 0600) keeps that salt from being a fast,
-//! unsalted digest of the password. Different VMs, users or customers get different salts.
-
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+//! The salt is derived from the appliance secret (`crate::secret`) and the customer, vmId, user
+//! and password, so the same call gives the same hash and a `clientToken` replay matches its
+//! first call; the secret keeps that salt from being a fast, unsalted digest of the password.
+//! Different VMs, users or customers get different salts.
 
 use dxr::Value;
 
 use super::args::Args;
-use super::auth::hmac_sha256;
 use super::fault::{ApiError, ErrorType, fail};
-
-/// The appliance's secret for derived salts: `<data_dir>/api-secret`, created on first use.
-pub fn load_or_create_secret(data_dir: &Path) -> std::io::Result<[u8; 32]> {
-    let path = data_dir.join("api-secret");
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut f) => {
-            let mut key = [0u8; 32];
-            rand::fill(&mut key);
-            f.write_all(&key)?;
-            f.sync_all()?;
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let mut key = [0u8; 32];
-            let mut f = std::fs::File::open(&path)?;
-            f.read_exact(&mut key).map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{} is not a 32-byte secret ({e}); remove it and restart to make a new one",
-                        path.display()
-                    ),
-                )
-            })?;
-            Ok(key)
-        }
-        Err(e) => Err(e),
-    }
-}
+use crate::secret;
 
 /// Passwords nobody should get past a strength check, whatever their length.
 const COMMON: [&str; 10] = [
@@ -134,12 +95,12 @@ pub fn hash_plaintext(
     let user = args.opt_str("user")?.unwrap_or("root").to_owned();
     let vm = args.opt_str("vmId")?.unwrap_or_default().to_owned();
     check_strength(&password, &user)?;
-    let message = format!("{customer_id}\0{vm}\0{user}\0{password}");
-    let mac = hmac_sha256(secret, message.as_bytes());
-    let salt: String = mac[..16]
-        .iter()
-        .map(|b| CRYPT64[usize::from(*b) % 64] as char)
-        .collect();
+    let mac = secret::derive(
+        secret,
+        "setPassword salt",
+        &format!("{customer_id}\0{vm}\0{user}\0{password}"),
+    );
+    let salt = secret::text(&mac, CRYPT64, 16);
     args.replace(
         "password",
         "passwordHash",
@@ -213,22 +174,5 @@ mod tests {
         }
         let mut both = args(&[("password", "x"), ("passwordHash", "$6$a$b")]);
         assert!(hash_plaintext(&mut both, &[0; 32], 1).is_err());
-    }
-
-    #[test]
-    fn the_secret_is_created_once_with_mode_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_secret(dir.path()).unwrap();
-        let b = load_or_create_secret(dir.path()).unwrap();
-        assert_eq!(a, b);
-        let mode = std::fs::metadata(dir.path().join("api-secret"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        std::fs::write(dir.path().join("api-secret"), b"short").unwrap();
-        let e = load_or_create_secret(dir.path()).unwrap_err();
-        assert!(e.to_string().contains("remove it"), "{e}");
     }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub kernel: String,
     pub initrd: String,
     pub cmdline: String,
+    /// With CHAP on: the one-time URL of the machine's boot secrets, or why none was issued.
+    pub secrets: Option<Result<String, String>>,
 }
 
 /// Parses the `<mac>` of `<mac>.ipxe` (dashes or colons).
@@ -122,13 +124,28 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
             t.name.replace(['\n', '\r'], " ")
         );
     };
+    let secrets = match &s.secrets {
+        None => String::new(),
+        Some(Ok(url)) if cmdline_safe(url) => format!(" nhn.secrets={url}"),
+        Some(Ok(_)) => String::new(),
+        Some(Err(why)) => {
+            return format!(
+                "#!ipxe\n\
+                 echo nhn: {} ({mac}): {}\n\
+                 sleep 10\n\
+                 exit 1\n",
+                t.name.replace(['\n', '\r'], " "),
+                why.replace(['\n', '\r'], " ")
+            );
+        }
+    };
     let base = s.base_url.trim_end_matches('/');
     // `initrd=<name>` on the kernel line: UEFI kernels' EFI stub needs it to find the initrd.
     let initrd_name = s.initrd.rsplit('/').next().unwrap_or(&s.initrd);
     format!(
         "#!ipxe\n\
          echo nhn: booting {name} ({mac}) from {root}\n\
-         kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}\n\
+         kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}{secrets}\n\
          initrd {base}/boot/{initrd}\n\
          boot\n",
         name = t.name.replace(['\n', '\r'], " "),
@@ -148,6 +165,7 @@ mod tests {
             kernel: "vmlinuz".into(),
             initrd: "initrd.img".into(),
             cmdline: "console=ttyS0".into(),
+            secrets: None,
         }
     }
 
@@ -170,6 +188,31 @@ mod tests {
         assert!(
             s.contains("initrd http://10.96.0.1:8080/boot/initrd.img\nboot\n"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn with_chap_the_command_line_carries_a_token_url_or_the_boot_stops() {
+        let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
+        let t = Target {
+            name: "Server-2".into(),
+            iscsi: Some((
+                "iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2".into(),
+                "iqn.2026-11.test:server-2".into(),
+            )),
+        };
+        let mut s = settings();
+        s.secrets = Some(Ok("http://10.96.0.1:8080/boot/secrets/abc123".into()));
+        let script = render(&mac, Some(&t), &s);
+        assert!(
+            script.contains("nhn.initiator=iqn.2026-11.test:server-2 nhn.secrets=http://10.96.0.1:8080/boot/secrets/abc123\n"),
+            "{script}"
+        );
+        s.secrets = Some(Err("10.96.0.66 is not the address".into()));
+        let script = render(&mac, Some(&t), &s);
+        assert!(
+            script.contains("10.96.0.66 is not the address") && !script.contains("kernel"),
+            "{script}"
         );
     }
 

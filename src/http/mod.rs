@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,9 +20,10 @@ use tower::ServiceExt;
 
 use crate::api::{Api, rpc};
 use crate::boot::files::{BootRoot, FileError};
-use crate::boot::script;
+use crate::boot::{script, secrets};
 use crate::config;
 use crate::inventory::{Inventory, queries};
+use crate::util::unix_now;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +32,8 @@ pub struct AppState {
     pub boot_root: Arc<BootRoot>,
     pub boot: Arc<config::Boot>,
     pub api: Arc<Api>,
+    /// The appliance secret when `[storage] chap` is on (CHAP accounts derive from it).
+    pub chap: Option<[u8; 32]>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -127,6 +130,69 @@ async fn status_page(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/boot/secrets/<token>`: the boot secrets of the machine the token was issued to, once,
+/// to the address it was issued to. Neither the token nor the secrets are logged.
+async fn boot_secrets(state: &AppState, token: String, peer: String) -> Response {
+    let Some(key) = state.chap else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no boot secrets: [storage] chap is off\n",
+        )
+            .into_response();
+    };
+    let from = peer.clone();
+    let spent = state
+        .inventory
+        .write(move |c| {
+            let mac = match secrets::redeem(c, &token, &from, unix_now())? {
+                Ok(mac) => mac,
+                Err(r) => return Ok(Err(r)),
+            };
+            Ok(Ok(script::lookup(c, &mac)?))
+        })
+        .await;
+    let refused = |status: StatusCode, why: &str| {
+        metrics::counter!("nhn_http_boot_secrets_total", "result" => "refused").increment(1);
+        tracing::warn!(%peer, why, "boot secrets refused");
+        (status, format!("{why}\n")).into_response()
+    };
+    match spent {
+        Err(e) => internal_error(e),
+        Ok(Err(secrets::Refusal::Unknown)) => refused(StatusCode::NOT_FOUND, "unknown token"),
+        Ok(Err(secrets::Refusal::Spent)) => refused(
+            StatusCode::GONE,
+            "token already used or expired; reboot the machine for a new one",
+        ),
+        Ok(Err(secrets::Refusal::WrongAddress)) => refused(
+            StatusCode::FORBIDDEN,
+            "token presented from another address than it was issued to",
+        ),
+        Ok(Ok(target)) => {
+            // RFC 4173: iscsi:<server>:<proto>:<port>:<lun>:<target>, the target holding colons.
+            let Some(iqn) = target
+                .as_ref()
+                .and_then(|t| t.iscsi.as_ref())
+                .and_then(|(root, _)| root.splitn(6, ':').nth(5).map(str::to_owned))
+            else {
+                return refused(
+                    StatusCode::NOT_FOUND,
+                    "the machine has no boot volume any more",
+                );
+            };
+            metrics::counter!("nhn_http_boot_secrets_total", "result" => "ok").increment(1);
+            tracing::info!(%peer, "boot secrets handed out");
+            (
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                secrets::bundle(&crate::storage::chap_for(&key, &iqn)),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// The base URL iPXE should use: configured, else the Host the request came to.
 fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if let Some(base) = &state.boot.http_base {
@@ -143,26 +209,57 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{}", host.unwrap_or("localhost"))
 }
 
-/// `/boot/<mac>.ipxe` scripts and files of the boot directory.
+/// `/boot/<mac>.ipxe` scripts, `/boot/secrets/<token>` and files of the boot directory.
 async fn boot_file(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(path): Path<String>,
     req: Request,
 ) -> Response {
+    let peer = peer.ip().to_canonical().to_string();
+    if let Some(token) = path.strip_prefix("secrets/") {
+        return boot_secrets(&state, token.to_owned(), peer).await;
+    }
     if let Some(mac) = script::mac_of_script(&path) {
-        let target = match state.inventory.read(move |c| script::lookup(c, &mac)).await {
+        // Without CHAP a script is a plain read; with it, issuing the token is a write.
+        let looked_up = if state.chap.is_some() {
+            state
+                .inventory
+                .write(move |c| {
+                    let target = script::lookup(c, &mac)?;
+                    let token = match &target {
+                        Some(t) if t.iscsi.is_some() => {
+                            Some(secrets::issue(c, &mac, &peer, unix_now())?)
+                        }
+                        _ => None,
+                    };
+                    Ok((target, token))
+                })
+                .await
+        } else {
+            state
+                .inventory
+                .read(move |c| Ok((script::lookup(c, &mac)?, None)))
+                .await
+        };
+        let (target, token) = match looked_up {
             Ok(t) => t,
             Err(e) => return internal_error(e),
         };
+        let base = base_url(&state, req.headers());
         let settings = script::Settings {
-            base_url: base_url(&state, req.headers()),
+            secrets: token.map(|t| t.map(|t| format!("{base}/boot/secrets/{t}"))),
+            base_url: base,
             kernel: state.boot.kernel.clone(),
             initrd: state.boot.initrd.clone(),
             cmdline: state.boot.cmdline.clone(),
         };
         metrics::counter!("nhn_http_boot_scripts_total", "known" => if target.is_some() { "yes" } else { "no" }).increment(1);
         return (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             script::render(&mac, target.as_ref(), &settings),
         )
             .into_response();

@@ -103,12 +103,13 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0002_switch_plane.sql")),
         M::up(include_str!("migrations/0003_api.sql")),
         M::up(include_str!("migrations/0004_plan_refusals.sql")),
+        M::up(include_str!("migrations/0005_boot_tokens.sql")),
     ])
 }
 
 /// The schema version this build writes.
 pub fn schema_version() -> usize {
-    4
+    5
 }
 
 /// How many jobs one group commit may hold; bounds the latency a burst adds to its last job.

@@ -27,6 +27,47 @@ pub struct TargetSpec {
     pub backing: PathBuf,
     /// Initiator names allowed to log in (empty: nobody).
     pub initiators: Vec<String>,
+    /// The CHAP account an initiator must also present (`[storage] chap`).
+    pub chap: Option<Chap>,
+}
+
+/// A target's CHAP account. Targets are compared by user only (a daemon never shows the
+/// secret back), and the secret never appears in `Debug` output or logs.
+#[derive(Clone, Eq)]
+pub struct Chap {
+    pub user: String,
+    pub secret: String,
+}
+
+impl PartialEq for Chap {
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user
+    }
+}
+
+impl std::fmt::Debug for Chap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chap {{ user: {:?}, secret: <redacted> }}", self.user)
+    }
+}
+
+/// CHAP secrets use letters and digits only (safe in tgtadm arguments and the boot bundle).
+const CHAP_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+
+/// The CHAP account of target `iqn`, derived from the appliance secret: the same after every
+/// restart (tgtd forgets accounts), different per target, never stored. 16 characters, the
+/// longest every initiator accepts.
+pub fn chap_for(secret: &[u8; 32], iqn: &str) -> Chap {
+    let user = crate::secret::derive(secret, "chap user", iqn);
+    let hex: String = user[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Chap {
+        user: format!("nhn-{hex}"),
+        secret: crate::secret::text(
+            &crate::secret::derive(secret, "chap secret", iqn),
+            CHAP_ALPHABET,
+            16,
+        ),
+    }
 }
 
 /// The initiator name of a machine (or VM) whose inventory record names none: the one rule
@@ -71,8 +112,13 @@ pub trait TargetDriver: Send + Sync {
 }
 
 /// What the inventory wants exported: every volume on a portal, with the initiator of the
-/// machine (or VM host) it belongs to. Relative backing paths are under `data_dir`.
-pub fn desired(conn: &Connection, data_dir: &Path) -> inventory::Result<Vec<(TargetSpec, u64)>> {
+/// machine (or VM host) it belongs to, and a CHAP account when `chap` holds the appliance
+/// secret. Relative backing paths are under `data_dir`.
+pub fn desired(
+    conn: &Connection,
+    data_dir: &Path,
+    chap: Option<&[u8; 32]>,
+) -> inventory::Result<Vec<(TargetSpec, u64)>> {
     let mut st = conn.prepare(
         "SELECT vol.target_iqn, vol.lun, vol.backing, vol.size_gb, p.iqn_prefix,
                 m.initiator_iqn, COALESCE(m.name, v.public_id)
@@ -107,6 +153,7 @@ pub fn desired(conn: &Connection, data_dir: &Path) -> inventory::Result<Vec<(Tar
         };
         out.push((
             TargetSpec {
+                chap: chap.map(|k| chap_for(k, &iqn)),
                 iqn,
                 lun,
                 backing,
@@ -179,6 +226,7 @@ pub async fn follow(
     driver: Arc<dyn TargetDriver>,
     inventory: Inventory,
     data_dir: PathBuf,
+    chap: Option<[u8; 32]>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut events = inventory.subscribe();
@@ -186,7 +234,7 @@ pub async fn follow(
         let dir = data_dir.clone();
         let want = inventory
             .read(move |c| {
-                let want = desired(c, &dir)?;
+                let want = desired(c, &dir, chap.as_ref())?;
                 let mut st = c.prepare("SELECT iqn_prefix FROM iscsi_portals")?;
                 let ours = st
                     .query_map([], |r| r.get::<_, String>(0))?
@@ -267,9 +315,31 @@ mod tests {
                 lun: 1,
                 backing: backing.to_owned(),
                 initiators: vec![who.into()],
+                chap: None,
             },
             1,
         )
+    }
+
+    #[test]
+    fn chap_accounts_are_stable_per_target_and_secrets_stay_out_of_debug() {
+        let key = [5u8; 32];
+        let a = chap_for(&key, "iqn.nhn:vol-a");
+        assert_eq!(a.secret, chap_for(&key, "iqn.nhn:vol-a").secret);
+        let b = chap_for(&key, "iqn.nhn:vol-b");
+        assert_ne!(
+            (a.user.as_str(), a.secret.as_str()),
+            (b.user.as_str(), b.secret.as_str())
+        );
+        assert_eq!(a.secret.len(), 16);
+        assert!(
+            a.user.starts_with("nhn-") && a.user.len() == 16,
+            "{}",
+            a.user
+        );
+        assert!(a.secret.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(!format!("{a:?}").contains(&a.secret));
+        assert_ne!(a.secret, chap_for(&[6u8; 32], "iqn.nhn:vol-a").secret);
     }
 
     #[test]
@@ -298,6 +368,15 @@ mod tests {
         assert_eq!(
             reconcile(&fake, &want, &["iqn.nhn:".into()]).unwrap(),
             Reconciled::default()
+        );
+        // A CHAP account added (or changed) is a different target: re-created.
+        let key = [9u8; 32];
+        let mut with_chap = want.clone();
+        with_chap[0].0.chap = Some(chap_for(&key, "iqn.nhn:a"));
+        let done = reconcile(&fake, &with_chap, &["iqn.nhn:".into()]).unwrap();
+        assert_eq!(
+            (done.removed, done.created),
+            (vec!["iqn.nhn:a".to_owned()], vec!["iqn.nhn:a".to_owned()])
         );
         // Backing files are sparse: 1 GiB long, next to nothing on disk.
         let meta = std::fs::metadata(&a).unwrap();

@@ -1,6 +1,8 @@
 //! The tgt driver: Linux SCSI target framework's `tgtd`, configured with `tgtadm`. Each volume
 //! is one target with LUN 1 on the backing file and an initiator-name ACL (`-Q`), so only the
-//! machine the volume belongs to can log in.
+//! machine the volume belongs to can log in; with `[storage] chap` also a CHAP account bound to
+//! the target. tgtadm takes the CHAP secret as an argument (it has no other way): it is visible
+//! to root on the appliance for the instant tgtadm runs, and nowhere else.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -45,8 +47,14 @@ impl Tgt {
 /// Parses `tgtadm --op show --mode target`: targets, their LUN ≥ 1 and name ACLs.
 pub fn parse_show(text: &str) -> Vec<(u32, TargetSpec)> {
     let mut out: Vec<(u32, TargetSpec)> = Vec::new();
+    #[derive(PartialEq)]
+    enum Section {
+        Acl,
+        Account,
+        Other,
+    }
     let mut lun: Option<u32> = None;
-    let mut in_acl = false;
+    let mut section = Section::Other;
     for line in text.lines() {
         let t = line.trim();
         if let Some(rest) = line.strip_prefix("Target ") {
@@ -60,10 +68,11 @@ pub fn parse_show(text: &str) -> Vec<(u32, TargetSpec)> {
                         lun: 0,
                         backing: PathBuf::new(),
                         initiators: Vec::new(),
+                        chap: None,
                     },
                 ));
             }
-            in_acl = false;
+            section = Section::Other;
             continue;
         }
         let Some((_, spec)) = out.last_mut() else {
@@ -77,11 +86,21 @@ pub fn parse_show(text: &str) -> Vec<(u32, TargetSpec)> {
                 spec.backing = PathBuf::from(path);
             }
         } else if t == "ACL information:" {
-            in_acl = true;
+            section = Section::Acl;
+        } else if t == "Account information:" {
+            section = Section::Account;
         } else if t.ends_with("information:") {
-            in_acl = false;
-        } else if in_acl && !t.is_empty() {
+            section = Section::Other;
+        } else if !t.is_empty() && section == Section::Acl {
             spec.initiators.push(t.to_owned());
+        } else if !t.is_empty() && section == Section::Account {
+            // Outgoing accounts are listed with " (outgoing)"; ours are incoming only.
+            if !t.ends_with("(outgoing)") {
+                spec.chap = Some(super::Chap {
+                    user: t.to_owned(),
+                    secret: String::new(),
+                });
+            }
         }
     }
     for (_, s) in &mut out {
@@ -122,6 +141,24 @@ impl TargetDriver for Tgt {
                 for i in &initiators {
                     self.tgtadm(&["--op", "bind", "--mode", "target", "--tid", &tid, "-Q", i])?;
                 }
+                if let Some(chap) = &spec.chap {
+                    // A stale account of the same name (an older secret) goes first.
+                    let _ =
+                        self.tgtadm(&["--op", "delete", "--mode", "account", "--user", &chap.user]);
+                    self.tgtadm(&[
+                        "--op",
+                        "new",
+                        "--mode",
+                        "account",
+                        "--user",
+                        &chap.user,
+                        "--password",
+                        &chap.secret,
+                    ])?;
+                    self.tgtadm(&[
+                        "--op", "bind", "--mode", "account", "--tid", &tid, "--user", &chap.user,
+                    ])?;
+                }
                 Ok(())
             });
         if configured.is_err() {
@@ -145,6 +182,9 @@ impl TargetDriver for Tgt {
                     &tid.to_string(),
                     "--force",
                 ])?;
+                if let Some(chap) = s.chap {
+                    self.tgtadm(&["--op", "delete", "--mode", "account", "--user", &chap.user])?;
+                }
             }
         }
         Ok(())
@@ -157,7 +197,7 @@ mod tests {
 
     #[test]
     fn show_output_parses_into_specs() {
-        let text = "Target 1: iqn.2026-11.x:vol-1\n    System information:\n        Driver: iscsi\n    LUN information:\n        LUN: 0\n            Backing store path: None\n        LUN: 1\n            Type: disk\n            Backing store path: /tmp/tg.img\n    Account information:\n    ACL information:\n        iqn.2026-11.x:initiator:b\n        iqn.2026-11.x:initiator:a\nTarget 3: iqn.2026-11.x:vol-2\n    LUN information:\n        LUN: 0\n            Backing store path: None\n    ACL information:\n";
+        let text = "Target 1: iqn.2026-11.x:vol-1\n    System information:\n        Driver: iscsi\n    LUN information:\n        LUN: 0\n            Backing store path: None\n        LUN: 1\n            Type: disk\n            Backing store path: /tmp/tg.img\n    Account information:\n        nhn-0123456789ab\n    ACL information:\n        iqn.2026-11.x:initiator:b\n        iqn.2026-11.x:initiator:a\nTarget 3: iqn.2026-11.x:vol-2\n    LUN information:\n        LUN: 0\n            Backing store path: None\n    ACL information:\n";
         let got = parse_show(text);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 1);
@@ -167,7 +207,12 @@ mod tests {
             got[0].1.initiators,
             vec!["iqn.2026-11.x:initiator:a", "iqn.2026-11.x:initiator:b"]
         );
+        assert_eq!(
+            got[0].1.chap.as_ref().map(|c| c.user.as_str()),
+            Some("nhn-0123456789ab")
+        );
         assert_eq!(got[1].0, 3);
+        assert!(got[1].1.chap.is_none());
         assert_eq!(got[1].1.lun, 0);
         assert!(got[1].1.initiators.is_empty());
     }
