@@ -85,7 +85,7 @@ pub fn run_write(
             });
         }
     }
-    conn.execute_batch("SAVEPOINT api_call")?;
+    inventory::exec_cached(conn, "SAVEPOINT api_call")?;
     let done = body(conn, ctx, args).and_then(|out| {
         if out.pending.is_some() {
             check_pending_limits(conn, ctx)?;
@@ -99,7 +99,7 @@ pub fn run_write(
             resource,
             pending,
         }) => {
-            conn.execute_batch("RELEASE api_call")?;
+            inventory::exec_cached(conn, "RELEASE api_call")?;
             response.insert("requestId".into(), s(&ctx.request_id));
             let (status, finished, previous) = match &pending {
                 Some(p) => ("queued", None, Some(p.previous_state.clone())),

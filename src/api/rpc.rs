@@ -357,9 +357,9 @@ async fn run(
             let out = api
                 .inventory
                 .read_blocking(|conn| {
-                    conn.execute_batch("BEGIN DEFERRED")?;
+                    crate::inventory::exec_cached(conn, "BEGIN DEFERRED")?;
                     let out = f(conn, &ctx, &args);
-                    if let Err(e) = conn.execute_batch("COMMIT") {
+                    if let Err(e) = crate::inventory::exec_cached(conn, "COMMIT") {
                         // Never hand a connection back to the pool inside a transaction.
                         let _ = conn.execute_batch("ROLLBACK");
                         return Err(e.into());
