@@ -6,6 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::inventory::{Error, Result, audit, record_event};
+use crate::switch::plan::{Placement, Vm};
 use crate::switch::snapshot;
 use crate::switch::vlans::{MAX_VLAN, Vlan, VlanSet};
 use crate::util::now_rfc3339;
@@ -163,6 +164,16 @@ pub fn place(conn: &Connection, args: &PlaceArgs, infra_vlans: &VlanSet) -> Resu
     Ok(choice)
 }
 
+/// Removes VM `name` from a placement snapshot (to place it again) and returns it.
+fn take_vm(placement: &mut Placement, name: &str) -> Result<Vm> {
+    let pos = placement
+        .vms
+        .iter()
+        .position(|v| v.name == name)
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    Ok(placement.vms.remove(pos))
+}
+
 /// Gives a stopped VM (made by the API, so without a host) the best hypervisor for its size
 /// and VLANs, for a power-on: records it as the VM's host and returns the decision. `Ok(Err)`
 /// when no hypervisor can take it now (the reason names hosts: for operators, not customers).
@@ -175,12 +186,7 @@ pub fn place_for_start(
         conn.query_row("SELECT name FROM vms WHERE id = ?1", [vm_id], |r| r.get(0))?;
     let topo = snapshot::topology(conn, infra_vlans)?;
     let mut placement = snapshot::placement(conn)?;
-    let pos = placement
-        .vms
-        .iter()
-        .position(|v| v.name == name)
-        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
-    let vm = placement.vms.remove(pos);
+    let vm = take_vm(&mut placement, &name)?;
     let req = Request {
         name: name.clone(),
         vlans: vm.vlans,
@@ -209,12 +215,7 @@ pub fn begin_move(
 ) -> Result<Choice> {
     let topo = snapshot::topology(conn, infra_vlans)?;
     let mut placement = snapshot::placement(conn)?;
-    let pos = placement
-        .vms
-        .iter()
-        .position(|v| v.name == name)
-        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
-    let vm = placement.vms.remove(pos);
+    let vm = take_vm(&mut placement, name)?;
     if let Some(to) = &vm.moving_to {
         return Err(Error::Invalid(format!(
             "VM {name} is already moving to {to}; finish that move first (`nhn vm move {name} --finish`)"

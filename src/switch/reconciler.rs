@@ -184,7 +184,9 @@ fn plan_and_persist(
         }
         Err(super::Error::Inventory(e)) => return Err(e),
     };
-    clear_refusals(conn)?;
+    if clear_refusals(conn, &[])? {
+        record_event(conn, STATUS_EVENT, "plan")?;
+    }
     persist_intents(conn, &planned).map(Ok)
 }
 
@@ -209,35 +211,15 @@ fn record_refusal(conn: &Connection, e: &super::PlanError) -> inventory::Result<
         )? > 0;
         metrics::gauge!("nhn_switch_plan_refused", "switch" => o.edge.clone()).set(1.0);
     }
-    let mut st = conn.prepare(
-        "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
-         WHERE st.plan_refusal IS NOT NULL",
-    )?;
-    let marked: Vec<String> = st
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for name in marked.iter().filter(|n| !names.contains(&n.as_str())) {
-        clear_refusal(conn, name)?;
-        changed = true;
-    }
+    changed |= clear_refusals(conn, &names)?;
     if changed {
         record_event(conn, STATUS_EVENT, "plan")?;
     }
     Ok(())
 }
 
-fn clear_refusal(conn: &Connection, switch: &str) -> inventory::Result<()> {
-    conn.execute(
-        "UPDATE switch_status SET plan_refusal = NULL, plan_refused_at = NULL
-         WHERE switch_id = (SELECT id FROM switches WHERE name = ?1)",
-        [switch],
-    )?;
-    metrics::gauge!("nhn_switch_plan_refused", "switch" => switch.to_owned()).set(0.0);
-    Ok(())
-}
-
-/// A plan went through: no edge is refused any more.
-fn clear_refusals(conn: &Connection) -> inventory::Result<()> {
+/// Clears the refusal mark of every edge not in `keep`; true if any was cleared.
+fn clear_refusals(conn: &Connection, keep: &[&str]) -> inventory::Result<bool> {
     let mut st = conn.prepare(
         "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
          WHERE st.plan_refusal IS NOT NULL",
@@ -245,13 +227,17 @@ fn clear_refusals(conn: &Connection) -> inventory::Result<()> {
     let marked: Vec<String> = st
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for name in &marked {
-        clear_refusal(conn, name)?;
+    let mut cleared = false;
+    for name in marked.iter().filter(|n| !keep.contains(&n.as_str())) {
+        conn.execute(
+            "UPDATE switch_status SET plan_refusal = NULL, plan_refused_at = NULL
+             WHERE switch_id = (SELECT id FROM switches WHERE name = ?1)",
+            [name],
+        )?;
+        metrics::gauge!("nhn_switch_plan_refused", "switch" => name.clone()).set(0.0);
+        cleared = true;
     }
-    if !marked.is_empty() {
-        record_event(conn, STATUS_EVENT, "plan")?;
-    }
-    Ok(())
+    Ok(cleared)
 }
 
 fn action_from(s: &str) -> Option<Action> {
