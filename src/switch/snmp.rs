@@ -468,7 +468,7 @@ impl SnmpDriver {
             .max_oids_per_request(target.max_varbinds.max(1))
             .connect()
             .await
-            .map_err(|e| lib_error(target, &e, None))?;
+            .map_err(|e| lib_error(target, &e, false, None))?;
         Ok(SnmpDriver {
             target: target.clone(),
             client,
@@ -476,16 +476,25 @@ impl SnmpDriver {
         })
     }
 
+    /// Datagrams the agent sent that matched one of our requests so far.
+    fn answers(&self) -> u64 {
+        self.client.stats().correlated_datagrams
+    }
+
+    fn error(&self, e: &async_snmp::Error, answers: u64, pdu: Option<&[SetVarbind]>) -> SnmpError {
+        lib_error(&self.target, e, self.answers() > answers, pdu)
+    }
+
     async fn walk(&self, prefix: &[u32]) -> Result<Vec<VarBind>, SnmpError> {
-        let oid = Oid::from_slice(prefix);
+        let answers = self.answers();
         let stream = self
             .client
-            .walk(oid)
-            .map_err(|e| lib_error(&self.target, &e, None))?;
+            .walk(Oid::from_slice(prefix))
+            .map_err(|e| self.error(&e, answers, None))?;
         stream
             .collect()
             .await
-            .map_err(|e| lib_error(&self.target, &e, None))
+            .map_err(|e| self.error(&e, answers, None))
     }
 
     /// Walks the four tables.
@@ -568,10 +577,11 @@ impl SnmpDriver {
                 .iter()
                 .map(|v| (v.oid.clone(), v.value.clone()))
                 .collect();
+            let answers = self.answers();
             self.client
                 .set_many(&vbs)
                 .await
-                .map_err(|e| lib_error(&self.target, &e, Some(pdu)))?;
+                .map_err(|e| self.error(&e, answers, Some(pdu)))?;
         }
         self.read_back().await
     }
@@ -588,8 +598,14 @@ fn unexpected(vb: &VarBind) -> SnmpError {
     SnmpError::Protocol(format!("{} = {:?}", object_name(&vb.oid), vb.value))
 }
 
-/// Maps an async-snmp error to a per-switch error; `pdu` is the SET being sent, if any.
-fn lib_error(t: &SnmpTarget, e: &async_snmp::Error, pdu: Option<&[SetVarbind]>) -> SnmpError {
+/// Maps an async-snmp error to a per-switch error; `answered`: the agent sent datagrams that
+/// matched the request (yet it timed out: none authenticated); `pdu`: the SET being sent.
+fn lib_error(
+    t: &SnmpTarget,
+    e: &async_snmp::Error,
+    answered: bool,
+    pdu: Option<&[SetVarbind]>,
+) -> SnmpError {
     use async_snmp::Error as E;
     use async_snmp::v3::ReportStatus as R;
     let user = match &t.auth {
@@ -602,6 +618,11 @@ fn lib_error(t: &SnmpTarget, e: &async_snmp::Error, pdu: Option<&[SetVarbind]>) 
         detail: detail.to_owned(),
     };
     match e.exchange_source() {
+        // An agent reports a wrong digest or an unknown user without authentication (it
+        // cannot do otherwise), so async-snmp rightly ignores those reports and times out.
+        E::Timeout { .. } if answered && matches!(t.auth, SnmpAuth::V3 { .. }) => auth(
+            "the agent answers, but not one answer authenticates: wrong user or authentication password (its usmStatsWrongDigests/usmStatsUnknownUserNames reports are unauthenticated, so they are not trusted)",
+        ),
         E::Timeout { retries, .. } => SnmpError::Timeout {
             address: t.address.clone(),
             tries: retries + 1,

@@ -33,6 +33,7 @@ The OVS encoding of a port's members is ovsvlan.py's. QBRIDGE_TRACE=/path logs e
 import os
 import socket
 import sys
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +123,18 @@ class Bridge:
 
 class SetError(Exception):
     pass
+
+
+_cache = {"at": 0.0, "bridge": None}
+
+
+def current():
+    """The switch as of at most 0.2 s ago (a walk is one request per object; SETs and their
+    pre-GETs always see a fresh view because a SET drops the cache)."""
+    now = time.monotonic()
+    if _cache["bridge"] is None or now - _cache["at"] > 0.2:
+        _cache["bridge"], _cache["at"] = Bridge(), now
+    return _cache["bridge"]
 
 
 def set_pvid(br, port, typ, val):
@@ -228,7 +241,7 @@ def main():
         elif cmd in ("get", "getnext"):
             oid = parse_oid(sys.stdin.readline())
             try:
-                br = Bridge()
+                br = current()
                 objs = br.objects()
             except (ovsvlan.VlanError, OSError) as e:
                 trace(f"cannot read the switch: {e}")
@@ -255,6 +268,7 @@ def main():
             except ovsvlan.VlanError as e:
                 trace(f"ovs-vsctl failed: {e}")
                 res = "inconsistent-value" if "one untagged" in str(e) else "commit-failed"
+            _cache["bridge"] = None
             trace(f"set .{'.'.join(map(str, oid))} {typ} {val} -> {res}")
             sys.stdout.write(res + "\n")
         elif cmd:
