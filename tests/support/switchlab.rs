@@ -517,7 +517,7 @@ pub fn start_sshd(
 
 /// Writes the snmpd.conf of an SNMP switch: v2c `private` (rw) and `public` (ro) from the
 /// management subnet, SNMPv3 user `nhnadmin` (authPriv, rw), the Q-BRIDGE script on .17.
-fn write_snmpd_conf(ovs: &Ovs, dir: &Path, name: &str, ip: &str) -> PathBuf {
+pub fn write_snmpd_conf(ovs: &Ovs, dir: &Path, name: &str, ip: &str) -> PathBuf {
     let ovs_dir = ovs.dir().display().to_string();
     let conf = dir.join(format!("{name}-snmpd.conf"));
     fs::write(
@@ -541,7 +541,7 @@ fn write_snmpd_conf(ovs: &Ovs, dir: &Path, name: &str, ip: &str) -> PathBuf {
 
 /// Starts snmpd in the foreground inside `ns` with its own persistent dir (engine id, boots,
 /// users) under `dir`, and waits until it listens on `ip`:161.
-fn start_snmpd(ns: &Netns, dir: &Path, name: &str, ip: &str, conf: &Path) -> Proc {
+pub fn start_snmpd(ns: &Netns, dir: &Path, name: &str, ip: &str, conf: &Path) -> Proc {
     let persist = dir.join(format!("{name}-snmp-persist"));
     fs::create_dir_all(&persist).expect("create the snmpd persistent dir");
     let log = dir.join(format!("{name}-snmpd.log"));
