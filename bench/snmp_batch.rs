@@ -130,7 +130,6 @@ fn main() {
         command_timeout: Duration::from_secs(30),
     };
     let snmp = |auth: SnmpAuth| SnmpTarget {
-        switch: NAME.into(),
         address: IP.into(),
         auth,
         timeout: Duration::from_secs(2),

@@ -827,8 +827,7 @@ fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
             s.last_success_at.as_deref().unwrap_or("never"),
             s.last_readback_at.as_deref().unwrap_or("never")
         );
-        let driver =
-            switch::reconciler::describe_driver(config, &s.name, &s.driver, &s.credentials);
+        let driver = switch::reconciler::describe_driver(config, &s.driver, &s.credentials);
         if s.driver == "snmp" {
             println!("  driver: {driver}, credentials {:?}", s.credentials);
         } else {

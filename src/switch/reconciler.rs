@@ -456,29 +456,27 @@ fn adds_pending_elsewhere(conn: &Connection, switch_id: i64) -> inventory::Resul
         .map_err(Into::into)
 }
 
+/// The credential `credentials` names, or what to add to the configuration.
 fn credential<'c>(
     config: &'c Config,
-    name: &str,
-    row: &SwitchRow,
-) -> Result<&'c Credential, Error> {
-    config.credentials.get(&row.credentials).ok_or_else(|| {
-        let needs = if row.driver == "snmp" {
+    driver: &str,
+    credentials: &str,
+) -> Result<&'c Credential, String> {
+    config.credentials.get(credentials).ok_or_else(|| {
+        let needs = if driver == "snmp" {
             "community, or user, auth_protocol, auth_password, priv_protocol and priv_password"
         } else {
             "user and key_file or password"
         };
-        switch_err(
-            name,
-            format!(
-                "credential {:?} is not in the configuration; add [credentials.{}] with {needs}",
-                row.credentials, row.credentials
-            ),
+        format!(
+            "credential {credentials:?} is not in the configuration; add [credentials.{credentials}] with {needs}"
         )
     })
 }
 
 fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error> {
-    let cred = credential(config, name, row)?;
+    let cred =
+        credential(config, &row.driver, &row.credentials).map_err(|m| switch_err(name, m))?;
     let user = cred.user.clone().ok_or_else(|| {
         switch_err(
             name,
@@ -514,10 +512,9 @@ fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error>
 
 /// How nhn talks to an SNMP switch, from its credential and `[switch]`.
 fn snmp_target(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpTarget, Error> {
-    let auth = snmp_auth(config, name, row).map_err(|m| switch_err(name, m))?;
+    let auth = snmp_auth(config, &row.credentials).map_err(|m| switch_err(name, m))?;
     let sw = &config.switch;
     Ok(SnmpTarget {
-        switch: name.to_owned(),
         address: row.address.clone(),
         auth,
         timeout: Duration::from_millis(sw.snmp_timeout_ms.max(10)),
@@ -526,12 +523,10 @@ fn snmp_target(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpTarge
     })
 }
 
-fn snmp_auth(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpAuth, String> {
-    let cred = credential(config, name, row).map_err(|e| match e {
-        Error::Switch { message, .. } => message,
-        other => other.to_string(),
-    })?;
-    let what = format!("credential {:?}", row.credentials);
+/// The SNMP authentication a credential describes (secrets read from their files).
+fn snmp_auth(config: &Config, credentials: &str) -> Result<SnmpAuth, String> {
+    let cred = credential(config, "snmp", credentials)?;
+    let what = format!("credential {credentials:?}");
     let secret = |inline, file, key: &str| {
         Credential::secret(inline, file, key).map_err(|e| format!("{what}: {e}"))
     };
@@ -583,19 +578,11 @@ fn snmp_auth(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpAuth, S
 
 /// How nhn drives `driver` switches with `credentials`, for `nhn switch show`: `ssh`, `snmp
 /// v2c`, `snmp v3 authPriv (SHA/AES, user U)` or why the credential is unusable. No secret.
-pub fn describe_driver(config: &Config, name: &str, driver: &str, credentials: &str) -> String {
+pub fn describe_driver(config: &Config, driver: &str, credentials: &str) -> String {
     if driver != "snmp" {
         return driver.to_owned();
     }
-    let row = SwitchRow {
-        id: 0,
-        driver: driver.to_owned(),
-        os: String::new(),
-        address: String::new(),
-        credentials: credentials.to_owned(),
-        host_key: None,
-    };
-    match snmp_auth(config, name, &row) {
+    match snmp_auth(config, credentials) {
         Ok(auth) => format!("snmp {}", auth.describe()),
         Err(e) => format!("snmp (unusable: {e})"),
     }

@@ -14,6 +14,8 @@
 //!   `[switch] snmp_max_varbinds` allows, in order, then the switch is walked again to confirm.
 //!   Agents apply a SET varbind by varbind without rollback, so a refused PDU can leave part
 //!   of the batch done; the next session starts from a fresh read-back and finishes it.
+//!   The planner only adds and removes tagged VLANs, so `dot1qPvid` is read (a trunk's native
+//!   VLAN) but never written, and an untagged list only changes when a port leaves the VLAN.
 //! - **Errors.** Timeouts (with the v2c hint that agents drop unknown communities silently),
 //!   SNMPv3 reports (wrong password, unknown user), and error-status answers (`wrongValue`,
 //!   `noAccess`, `notWritable`, `authorizationError`, …) become [`SnmpError`]s naming the
@@ -111,7 +113,6 @@ impl fmt::Debug for SnmpAuth {
 /// Everything needed to talk to one switch.
 #[derive(Debug, Clone)]
 pub struct SnmpTarget {
-    pub switch: String,
     /// `host` or `host:port` (161 by default).
     pub address: String,
     pub auth: SnmpAuth,
@@ -203,7 +204,8 @@ pub fn portlist_encode(ports: &BTreeSet<u32>, octets: usize) -> Vec<u8> {
 
 impl Tables {
     /// The planner's view: per named port, the VLANs it carries (tagged or not); a port that
-    /// is an untagged member of exactly one VLAN and nothing else is an access port.
+    /// is an untagged member of exactly one VLAN and nothing else is an access port; a
+    /// trunk's native VLAN is its untagged VLAN, else its PVID if that is one of its VLANs.
     pub fn state(&self) -> SwitchState {
         let mut st = SwitchState::default();
         for (num, name) in &self.ports {
@@ -218,12 +220,17 @@ impl Tables {
                 }
             }
             let access = vlans.len() == 1 && untagged.is_some();
+            let pvid = self
+                .pvid
+                .get(num)
+                .and_then(|p| Vlan::try_from(*p).ok())
+                .filter(|p| vlans.contains(*p));
             st.ports.insert(
                 name.clone(),
                 PortState {
                     mode: if access { Mode::Access } else { Mode::Trunk },
+                    native: if access { None } else { untagged.or(pvid) },
                     vlans,
-                    native: if access { None } else { untagged },
                 },
             );
         }
@@ -732,7 +739,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            pvid: BTreeMap::new(),
+            pvid: [(1, 100), (2, 0), (3, 200)].into_iter().collect(),
             octets: 2,
         }
     }
@@ -768,6 +775,9 @@ mod tests {
         let st = tables().state();
         assert_eq!(st.ports["swp1"].vlans.to_string(), "100,200");
         assert_eq!(st.ports["swp1"].mode, Mode::Trunk);
+        // Native: the untagged VLAN, else a PVID that is one of the port's (tagged) VLANs.
+        assert_eq!(st.ports["swp1"].native, Some(100));
+        assert_eq!(st.ports["swp2"].native, None);
         assert_eq!(st.ports["swp3"].native, Some(200));
         assert_eq!(
             (st.ports["swp10"].mode, st.ports["swp10"].vlans.to_string()),
