@@ -334,6 +334,12 @@ pub struct SwitchPlane {
     pub legacy_algorithms: Vec<String>,
     /// Read templates from this folder instead of the ones built into the binary.
     pub templates_dir: Option<PathBuf>,
+    /// SNMP switches: how long to wait for an answer to one request (milliseconds).
+    pub snmp_timeout_ms: u64,
+    /// SNMP switches: how many times a request is sent again after a timeout.
+    pub snmp_retries: u32,
+    /// SNMP switches: the most varbinds nhn puts in one SET PDU (1: one varbind per PDU).
+    pub snmp_max_varbinds: usize,
 }
 
 impl Default for SwitchPlane {
@@ -349,28 +355,86 @@ impl Default for SwitchPlane {
             trust_on_first_use: false,
             legacy_algorithms: Vec::new(),
             templates_dir: None,
+            snmp_timeout_ms: 1000,
+            snmp_retries: 2,
+            snmp_max_varbinds: 32,
         }
     }
 }
 
-/// How nhn logs in to a switch: a user and a private key file or a password.
+/// How nhn logs in to a switch. SSH: `user` and `key_file` or `password`. SNMPv2c:
+/// `community`. SNMPv3 (USM authPriv): `user`, `auth_protocol` + `auth_password`,
+/// `priv_protocol` + `priv_password`. Every secret may instead be read from a file
+/// (`community_file`, `auth_password_file`, `priv_password_file`; one trailing newline is
+/// dropped). Secrets are redacted from `Debug` and from `nhn config show`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
-    pub user: String,
+    /// SSH login, or SNMPv3 user (USM security name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// OpenSSH private key file (unencrypted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// SNMPv2c community (write access needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community_file: Option<PathBuf>,
+    /// SNMPv3 authentication: `MD5`, `SHA` (SHA-1), `SHA-224`, `SHA-256`, `SHA-384`, `SHA-512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_password_file: Option<PathBuf>,
+    /// SNMPv3 privacy: `AES` (AES-128), `AES-192-BLUMENTHAL`, `AES-256-BLUMENTHAL`, `DES`, ….
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priv_protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priv_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priv_password_file: Option<PathBuf>,
+}
+
+impl Credential {
+    /// A secret given inline or in a file; `name` is its key (`community`), for errors.
+    pub fn secret(
+        inline: Option<&String>,
+        file: Option<&PathBuf>,
+        name: &str,
+    ) -> Result<Option<String>, String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(format!("give {name} or {name}_file, not both")),
+            (Some(s), None) => Ok(Some(s.clone())),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {name}_file {}: {e}", path.display()))?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                Ok(Some(text.strip_suffix('\r').unwrap_or(text).to_owned()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("Credential")
             .field("user", &self.user)
             .field("key_file", &self.key_file)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &redact(&self.password))
+            .field("community", &redact(&self.community))
+            .field("community_file", &self.community_file)
+            .field("auth_protocol", &self.auth_protocol)
+            .field("auth_password", &redact(&self.auth_password))
+            .field("auth_password_file", &self.auth_password_file)
+            .field("priv_protocol", &self.priv_protocol)
+            .field("priv_password", &redact(&self.priv_password))
+            .field("priv_password_file", &self.priv_password_file)
             .finish()
     }
 }
@@ -428,8 +492,15 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         for c in shown.credentials.values_mut() {
-            if c.password.is_some() {
-                c.password = Some("<redacted>".into());
+            for secret in [
+                &mut c.password,
+                &mut c.community,
+                &mut c.auth_password,
+                &mut c.priv_password,
+            ] {
+                if secret.is_some() {
+                    *secret = Some("<redacted>".into());
+                }
             }
         }
         toml::to_string_pretty(&shown)
@@ -474,6 +545,34 @@ mod tests {
         assert!(!c.to_toml().contains("s3cret"));
         assert!(!format!("{c:?}").contains("s3cret"));
         assert_eq!(c.credentials["lab"].password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn snmp_secrets_are_redacted_and_may_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("priv");
+        std::fs::write(&file, "s3cret-priv\n").unwrap();
+        let text = format!(
+            "[credentials.v2]\ncommunity = \"s3cret-community\"\n\n[credentials.v3]\nuser = \"nhn\"\nauth_protocol = \"SHA\"\nauth_password = \"s3cret-auth\"\npriv_protocol = \"AES\"\npriv_password_file = \"{}\"\n",
+            file.display()
+        );
+        let c = Config::parse(Path::new("x.toml"), &text).unwrap();
+        assert!(!c.to_toml().contains("s3cret"), "{}", c.to_toml());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let v3 = &c.credentials["v3"];
+        assert_eq!(
+            Credential::secret(
+                v3.priv_password.as_ref(),
+                v3.priv_password_file.as_ref(),
+                "priv_password"
+            ),
+            Ok(Some("s3cret-priv".into()))
+        );
+        let both = Credential::secret(Some(&"a".into()), Some(&file), "community").unwrap_err();
+        assert_eq!(both, "give community or community_file, not both");
+        let missing = dir.path().join("nope");
+        let e = Credential::secret(None, Some(&missing), "community").unwrap_err();
+        assert!(e.starts_with("cannot read community_file "), "{e}");
     }
 
     #[test]

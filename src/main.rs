@@ -827,10 +827,16 @@ fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
             s.last_success_at.as_deref().unwrap_or("never"),
             s.last_readback_at.as_deref().unwrap_or("never")
         );
-        println!(
-            "  host key: {}",
-            s.host_key.as_deref().unwrap_or("not pinned")
-        );
+        let driver = switch::reconciler::describe_driver(config, &s.driver, &s.credentials);
+        if s.driver == "snmp" {
+            println!("  driver: {driver}, credentials {:?}", s.credentials);
+        } else {
+            println!(
+                "  driver: {driver}, credentials {:?}, host key: {}",
+                s.credentials,
+                s.host_key.as_deref().unwrap_or("not pinned")
+            );
+        }
         if let Some(refusal) = &s.plan_refusal {
             println!("  {refusal}");
         }

@@ -16,6 +16,7 @@ PACKAGES=(
   iproute2 iputils-ping procps curl ethtool   # network namespaces, veths, reachability
   openvswitch-switch                          # 802.1Q switches (userspace datapath) in the lab
   openssh-server openssh-client               # sshd in front of each lab switch, ssh-keygen (IOS-like CLI: python3)
+  snmpd snmp                                  # net-snmp agent of the SNMP lab switch (Q-BRIDGE script: python3), client tools
   python3 openssl                             # hostile-packet senders, small test peers; crypt checks
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)

@@ -1,6 +1,7 @@
 //! The switch plane against real switches: the seed topology as Open vSwitch bridges in
 //! namespaces behind sshd (tests/support/switchlab.rs), `nhn serve` in the management
-//! namespace driving them over SSH, one edge through an IOS-like CLI on a PTY.
+//! namespace driving them over SSH, one edge through an IOS-like CLI on a PTY; and the same
+//! with Edge-Switch-3 behind net-snmp's snmpd (Q-BRIDGE-MIB, SNMPv2c or SNMPv3 authPriv).
 
 mod support;
 
@@ -9,13 +10,28 @@ use std::time::{Duration, Instant};
 
 use nhn::switch::vlans::VlanSet;
 use support::cli::Nhn;
-use support::switchlab::{Persona, SeedLab};
+use support::switchlab::{
+    Persona, SeedLab, V3_AUTH, V3_PRIV, snmp_v2c_credential, snmp_v3_credential,
+};
 use support::{Lab, Proc, lab_or_skip, wait_until};
 
 const TOOLS: &[&str] = &[
     "ping",
     "ovs-vswitchd",
     "/usr/sbin/sshd",
+    "ssh-keygen",
+    "ethtool",
+    "ss",
+    "curl",
+    "/usr/bin/python3",
+];
+
+/// [`TOOLS`] and net-snmp's agent, for the labs with an SNMP switch.
+const SNMP_TOOLS: &[&str] = &[
+    "ping",
+    "ovs-vswitchd",
+    "/usr/sbin/sshd",
+    "/usr/sbin/snmpd",
     "ssh-keygen",
     "ethtool",
     "ss",
@@ -73,6 +89,29 @@ impl<'lab> Rig<'lab> {
         if let Some(p) = self.serve.take() {
             p.kill();
         }
+    }
+
+    /// Restarts `nhn serve` (kill -9) with the lab's configuration and `snmp` as the SNMP
+    /// credential: how an operator fixes (or breaks) a credential.
+    fn restart_with_snmp_credential(&mut self, snmp: &str) {
+        self.kill9();
+        std::fs::write(
+            self.nhn.dir().join("nhn.toml"),
+            self.sl.config_with(60, snmp),
+        )
+        .expect("write the config");
+        self.start();
+    }
+
+    /// Waits until `switch`'s last error contains `text`; panics with it otherwise.
+    fn wait_error(&self, switch: &str, text: &str) -> String {
+        let mut last = None;
+        let ok = wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+            last = self.status(switch, "last_error");
+            last.as_deref().is_some_and(|e| e.contains(text))
+        });
+        assert!(ok, "{switch}: no error with {text:?}; last error {last:?}");
+        last.unwrap_or_default()
     }
 
     fn nhn(&self, args: &[&str]) -> String {
@@ -213,13 +252,41 @@ fn reaches(lab: &SeedLab, from: &str, to: &str, secs: u64) -> bool {
 
 #[test]
 fn seed_sequence_vlans_follow_the_inventory_on_real_switches() {
-    let Some(lab) = lab_or_skip(
+    seed_sequence(
         "seed_sequence_vlans_follow_the_inventory_on_real_switches",
-        TOOLS,
-    ) else {
+        Persona::Ovs,
+    );
+}
+
+#[test]
+fn seed_sequence_with_edge_switch_3_over_snmp_v2c() {
+    seed_sequence(
+        "seed_sequence_with_edge_switch_3_over_snmp_v2c",
+        Persona::SnmpV2c,
+    );
+}
+
+#[test]
+fn seed_sequence_with_edge_switch_3_over_snmp_v3_authpriv() {
+    seed_sequence(
+        "seed_sequence_with_edge_switch_3_over_snmp_v3_authpriv",
+        Persona::SnmpV3,
+    );
+}
+
+/// The seed's slides on the lab: Edge-Switch-2 through the IOS-like CLI, Edge-Switch-3 as
+/// `es3` says (SSH to OVS, or snmpd), the rest SSH to OVS.
+fn seed_sequence(test: &str, es3: Persona) {
+    let tools = if es3.is_snmp() { SNMP_TOOLS } else { TOOLS };
+    let Some(lab) = lab_or_skip(test, tools) else {
         return;
     };
-    let mut rig = Rig::new(&lab, &[("Edge-Switch-2", Persona::Ios)], 64, 60);
+    let mut rig = Rig::new(
+        &lab,
+        &[("Edge-Switch-2", Persona::Ios), ("Edge-Switch-3", es3)],
+        64,
+        60,
+    );
     // No VMs yet: every edge drops the 100,200 the lab started with.
     rig.wait_converged("initial");
     for edge in ["Edge-Switch-1", "Edge-Switch-2", "Edge-Switch-3"] {
@@ -305,6 +372,19 @@ fn seed_sequence_vlans_follow_the_inventory_on_real_switches() {
         "VLAN 200 reached VLAN 100"
     );
 
+    // VLAN 100 arrives on Edge-Switch-3 too: reachable through it, still isolated from 200.
+    rig.place("VM3-1", 100, Some("Hypervisor-3"), "192.168.50.31");
+    rig.wait_converged("VM3-1");
+    assert_eq!(rig.sl.ports("Edge-Switch-3")["swp3"], "100,200");
+    assert!(
+        reaches(&rig.sl, "VM3-1", "VM1-1", 15),
+        "VM3-1 cannot reach VM1-1"
+    );
+    assert!(
+        !reaches(&rig.sl, "VM3-2", "VM3-1", 3),
+        "VLAN 200 reached VLAN 100"
+    );
+
     // The operator's views.
     let show = rig.nhn(&["switch", "show"]);
     assert!(
@@ -321,6 +401,33 @@ fn seed_sequence_vlans_follow_the_inventory_on_real_switches() {
     );
     let page = rig.sl.mgmt.run(&["curl", "-sf", "http://127.0.0.1:18080/"]);
     assert!(page.contains("<h2>Switch plane</h2>"), "{page}");
+    if es3.is_snmp() {
+        let driver = if es3 == Persona::SnmpV3 {
+            "driver: snmp v3 authPriv (SHA/AES, user nhnadmin), credentials \"lab-snmp\""
+        } else {
+            "driver: snmp v2c, credentials \"lab-snmp\""
+        };
+        assert!(
+            show.contains("Edge-Switch-3  edge openvswitch 10.99.0.23  ok  0 queued intents")
+                && show.contains(driver),
+            "{show}"
+        );
+        // It really went over SNMP: VLAN 200 created and put on swp1 and swp3 by SETs.
+        let log = rig.sl.qbridge_log("Edge-Switch-3");
+        assert!(
+            log.contains("set .1.3.6.1.2.1.17.7.1.4.3.1.6.200 integer 4 -> DONE")
+                && log.contains("set .1.3.6.1.2.1.17.7.1.4.3.1.3.200 octet")
+                && log.contains("set .1.3.6.1.2.1.17.7.1.4.3.1.6.100 integer 6 -> DONE"),
+            "{log}"
+        );
+        assert!(rig.sl.cli_log("Edge-Switch-3").is_empty());
+        // Secrets appear neither in the log nor in what the operator sees.
+        let out = rig.serve.as_ref().map(Proc::log).unwrap_or_default();
+        for secret in [V3_AUTH, V3_PRIV, "\"private\"", "community = "] {
+            assert!(!out.contains(secret), "{secret} in the log:\n{out}");
+            assert!(!show.contains(secret), "{secret} in switch show:\n{show}");
+        }
+    }
     rig.kill9();
 }
 
@@ -742,5 +849,146 @@ fn a_full_mac_budget_sends_vms_elsewhere_and_edges_stay_within_it() {
         assert!(learned as i64 <= budget, "{edge}: {learned} > {budget}");
     }
     assert_eq!(learned_macs(&rig.sl, "Edge-Switch-1"), 3);
+    rig.kill9();
+}
+
+#[test]
+fn snmp_errors_are_reported_per_switch_and_converge_once_fixed() {
+    let Some(lab) = lab_or_skip(
+        "snmp_errors_are_reported_per_switch_and_converge_once_fixed",
+        SNMP_TOOLS,
+    ) else {
+        return;
+    };
+    let es3 = "Edge-Switch-3";
+    let mut rig = Rig::new(&lab, &[(es3, Persona::SnmpV2c)], 64, 60);
+    rig.wait_converged("initial");
+    let untouched = rig.sl.ports(es3);
+
+    // A wrong community: the agent does not answer at all.
+    rig.restart_with_snmp_credential(&snmp_v2c_credential("wrong"));
+    rig.place("VM1-1", 100, Some("Hypervisor-1"), "192.168.50.11");
+    rig.place("VM3-2", 200, Some("Hypervisor-3"), "192.168.50.32");
+    let e = rig.wait_error(es3, "no answer from the SNMP agent at 10.99.0.23");
+    assert!(e.contains("or the community is wrong"), "{e}");
+    let others = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rig.divergence_except(&[es3]).is_empty()
+    });
+    assert!(others, "{:?}", rig.divergence_except(&[es3]));
+    assert!(rig.pending(es3) > 0, "the intents were dropped");
+    assert_eq!(rig.sl.ports(es3), untouched);
+    let show = rig.nhn(&["switch", "show"]);
+    assert!(
+        show.contains("Edge-Switch-3  edge openvswitch 10.99.0.23  failing")
+            && show.contains("no answer from the SNMP agent"),
+        "{show}"
+    );
+    assert!(!show.contains("wrong\""), "{show}");
+
+    // The read-only community: reads work, the SET is refused with noAccess.
+    rig.restart_with_snmp_credential(&snmp_v2c_credential("public"));
+    let e = rig.wait_error(es3, "noAccess");
+    assert!(
+        e.contains("the switch refused") && e.contains("read-only community"),
+        "{e}"
+    );
+    assert_eq!(rig.sl.ports(es3), untouched);
+
+    // SNMPv3 with a wrong authentication password.
+    rig.restart_with_snmp_credential(&snmp_v3_credential("not-the-password", V3_PRIV));
+    let e = rig.wait_error(es3, "SNMPv3 authentication failed at 10.99.0.23");
+    assert!(e.contains("nhnadmin"), "{e}");
+    assert!(!e.contains("not-the-password"), "{e}");
+    assert!(rig.pending(es3) > 0);
+    assert_eq!(rig.sl.ports(es3), untouched);
+
+    // Fixed: the kept intents are applied.
+    rig.restart_with_snmp_credential(&snmp_v3_credential(V3_AUTH, V3_PRIV));
+    rig.wait_converged("credentials fixed");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "200");
+
+    // The agent goes away: timeouts, the others go on; back: converged.
+    rig.sl.kill_snmpd(es3);
+    rig.place("VM3-3", 300, Some("Hypervisor-3"), "192.168.50.33");
+    rig.place("VM2-1", 100, Some("Hypervisor-2"), "192.168.50.21");
+    rig.wait_error(es3, "no answer from the SNMP agent at 10.99.0.23");
+    let others = wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rig.divergence_except(&[es3]).is_empty()
+    });
+    assert!(others, "{:?}", rig.divergence_except(&[es3]));
+    assert!(reaches(&rig.sl, "VM1-1", "VM2-1", 15));
+    rig.sl.restart_snmpd(es3);
+    rig.wait_converged("agent back");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "200,300");
+
+    // A port the plan needs is missing on the switch: refused before anything is sent.
+    rig.sl.switches[es3].ovs.vsctl(&["del-port", "br0", "swp3"]);
+    let sets_before = rig.sl.qbridge_log(es3).matches("\nset ").count();
+    rig.place("VM3-4", 400, Some("Hypervisor-3"), "192.168.50.34");
+    let e = rig.wait_error(es3, "port swp3 is not a bridge port of the switch");
+    assert!(e.contains("(it has: swp1 swp2); nothing was sent"), "{e}");
+    assert_eq!(
+        rig.sl.qbridge_log(es3).matches("\nset ").count(),
+        sets_before,
+        "something was set on {es3}"
+    );
+    let show = rig.nhn(&["switch", "show"]);
+    assert!(show.contains("port swp3 is not a bridge port"), "{show}");
+    // The port is back (empty): the next retry finds it and converges.
+    rig.sl.switches[es3].ovs.vsctl(&[
+        "add-port",
+        "br0",
+        "swp3",
+        "--",
+        "set",
+        "port",
+        "swp3",
+        "vlan_mode=trunk",
+        "trunks=4095",
+    ]);
+    rig.wait_converged("port back");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "200,300,400");
+    rig.kill9();
+}
+
+#[test]
+fn a_hand_change_on_the_snmp_switch_is_found_by_the_walk_and_repaired() {
+    let Some(lab) = lab_or_skip(
+        "a_hand_change_on_the_snmp_switch_is_found_by_the_walk_and_repaired",
+        SNMP_TOOLS,
+    ) else {
+        return;
+    };
+    let period = 2;
+    let es3 = "Edge-Switch-3";
+    let mut rig = Rig::new(&lab, &[(es3, Persona::SnmpV3)], 64, period);
+    rig.place("VM3-2", 200, Some("Hypervisor-3"), "192.168.50.32");
+    rig.wait_converged("VM3-2");
+    // By hand on the switch: swp3 also carries VLAN 300, and swp1 loses VLAN 200.
+    rig.sl.switches[es3]
+        .ovs
+        .vsctl(&["set", "port", "swp3", "trunks=200,300"]);
+    rig.sl.switches[es3]
+        .ovs
+        .vsctl(&["set", "port", "swp1", "trunks=4095"]);
+    let t0 = Instant::now();
+    let repaired = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let p = rig.sl.ports(es3);
+        p["swp3"] == "200" && p["swp1"] == "200"
+    });
+    let took = t0.elapsed();
+    assert!(repaired, "drift not repaired: {:?}", rig.sl.ports(es3));
+    eprintln!("SNMP drift repaired in {took:?} (read-back period {period} s)");
+    assert!(
+        took < Duration::from_secs(period + 3),
+        "repair took {took:?}"
+    );
+    rig.wait_converged("after the repair");
+    // VLAN 300 was only there by hand: it left the switch's VLAN table too.
+    let log = rig.sl.qbridge_log(es3);
+    assert!(
+        log.contains("set .1.3.6.1.2.1.17.7.1.4.3.1.6.300 integer 6 -> DONE"),
+        "{log}"
+    );
     rig.kill9();
 }

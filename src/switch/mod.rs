@@ -6,17 +6,21 @@
 //! - [`vlans`]: the VLAN set type everything above works on.
 //! - [`templates`]: per-OS CLI templates and the batch renderer; [`readback`]: parsers of
 //!   the switches' own view of their VLANs.
-//! - [`ssh`]: the SSH driver (exec and PTY sessions, pinned host keys).
+//! - [`driver`]: the trait the reconciler drives switches through, with its two
+//!   implementations: [`ssh`] (CLI over exec and PTY sessions, pinned host keys) and [`snmp`]
+//!   (Q-BRIDGE-MIB over SNMPv2c/v3, port names read from the switch).
 //! - [`reconciler`]: intents persisted before sending, one actor per switch, retries,
 //!   make-before-break, periodic read-back; [`status`]: what the operator sees of it.
 //!
 //! Placement (which hypervisor a VM goes on) lives in `crate::placement` and uses the same
 //! snapshot, so placement and switch state are decided together.
 
+pub mod driver;
 pub mod plan;
 pub mod readback;
 pub mod reconciler;
 pub mod snapshot;
+pub mod snmp;
 pub mod ssh;
 pub mod status;
 pub mod templates;

@@ -5,12 +5,13 @@
 //!   `switch_intents`, in one transaction, before anything is sent: new changes are inserted as
 //!   `pending`, pending intents the plan no longer wants are `canceled` (an add then a remove of
 //!   the same VLAN on the same port cancel out). Then it wakes the switches concerned.
-//! - **One actor per switch.** An actor opens one SSH session per batch: read back, apply every
-//!   pending intent that is not already true in one rendered batch (adds before removes; a
-//!   remove of VLAN v waits while an add of v is pending on another switch: make before
-//!   break), save once, read back again to verify, then marks exactly those intents `applied`
-//!   together with the new read-back, in one transaction. A failure leaves the intents pending
-//!   and retries with exponential backoff; other switches are unaffected.
+//! - **One actor per switch.** An actor opens one driver session per batch (SSH or SNMP, see
+//!   [`super::driver`]): read back, apply every pending intent that is not already true in one
+//!   batch (adds before removes; a remove of VLAN v waits while an add of v is pending on
+//!   another switch: make before break), read back again to verify, then marks exactly those
+//!   intents `applied` together with the new read-back, in one transaction. A failure leaves
+//!   the intents pending, is recorded for `nhn switch show`, and retries with exponential
+//!   backoff; other switches are unaffected.
 //! - **Crash safety.** Intents live in SQLite, so a restart (kill -9 included) resumes them.
 //!   Each session starts with a read-back, and intents already true on the switch are marked
 //!   applied without being sent: a change is sent at most once per crash, and applied once.
@@ -30,10 +31,12 @@ use crate::config::{Config, Credential};
 use crate::inventory::{self, Inventory, record_event};
 use crate::util::now_rfc3339;
 
+use super::driver::{DriverError, SshDriver, SwitchDriver};
 use super::plan::{Action, Change};
-use super::readback::{self, Mode, PortState, SwitchState};
+use super::readback::{Mode, PortState, SwitchState};
+use super::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
 use super::ssh::{Auth, Session, SshError, Target};
-use super::templates::{PortChange, TemplateError, Templates, render_batch};
+use super::templates::{PortChange, TemplateError, Templates};
 use super::vlans::{Vlan, VlanSet};
 use super::{Planned, plan_inventory};
 
@@ -52,7 +55,7 @@ pub enum Error {
     #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
-    Parse(#[from] readback::ParseError),
+    Driver(#[from] DriverError),
     #[error("switch {switch}: {message}")]
     Switch { switch: String, message: String },
 }
@@ -76,6 +79,7 @@ struct Intent {
 /// The switch row the actor needs.
 struct SwitchRow {
     id: i64,
+    driver: String,
     os: String,
     address: String,
     credentials: String,
@@ -397,15 +401,16 @@ fn pending_count(conn: &Connection, switch: &str) -> inventory::Result<usize> {
 
 fn load_switch(conn: &Connection, name: &str) -> inventory::Result<SwitchRow> {
     conn.query_row(
-        "SELECT id, os, address, credentials, host_key FROM switches WHERE name = ?1",
+        "SELECT id, driver, os, address, credentials, host_key FROM switches WHERE name = ?1",
         [name],
         |r| {
             Ok(SwitchRow {
                 id: r.get(0)?,
-                os: r.get(1)?,
-                address: r.get(2)?,
-                credentials: r.get(3)?,
-                host_key: r.get(4)?,
+                driver: r.get(1)?,
+                os: r.get(2)?,
+                address: r.get(3)?,
+                credentials: r.get(4)?,
+                host_key: r.get(5)?,
             })
         },
     )
@@ -451,14 +456,31 @@ fn adds_pending_elsewhere(conn: &Connection, switch_id: i64) -> inventory::Resul
         .map_err(Into::into)
 }
 
+/// The credential `credentials` names, or what to add to the configuration.
+fn credential<'c>(
+    config: &'c Config,
+    driver: &str,
+    credentials: &str,
+) -> Result<&'c Credential, String> {
+    config.credentials.get(credentials).ok_or_else(|| {
+        let needs = if driver == "snmp" {
+            "community, or user, auth_protocol, auth_password, priv_protocol and priv_password"
+        } else {
+            "user and key_file or password"
+        };
+        format!(
+            "credential {credentials:?} is not in the configuration; add [credentials.{credentials}] with {needs}"
+        )
+    })
+}
+
 fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error> {
-    let cred: &Credential = config.credentials.get(&row.credentials).ok_or_else(|| {
+    let cred =
+        credential(config, &row.driver, &row.credentials).map_err(|m| switch_err(name, m))?;
+    let user = cred.user.clone().ok_or_else(|| {
         switch_err(
             name,
-            format!(
-                "credential {:?} is not in the configuration; add [credentials.{}] with user and key_file or password",
-                row.credentials, row.credentials
-            ),
+            format!("credential {:?} has no user", row.credentials),
         )
     })?;
     let auth = match (&cred.key_file, &cred.password) {
@@ -478,7 +500,7 @@ fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error>
     Ok(Target {
         switch: name.to_owned(),
         address: row.address.clone(),
-        user: cred.user.clone(),
+        user,
         auth,
         pinned: row.host_key.clone(),
         trust_on_first_use: sw.trust_on_first_use,
@@ -488,48 +510,87 @@ fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error>
     })
 }
 
-/// Reads the switch back (or, without a parser, takes the stored read-back as its state).
-async fn read_back(
-    s: &mut Session,
-    shared: &Shared,
-    os: &str,
-    name: &str,
-) -> Result<(SwitchState, bool), Error> {
-    let set = shared.templates.get(os)?;
-    let lines = set.render("show", minijinja::context! { switch => name })?;
-    let out = s.run(&lines).await?;
-    match readback::parse(set.meta.parser, &out)? {
-        Some(state) => Ok((state, true)),
-        None => {
-            let n = name.to_owned();
-            let stored = shared
-                .inv
-                .read(move |c| Ok(super::snapshot::applied(c)?.remove(&n).unwrap_or_default()))
-                .await?;
-            let ports = stored
-                .into_iter()
-                .map(|(p, vlans)| {
-                    let st = PortState {
-                        mode: Mode::Trunk,
-                        vlans,
-                        native: None,
-                    };
-                    (p, st)
-                })
-                .collect();
-            Ok((
-                SwitchState {
-                    ports,
-                    vlans: VlanSet::new(),
-                },
-                false,
-            ))
+/// How nhn talks to an SNMP switch, from its credential and `[switch]`.
+fn snmp_target(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpTarget, Error> {
+    let auth = snmp_auth(config, &row.credentials).map_err(|m| switch_err(name, m))?;
+    let sw = &config.switch;
+    Ok(SnmpTarget {
+        address: row.address.clone(),
+        auth,
+        timeout: Duration::from_millis(sw.snmp_timeout_ms.max(10)),
+        retries: sw.snmp_retries,
+        max_varbinds: sw.snmp_max_varbinds.max(1),
+    })
+}
+
+/// The SNMP authentication a credential describes (secrets read from their files).
+fn snmp_auth(config: &Config, credentials: &str) -> Result<SnmpAuth, String> {
+    let cred = credential(config, "snmp", credentials)?;
+    let what = format!("credential {credentials:?}");
+    let secret = |inline, file, key: &str| {
+        Credential::secret(inline, file, key).map_err(|e| format!("{what}: {e}"))
+    };
+    let community = secret(
+        cred.community.as_ref(),
+        cred.community_file.as_ref(),
+        "community",
+    )?;
+    let auth_password = secret(
+        cred.auth_password.as_ref(),
+        cred.auth_password_file.as_ref(),
+        "auth_password",
+    )?;
+    let priv_password = secret(
+        cred.priv_password.as_ref(),
+        cred.priv_password_file.as_ref(),
+        "priv_password",
+    )?;
+    match (community, auth_password) {
+        (Some(_), Some(_)) => Err(format!(
+            "{what}: give a community (SNMPv2c) or SNMPv3 passwords, not both"
+        )),
+        (Some(community), None) => Ok(SnmpAuth::V2c { community }),
+        (None, Some(auth_password)) => {
+            let need = |v: Option<String>, key: &str| {
+                v.ok_or_else(|| format!("{what}: SNMPv3 (authPriv) needs {key}"))
+            };
+            let user = need(cred.user.clone(), "user")?;
+            let auth_protocol = need(cred.auth_protocol.clone(), "auth_protocol")?
+                .parse()
+                .map_err(|e| format!("{what}: {e}"))?;
+            let priv_protocol = need(cred.priv_protocol.clone(), "priv_protocol")?
+                .parse()
+                .map_err(|e| format!("{what}: {e}"))?;
+            let priv_password = need(priv_password, "priv_password (or priv_password_file)")?;
+            Ok(SnmpAuth::V3 {
+                user,
+                auth_protocol,
+                auth_password,
+                priv_protocol,
+                priv_password,
+            })
         }
+        (None, None) => Err(format!(
+            "{what} has neither a community (SNMPv2c) nor auth_password (SNMPv3)"
+        )),
     }
 }
 
-/// One session: read back (unless `known` holds the state our last session left), apply the
-/// pending batch, verify. Returns how many changes were sent and the switch's state.
+/// How nhn drives `driver` switches with `credentials`, for `nhn switch show`: `ssh`, `snmp
+/// v2c`, `snmp v3 authPriv (SHA/AES, user U)` or why the credential is unusable. No secret.
+pub fn describe_driver(config: &Config, driver: &str, credentials: &str) -> String {
+    if driver != "snmp" {
+        return driver.to_owned();
+    }
+    match snmp_auth(config, credentials) {
+        Ok(auth) => format!("snmp {}", auth.describe()),
+        Err(e) => format!("snmp (unusable: {e})"),
+    }
+}
+
+/// One session with the switch's driver: read back (unless `known` holds the state our last
+/// session left), apply the pending batch, verify. Returns how many changes were sent and
+/// the switch's state.
 async fn session(
     shared: &Arc<Shared>,
     name: &str,
@@ -537,39 +598,97 @@ async fn session(
 ) -> Result<(usize, SwitchState), Error> {
     let n = name.to_owned();
     let row = shared.inv.read(move |c| load_switch(c, &n)).await?;
+    if row.driver == "snmp" {
+        let t = snmp_target(&shared.config, name, &row)?;
+        let mut d = SnmpDriver::connect(&t).await.map_err(DriverError::from)?;
+        let result = session_body(shared, name, &row, &mut d, known).await;
+        d.close().await;
+        return result;
+    }
     let t = target(&shared.config, name, &row)?;
     let set = shared.templates.get(&row.os)?;
-    let mut s = Session::connect(&t, &set.meta).await?;
-    let result = session_body(shared, name, &row, &mut s, known).await;
-    s.close().await;
+    let s = Session::connect(&t, &set.meta).await?;
+    let learned = s.learned_host_key().map(str::to_owned);
+    let mut d = SshDriver::new(s, set, name);
+    let result = match pin_host_key(shared, name, &row, learned).await {
+        Ok(()) => session_body(shared, name, &row, &mut d, known).await,
+        Err(e) => Err(e),
+    };
+    d.close().await;
     result
 }
 
-async fn session_body(
+/// Trust on first use: pins the host key an unpinned switch showed.
+async fn pin_host_key(
     shared: &Arc<Shared>,
     name: &str,
     row: &SwitchRow,
-    s: &mut Session,
+    learned: Option<String>,
+) -> Result<(), Error> {
+    let Some(fp) = learned else {
+        return Ok(());
+    };
+    tracing::warn!(switch = %name, host_key = %fp, "trust on first use: pinning the switch's host key");
+    let id = row.id;
+    let n = name.to_owned();
+    shared
+        .inv
+        .write(move |c| {
+            c.execute(
+                "UPDATE switches SET host_key = ?1 WHERE id = ?2",
+                params![fp, id],
+            )?;
+            record_event(c, "switch", &n)
+        })
+        .await?;
+    Ok(())
+}
+
+/// Reads the switch back (or, without a parser, takes the stored read-back as its state);
+/// the flag says whether the switch itself was read.
+async fn read_back<D: SwitchDriver>(
+    d: &mut D,
+    shared: &Shared,
+    name: &str,
+) -> Result<(SwitchState, bool), Error> {
+    if let Some(state) = d.read_back().await? {
+        return Ok((state, true));
+    }
+    let n = name.to_owned();
+    let stored = shared
+        .inv
+        .read(move |c| Ok(super::snapshot::applied(c)?.remove(&n).unwrap_or_default()))
+        .await?;
+    let ports = stored
+        .into_iter()
+        .map(|(p, vlans)| {
+            let st = PortState {
+                mode: Mode::Trunk,
+                vlans,
+                native: None,
+            };
+            (p, st)
+        })
+        .collect();
+    Ok((
+        SwitchState {
+            ports,
+            vlans: VlanSet::new(),
+        },
+        false,
+    ))
+}
+
+async fn session_body<D: SwitchDriver>(
+    shared: &Arc<Shared>,
+    name: &str,
+    row: &SwitchRow,
+    d: &mut D,
     known: Option<SwitchState>,
 ) -> Result<(usize, SwitchState), Error> {
-    if let Some(fp) = s.learned_host_key().map(str::to_owned) {
-        tracing::warn!(switch = %name, host_key = %fp, "trust on first use: pinning the switch's host key");
-        let id = row.id;
-        let n = name.to_owned();
-        shared
-            .inv
-            .write(move |c| {
-                c.execute(
-                    "UPDATE switches SET host_key = ?1 WHERE id = ?2",
-                    params![fp, id],
-                )?;
-                record_event(c, "switch", &n)
-            })
-            .await?;
-    }
     let (state, parsed) = match known {
         Some(state) => (state, false),
-        None => read_back(s, shared, &row.os, name).await?,
+        None => read_back(d, shared, name).await?,
     };
     let id = row.id;
     let stored = state.clone();
@@ -634,38 +753,7 @@ async fn session_body(
             vlan: i.vlan,
         })
         .collect();
-    let set = shared.templates.get(&row.os)?;
-    let batch = render_batch(set, name, &state, &changes)?;
-    let (after, parsed) = if set.meta.verify_in_batch {
-        // The batch prints nothing on success, so its output is the read-back's.
-        let mut lines = batch.lines.clone();
-        lines.extend(set.render("show", minijinja::context! { switch => name })?);
-        let out = s.run(&lines).await?;
-        match readback::parse(set.meta.parser, &out)? {
-            Some(st) => (st, true),
-            None => (SwitchState::default(), false),
-        }
-    } else {
-        s.run(&batch.lines).await?;
-        read_back(s, shared, &row.os, name).await?
-    };
-    let verified = if parsed {
-        after
-    } else {
-        // No parser: trust the switch's answer (no error) and record the expected state.
-        let mut st = state.clone();
-        for (p, vlans) in &batch.expected {
-            st.ports.insert(
-                p.clone(),
-                PortState {
-                    mode: Mode::Trunk,
-                    vlans: vlans.clone(),
-                    native: None,
-                },
-            );
-        }
-        st
-    };
+    let verified = d.apply(&state, &changes).await?;
     let missing: Vec<String> = send
         .iter()
         .filter(|i| {
@@ -900,7 +988,8 @@ mod tests {
     #[test]
     fn a_readback_is_stored_and_reports_whether_it_changed() {
         let (_d, inv) = seeded();
-        let st = readback::openvswitch("swp1,trunk,,100 200\nswp3,access,100,\n").unwrap();
+        let st = crate::switch::readback::openvswitch("swp1,trunk,,100 200\nswp3,access,100,\n")
+            .unwrap();
         let (first, second) = inv
             .write_blocking(move |c| {
                 let id: i64 = c.query_row(

@@ -10,6 +10,10 @@ pub struct SwitchStatus {
     pub name: String,
     pub role: String,
     pub os: String,
+    /// `ssh` or `snmp`.
+    pub driver: String,
+    /// The credential's name in the configuration (never a secret).
+    pub credentials: String,
     pub address: String,
     pub host_key: Option<String>,
     pub pending: i64,
@@ -39,7 +43,7 @@ impl SwitchStatus {
 
 pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
     let mut st = conn.prepare(
-        "SELECT s.name, s.role, s.os, s.address, s.host_key,
+        "SELECT s.name, s.role, s.os, s.driver, s.credentials, s.address, s.host_key,
                 (SELECT COUNT(*) FROM switch_intents i WHERE i.switch_id = s.id AND i.state = 'pending'),
                 st.last_success_at, st.last_readback_at, st.last_error, st.last_error_at,
                 st.plan_refusal
@@ -50,14 +54,16 @@ pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
             name: r.get(0)?,
             role: r.get(1)?,
             os: r.get(2)?,
-            address: r.get(3)?,
-            host_key: r.get(4)?,
-            pending: r.get(5)?,
-            last_success_at: r.get(6)?,
-            last_readback_at: r.get(7)?,
-            last_error: r.get(8)?,
-            last_error_at: r.get(9)?,
-            plan_refusal: r.get(10)?,
+            driver: r.get(3)?,
+            credentials: r.get(4)?,
+            address: r.get(5)?,
+            host_key: r.get(6)?,
+            pending: r.get(7)?,
+            last_success_at: r.get(8)?,
+            last_readback_at: r.get(9)?,
+            last_error: r.get(10)?,
+            last_error_at: r.get(11)?,
+            plan_refusal: r.get(12)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -12,6 +12,12 @@
 //! switch's OVS environment (and log every request to `<dir>/<switch>-cli.log`, so that tests
 //! can count what was sent); `ios` switches run `switch/ios_cli.py`, an IOS-like CLI over PTY
 //! backed by the same OVS.
+//!
+//! SNMP personalities (`snmp-v2c`, `snmp-v3`): no sshd, but net-snmp's snmpd on udp/161 in the
+//! switch's namespace, with `switch/qbridge.py` serving BRIDGE-MIB/Q-BRIDGE-MIB from the same
+//! OVS (pass_persist) and snmpd's own IF-MIB naming the ports. Community `private` (rw) /
+//! `public` (ro); SNMPv3 user `nhnadmin`, SHA/AES, passwords [`V3_AUTH`]/[`V3_PRIV`]. Every
+//! request the script saw is in `<dir>/<switch>-qbridge.log`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,11 +34,37 @@ pub const SWITCHES: &[(&str, &str, &str)] = &[
     ("es3", "Edge-Switch-3", "10.99.0.23"),
 ];
 
-/// How a switch's sshd answers.
+/// How a switch is driven: sshd with a shell or CLI, or snmpd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persona {
     Ovs,
     Ios,
+    /// snmpd; the site's credential is the SNMPv2c community.
+    SnmpV2c,
+    /// snmpd; the site's credential is the SNMPv3 authPriv user.
+    SnmpV3,
+}
+
+impl Persona {
+    pub fn is_snmp(self) -> bool {
+        matches!(self, Persona::SnmpV2c | Persona::SnmpV3)
+    }
+}
+
+/// The lab agents' SNMPv3 passwords (user `nhnadmin`, SHA-1 and AES-128).
+pub const V3_AUTH: &str = "nhnauthpass1";
+pub const V3_PRIV: &str = "nhnprivpass1";
+
+/// `[credentials.lab-snmp]` for SNMPv2c with `community`.
+pub fn snmp_v2c_credential(community: &str) -> String {
+    format!("[credentials.lab-snmp]\ncommunity = \"{community}\"\n")
+}
+
+/// `[credentials.lab-snmp]` for SNMPv3 authPriv (SHA/AES, user nhnadmin).
+pub fn snmp_v3_credential(auth: &str, privacy: &str) -> String {
+    format!(
+        "[credentials.lab-snmp]\nuser = \"nhnadmin\"\nauth_protocol = \"SHA\"\nauth_password = \"{auth}\"\npriv_protocol = \"AES\"\npriv_password = \"{privacy}\"\n"
+    )
 }
 
 pub struct Switch<'lab> {
@@ -41,9 +73,12 @@ pub struct Switch<'lab> {
     pub ovs: Ovs<'lab>,
     pub address: &'static str,
     pub persona: Persona,
-    pub sshd: Proc,
+    /// sshd (SSH personas) or snmpd (SNMP personas).
+    pub daemon: Proc,
+    /// The SSH host key's fingerprint (empty for SNMP personas).
     pub fingerprint: String,
-    sshd_config: PathBuf,
+    /// sshd_config or snmpd.conf.
+    daemon_config: PathBuf,
 }
 
 pub struct Vm<'lab> {
@@ -155,8 +190,12 @@ impl<'lab> SeedLab<'lab> {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map_or(Persona::Ovs, |(_, p)| *p);
-            let (sshd, fingerprint, sshd_config) =
-                start_sshd(lab, &ns, &ovs, dir, node, name, ip, persona, &client_key);
+            let (daemon, fingerprint, daemon_config) = if persona.is_snmp() {
+                let conf = write_snmpd_conf(&ovs, dir, name, ip);
+                (start_snmpd(&ns, dir, name, ip, &conf), String::new(), conf)
+            } else {
+                start_sshd(lab, &ns, &ovs, dir, node, name, ip, persona, &client_key)
+            };
             switches.insert(
                 name,
                 Switch {
@@ -165,9 +204,9 @@ impl<'lab> SeedLab<'lab> {
                     ovs,
                     address: ip,
                     persona,
-                    sshd,
+                    daemon,
                     fingerprint,
-                    sshd_config,
+                    daemon_config,
                 },
             );
         }
@@ -254,10 +293,33 @@ impl<'lab> SeedLab<'lab> {
     /// dies with its connection), then the listener.
     pub fn kill_sshd(&mut self, name: &str) {
         let sw = self.switches.get(name).expect("known switch");
-        let mut tree = descendants(sw.sshd.pid());
+        assert!(!sw.persona.is_snmp(), "{name} runs snmpd, not sshd");
+        let mut tree = descendants(sw.daemon.pid());
         tree.reverse();
         super::signal("KILL", &tree);
-        sw.sshd.kill();
+        sw.daemon.kill();
+    }
+
+    /// Kills an SNMP switch's snmpd (and its pass_persist script) with SIGKILL.
+    pub fn kill_snmpd(&mut self, name: &str) {
+        let sw = self.switches.get(name).expect("known switch");
+        assert!(sw.persona.is_snmp(), "{name} does not run snmpd");
+        let mut tree = descendants(sw.daemon.pid());
+        tree.reverse();
+        super::signal("KILL", &tree);
+        sw.daemon.kill();
+    }
+
+    /// Starts an SNMP switch's snmpd again (same configuration, same engine).
+    pub fn restart_snmpd(&mut self, name: &str) {
+        let dir = self.dir.clone();
+        let sw = self.switches.get_mut(name).expect("known switch");
+        sw.daemon = start_snmpd(&sw.ns, &dir, sw.name, sw.address, &sw.daemon_config);
+    }
+
+    /// What the Q-BRIDGE script of an SNMP switch was asked (one line per request).
+    pub fn qbridge_log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}-qbridge.log"))).unwrap_or_default()
     }
 
     /// While `on`, the `ovs` switch `name` waits 10 s before running each exec request, so a
@@ -274,9 +336,9 @@ impl<'lab> SeedLab<'lab> {
     /// Starts a switch's sshd again with the same host key.
     pub fn restart_sshd(&mut self, name: &str) {
         let sw = self.switches.get_mut(name).expect("known switch");
-        let cfg = sw.sshd_config.display().to_string();
+        let cfg = sw.daemon_config.display().to_string();
         let log = self.dir.join(format!("{}-sshd.log", sw.name));
-        sw.sshd = sw.ns.spawn(
+        sw.daemon = sw.ns.spawn(
             "sshd",
             &[
                 "/usr/sbin/sshd",
@@ -327,10 +389,16 @@ impl<'lab> SeedLab<'lab> {
             match current {
                 Some(sw) if line.starts_with("os = ") => {
                     let os = match sw.persona {
-                        Persona::Ovs => "openvswitch",
+                        Persona::Ovs | Persona::SnmpV2c | Persona::SnmpV3 => "openvswitch",
                         Persona::Ios => "cisco-ios",
                     };
                     out.push_str(&format!("os = \"{os}\"\n"));
+                }
+                Some(sw) if sw.persona.is_snmp() && line.starts_with("driver = ") => {
+                    out.push_str("driver = \"snmp\"\n");
+                }
+                Some(sw) if sw.persona.is_snmp() && line.starts_with("credentials = ") => {
+                    out.push_str("credentials = \"lab-snmp\"\n");
                 }
                 Some(sw) if line.starts_with("credentials = ") => {
                     out.push_str(line);
@@ -345,10 +413,22 @@ impl<'lab> SeedLab<'lab> {
         out
     }
 
-    /// An nhn configuration for this lab (HTTP inside the management namespace).
+    /// An nhn configuration for this lab (HTTP inside the management namespace), with the
+    /// right SNMP credential for the lab's SNMP switches.
     pub fn config(&self, readback_secs: u64) -> String {
+        let v3 = self.switches.values().any(|s| s.persona == Persona::SnmpV3);
+        let snmp = if v3 {
+            snmp_v3_credential(V3_AUTH, V3_PRIV)
+        } else {
+            snmp_v2c_credential("private")
+        };
+        self.config_with(readback_secs, &snmp)
+    }
+
+    /// [`SeedLab::config`] with `snmp` as the `lab-snmp` credential.
+    pub fn config_with(&self, readback_secs: u64, snmp: &str) -> String {
         format!(
-            "[http]\nlisten = \"127.0.0.1:18080\"\n\n[switch]\nreadback_period_secs = {readback_secs}\nretry_initial_ms = 200\nretry_max_ms = 2000\nconnect_timeout_secs = 5\ncommand_timeout_secs = 20\n\n[credentials.lab-ssh]\nuser = \"root\"\nkey_file = \"{}\"\n",
+            "[http]\nlisten = \"127.0.0.1:18080\"\n\n[switch]\nreadback_period_secs = {readback_secs}\nretry_initial_ms = 200\nretry_max_ms = 2000\nconnect_timeout_secs = 5\ncommand_timeout_secs = 20\nsnmp_timeout_ms = 500\nsnmp_retries = 1\n\n[credentials.lab-ssh]\nuser = \"root\"\nkey_file = \"{}\"\n\n{snmp}",
             self.client_key.display()
         )
     }
@@ -399,6 +479,7 @@ pub fn start_sshd(
     );
     let log = dir.join(format!("{name}-cli.log"));
     let command = match persona {
+        Persona::SnmpV2c | Persona::SnmpV3 => panic!("{name}: an SNMP switch has no sshd"),
         Persona::Ovs => {
             let script = dir.join(format!("{node}-shell.sh"));
             fs::write(&script, format!(
@@ -432,6 +513,71 @@ pub fn start_sshd(
     wait_listening(ns, ip);
     let _ = lab;
     (proc, fingerprint, cfg)
+}
+
+/// Writes the snmpd.conf of an SNMP switch: v2c `private` (rw) and `public` (ro) from the
+/// management subnet, SNMPv3 user `nhnadmin` (authPriv, rw), the Q-BRIDGE script on .17.
+pub fn write_snmpd_conf(ovs: &Ovs, dir: &Path, name: &str, ip: &str) -> PathBuf {
+    let ovs_dir = ovs.dir().display().to_string();
+    let conf = dir.join(format!("{name}-snmpd.conf"));
+    fs::write(
+        &conf,
+        format!(
+            "# nhn lab: {name}, Q-BRIDGE-MIB over its own Open vSwitch\n\
+             agentAddress udp:{ip}:161\n\
+             rocommunity public 10.99.0.0/24\n\
+             rwcommunity private 10.99.0.0/24\n\
+             createUser nhnadmin SHA \"{V3_AUTH}\" AES \"{V3_PRIV}\"\n\
+             rwuser nhnadmin priv\n\
+             sysName {name}\n\
+             pass_persist .1.3.6.1.2.1.17 /usr/bin/env OVS_RUNDIR={ovs_dir} OVS_DBDIR={ovs_dir} OVS_LOGDIR={ovs_dir} OVS_SYSCONFDIR={ovs_dir} QBRIDGE_TRACE={} /usr/bin/python3 {}\n",
+            dir.join(format!("{name}-qbridge.log")).display(),
+            support_dir().join("qbridge.py").display()
+        ),
+    )
+    .expect("write snmpd.conf");
+    conf
+}
+
+/// Starts snmpd in the foreground inside `ns` with its own persistent dir (engine id, boots,
+/// users) under `dir`, and waits until it listens on `ip`:161.
+pub fn start_snmpd(ns: &Netns, dir: &Path, name: &str, ip: &str, conf: &Path) -> Proc {
+    let persist = dir.join(format!("{name}-snmp-persist"));
+    fs::create_dir_all(&persist).expect("create the snmpd persistent dir");
+    let log = dir.join(format!("{name}-snmpd.log"));
+    let proc = ns.spawn(
+        "snmpd",
+        &[
+            "/usr/bin/env",
+            &format!("SNMP_PERSISTENT_DIR={}", persist.display()),
+            "/usr/sbin/snmpd",
+            "-f",
+            "-C",
+            "-c",
+            &conf.display().to_string(),
+            "-Lf",
+            &log.display().to_string(),
+            "-m",
+            "",
+            "-M",
+            "/usr/share/snmp/mibs",
+        ],
+    );
+    let ok = super::wait_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || {
+            let out = ns.try_run(&["ss", "-Hlun", &format!("src {ip}:161")]);
+            !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+        },
+    );
+    assert!(
+        ok,
+        "snmpd did not start listening on {ip}:161 in {}: {}",
+        ns.name(),
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    proc
 }
 
 /// Waits until something listens on `ip`:22 inside `ns`.
