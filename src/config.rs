@@ -320,6 +320,11 @@ pub struct SwitchPlane {
     pub infra_vlans: Vec<u16>,
     /// Seconds between read-backs of each switch (drift repair).
     pub readback_period_secs: u64,
+    /// How long an SSH switch's authenticated connection is kept after a batch for the next
+    /// one (key exchange costs a switch more CPU than the batch). Longer than the read-back
+    /// period keeps one connection per switch open; 0 closes it after every batch (for CLIs
+    /// with few vty lines).
+    pub ssh_idle_secs: u64,
     /// First retry delay after a failed session, doubled per failure up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
@@ -348,6 +353,7 @@ impl Default for SwitchPlane {
             reconcile: true,
             infra_vlans: Vec::new(),
             readback_period_secs: 60,
+            ssh_idle_secs: 90,
             retry_initial_ms: 500,
             retry_max_ms: 30_000,
             connect_timeout_secs: 10,

@@ -399,6 +399,23 @@ fn seed_sequence(test: &str, es3: Persona) {
         metrics.contains("nhn_switch_up{switch=\"Edge-Switch-2\"} 1"),
         "{metrics}"
     );
+    // Every step after the first reused Edge-Switch-1's connection (`[switch] ssh_idle_secs`).
+    let connections = |kind: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("nhn_switch_ssh_connections_total{")
+                    && l.contains("switch=\"Edge-Switch-1\"")
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let (new, reused) = (connections("new"), connections("reused"));
+    assert!(
+        new >= 1 && reused > new,
+        "Edge-Switch-1: {new} new, {reused} reused connections\n{metrics}"
+    );
     let page = rig.sl.mgmt.run(&["curl", "-sf", "http://127.0.0.1:18080/"]);
     assert!(page.contains("<h2>Switch plane</h2>"), "{page}");
     if es3.is_snmp() {

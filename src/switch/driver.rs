@@ -1,5 +1,6 @@
 //! The switch driver trait: what the reconciler needs from a switch, whatever the protocol.
-//! A driver is one session with one switch (opened per batch, closed after it):
+//! A driver is one session with one switch for one batch (an SSH driver's connection may come
+//! from and go back to the [`super::ssh::Pool`]):
 //!
 //! - [`SshDriver`]: a CLI over SSH ([`super::ssh`]) with the switch OS's templates
 //!   ([`super::templates`]) and read-back parser ([`super::readback`]).
@@ -67,6 +68,11 @@ impl<'a> SshDriver<'a> {
         let lines = self.show_lines()?;
         let out = self.session.run(&lines).await?;
         Ok(readback::parse(self.set.meta.parser, &out)?)
+    }
+
+    /// The SSH session back (for the connection pool), instead of closing it.
+    pub fn into_session(self) -> Session {
+        self.session
     }
 
     fn show_lines(&self) -> Result<Vec<String>, TemplateError> {

@@ -11,7 +11,8 @@
 //!   another switch: make before break), read back again to verify, then marks exactly those
 //!   intents `applied` together with the new read-back, in one transaction. A failure leaves
 //!   the intents pending, is recorded for `nhn switch show`, and retries with exponential
-//!   backoff; other switches are unaffected.
+//!   backoff; other switches are unaffected. An SSH batch that went through leaves its
+//!   connection in the [`Pool`] for the next one (`[switch] ssh_idle_secs`).
 //! - **Crash safety.** Intents live in SQLite, so a restart (kill -9 included) resumes them.
 //!   Each session starts with a read-back, and intents already true on the switch are marked
 //!   applied without being sent: a change is sent at most once per crash, and applied once.
@@ -35,7 +36,7 @@ use super::driver::{DriverError, SshDriver, SwitchDriver};
 use super::plan::{Action, Change};
 use super::readback::{Mode, PortState, SwitchState};
 use super::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
-use super::ssh::{Auth, Session, SshError, Target};
+use super::ssh::{Auth, Pool, SshError, Target};
 use super::templates::{PortChange, TemplateError, Templates};
 use super::vlans::{Vlan, VlanSet};
 use super::{Planned, plan_inventory};
@@ -91,6 +92,8 @@ struct Shared {
     config: Config,
     templates: Templates,
     replan: Notify,
+    /// SSH connections kept between batches (`[switch] ssh_idle_secs`).
+    pool: Pool,
 }
 
 /// Runs the planner and the switch actors until `shutdown` turns true.
@@ -102,10 +105,26 @@ pub async fn run(
 ) {
     let shared = Arc::new(Shared {
         inv: inv.clone(),
+        pool: Pool::new(Duration::from_secs(config.switch.ssh_idle_secs)),
         config,
         templates,
         replan: Notify::new(),
     });
+    let sweeper = {
+        let (shared, mut shutdown) = (shared.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let stop = tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => true,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+                };
+                if stop {
+                    break;
+                }
+                shared.pool.sweep().await;
+            }
+        })
+    };
     let mut events = inv.subscribe();
     let mut actors: HashMap<String, Arc<Notify>> = HashMap::new();
     let mut tasks = Vec::new();
@@ -155,6 +174,8 @@ pub async fn run(
     for t in tasks {
         let _ = t.await;
     }
+    let _ = sweeper.await;
+    shared.pool.clear().await;
 }
 
 /// Plans and persists intents; returns every managed switch with its pending intent count.
@@ -607,14 +628,19 @@ async fn session(
     }
     let t = target(&shared.config, name, &row)?;
     let set = shared.templates.get(&row.os)?;
-    let s = Session::connect(&t, &set.meta).await?;
+    let s = shared.pool.checkout(&t, &set.meta).await?;
     let learned = s.learned_host_key().map(str::to_owned);
     let mut d = SshDriver::new(s, set, name);
     let result = match pin_host_key(shared, name, &row, learned).await {
         Ok(()) => session_body(shared, name, &row, &mut d, known).await,
         Err(e) => Err(e),
     };
-    d.close().await;
+    // A connection is kept for the next batch only if this one went through.
+    if result.is_ok() {
+        shared.pool.checkin(d.into_session()).await;
+    } else {
+        d.close().await;
+    }
     result
 }
 
