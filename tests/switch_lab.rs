@@ -641,7 +641,11 @@ fn intents_queued_when_nhn_is_killed_are_applied_exactly_once_after_restart() {
     let sent = log
         .split(['\n', ';'])
         .flat_map(|l| l.split(" -- "))
-        .map(|c| c.trim().trim_start_matches("ovs-vsctl ").trim())
+        .map(|c| {
+            c.trim()
+                .trim_start_matches("ovs-vsctl --format=csv --data=bare --no-headings ")
+                .trim()
+        })
         .filter(|c| *c == "set port swp3 vlan_mode=trunk 'tag=[]' trunks=100")
         .count();
     assert_eq!(sent, 1, "{log}");

@@ -14,7 +14,7 @@ use std::future::Future;
 use super::readback::{self, Mode, PortState, SwitchState};
 use super::snmp::{SnmpDriver, SnmpError};
 use super::ssh::{Session, SshError};
-use super::templates::{PortChange, TemplateError, TemplateSet, render_batch};
+use super::templates::{PortChange, TemplateError, TemplateSet, merge_lines, render_batch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -76,10 +76,11 @@ impl<'a> SshDriver<'a> {
     }
 
     fn show_lines(&self) -> Result<Vec<String>, TemplateError> {
-        self.set.render(
+        let lines = self.set.render(
             "show",
             minijinja::context! { switch => self.switch.as_str() },
-        )
+        )?;
+        Ok(merge_lines(&self.set.meta, lines))
     }
 }
 
@@ -95,10 +96,15 @@ impl SwitchDriver for SshDriver<'_> {
     ) -> Result<SwitchState, DriverError> {
         let batch = render_batch(self.set, &self.switch, state, changes)?;
         let after = if self.set.meta.verify_in_batch {
-            // The batch prints nothing on success, so its output is the read-back's.
+            // The batch prints nothing on success, so its output is the read-back's; with a
+            // merge prefix the read-back joins the batch's own command (Open vSwitch: one
+            // ovs-vsctl transaction that changes and then lists).
             let mut lines = batch.lines.clone();
             lines.extend(self.show_lines()?);
-            let out = self.session.run(&lines).await?;
+            let out = self
+                .session
+                .run(&merge_lines(&self.set.meta, lines))
+                .await?;
             readback::parse(self.set.meta.parser, &out)?
         } else {
             self.session.run(&batch.lines).await?;

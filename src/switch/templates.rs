@@ -344,10 +344,18 @@ pub fn render_batch(
     }
     lines.extend(set.render("end", base(context! {}))?);
     lines.extend(set.render("save", base(context! {}))?);
-    if let Some(prefix) = &set.meta.merge_prefix {
-        lines = merge(lines, prefix, &set.meta.merge_separator);
+    Ok(Batch {
+        lines: merge_lines(&set.meta, lines),
+        expected,
+    })
+}
+
+/// Merges consecutive lines as the OS's `merge_prefix` says (unchanged without one).
+pub fn merge_lines(meta: &OsMeta, lines: Vec<String>) -> Vec<String> {
+    match &meta.merge_prefix {
+        Some(prefix) => merge(lines, prefix, &meta.merge_separator),
+        None => lines,
     }
-    Ok(Batch { lines, expected })
 }
 
 /// Joins runs of lines that start with `prefix` into one line: the first keeps the prefix,
