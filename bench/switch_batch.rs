@@ -198,6 +198,7 @@ fn main() {
     let inv = Inventory::open(&db).expect("open the inventory");
     let expected = (EDGES * 3 + 2 * EDGES) as i64;
     let cpu0 = cpu_secs(serve.pid());
+    let busy0 = machine_busy_secs();
     let t0 = Instant::now();
     inv.write_blocking(|c| {
         for e in 1..=EDGES {
@@ -219,6 +220,7 @@ fn main() {
     });
     let batched = t0.elapsed();
     let nhn_cpu = cpu_secs(serve.pid()) - cpu0;
+    let busy = machine_busy_secs() - busy0;
     assert!(
         done,
         "the batched change did not complete:\n{}",
@@ -317,9 +319,11 @@ fn main() {
         switches.len(),
         batched.as_secs_f64()
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "  nhn's own CPU time for it: {nhn_cpu:.2} s; the rest is the peers (sshd, sh, ovs-vsctl, ovs-vswitchd) on this machine's {} cores",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "  nhn's own CPU time for it: {nhn_cpu:.2} s; the machine was busy {busy:.2} of {:.2} core-seconds \
+         (the rest of the busy time is the peers: sshd, sh, ovs-vsctl, ovs-vswitchd, on {cores} cores)",
+        batched.as_secs_f64() * cores as f64
     );
     println!(
         "same work with one SSH session per change: {:.2} s ({per_change_sessions} sessions)",
@@ -332,6 +336,23 @@ fn main() {
 }
 
 /// User + system CPU seconds of process `pid` (Linux clock ticks of 1/100 s).
+/// CPU seconds the whole machine spent busy (not idle, not waiting for I/O) since boot.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle) / 100.0
+}
+
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
