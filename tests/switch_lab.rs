@@ -944,6 +944,9 @@ fn snmp_errors_are_reported_per_switch_and_converge_once_fixed() {
 
     // A port the plan needs is missing on the switch: refused before anything is sent.
     rig.sl.switches[es3].ovs.vsctl(&["del-port", "br0", "swp3"]);
+    // Our Q-BRIDGE backend caches its view of OVS for 0.2 s (tests/support/switch/qbridge.py):
+    // let that view expire, as a real switch's would at once, before the change is planned.
+    std::thread::sleep(Duration::from_millis(500));
     let sets_before = rig.sl.qbridge_log(es3).matches("\nset ").count();
     rig.place("VM3-4", 400, Some("Hypervisor-3"), "192.168.50.34");
     let e = rig.wait_error(es3, "port swp3 is not a bridge port of the switch");
