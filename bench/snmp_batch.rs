@@ -12,7 +12,6 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nhn::switch::driver::{SshDriver, SwitchDriver};
@@ -20,8 +19,8 @@ use nhn::switch::plan::Action;
 use nhn::switch::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
 use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates};
-use support::lab_or_skip;
 use support::switchlab::{Persona, V3_AUTH, V3_PRIV, start_snmpd, start_sshd, write_snmpd_conf};
+use support::{in_netns, lab_or_skip};
 
 const PORTS: u32 = 20;
 const ROUNDS: usize = 5;
@@ -255,22 +254,4 @@ async fn session<D: SwitchDriver>(
     let after = d.apply(&before, changes).await.expect("apply");
     d.close().await;
     after
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    use std::os::fd::AsRawFd;
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open the netns file");
-        unsafe extern "C" {
-            fn setns(fd: i32, nstype: i32) -> i32;
-        }
-        // SAFETY: switches only this thread's network namespace; the fd is open.
-        let rc = unsafe { setns(file.as_raw_fd(), 0x4000_0000) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }

@@ -10,7 +10,6 @@
 mod support;
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates, render_batch};
 use nhn::switch::vlans::VlanSet;
 use support::switchlab::{Persona, start_sshd};
-use support::{Ovs, lab_or_skip, wait_until};
+use support::{Ovs, in_netns, lab_or_skip, wait_until};
 
 const EDGES: usize = 48;
 const VLAN_BATCHED: u16 = 500;
@@ -379,22 +378,4 @@ fn state(ovs: &Ovs) -> SwitchState {
         "Port",
     ]);
     nhn::switch::readback::openvswitch(&out).expect("parse ovs-vsctl")
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    use std::os::fd::AsRawFd;
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open the netns file");
-        unsafe extern "C" {
-            fn setns(fd: i32, nstype: i32) -> i32;
-        }
-        // SAFETY: switches only this thread's network namespace; the fd is open.
-        let rc = unsafe { setns(file.as_raw_fd(), 0x4000_0000) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nhn::switch::vlans::VlanSet;
@@ -13,7 +12,7 @@ use support::cli::Nhn;
 use support::switchlab::{
     Persona, SeedLab, V3_AUTH, V3_PRIV, snmp_v2c_credential, snmp_v3_credential,
 };
-use support::{Lab, Proc, lab_or_skip, wait_until};
+use support::{Lab, Proc, in_netns, lab_or_skip, wait_until};
 
 const TOOLS: &[&str] = &[
     "ping",
@@ -526,30 +525,6 @@ fn ios_cli_errors_are_detected_and_reported() {
     let log = sl.cli_log("Edge-Switch-2");
     assert!(log.contains("interface swp9"), "{log}");
     assert_eq!(log.matches("configure terminal").count(), 2, "{log}");
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns` (setns on /run/netns/NS).
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open the netns file");
-        nix_setns(&file);
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-/// setns(2) for the calling thread, through the C library (no extra crate).
-fn nix_setns(file: &std::fs::File) {
-    use std::os::fd::AsRawFd;
-    unsafe extern "C" {
-        fn setns(fd: i32, nstype: i32) -> i32;
-    }
-    const CLONE_NEWNET: i32 = 0x4000_0000;
-    // SAFETY: setns only switches this thread's network namespace; fd is a valid open file.
-    let rc = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns failed: {}", std::io::Error::last_os_error());
 }
 
 #[test]

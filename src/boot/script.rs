@@ -169,16 +169,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn machine_with_a_boot_volume_loads_kernel_and_initrd_with_its_iscsi_root() {
-        let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
-        let t = Target {
+    fn server2() -> Target {
+        Target {
             name: "Server-2".into(),
             iscsi: Some((
                 "iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2".into(),
                 "iqn.2026-11.test:server-2".into(),
             )),
-        };
+        }
+    }
+
+    #[test]
+    fn machine_with_a_boot_volume_loads_kernel_and_initrd_with_its_iscsi_root() {
+        let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
+        let t = server2();
         let s = render(&mac, Some(&t), &settings());
         assert!(s.starts_with("#!ipxe\n"));
         assert!(s.contains(
@@ -194,13 +198,7 @@ mod tests {
     #[test]
     fn with_chap_the_command_line_carries_a_token_url_or_the_boot_stops() {
         let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
-        let t = Target {
-            name: "Server-2".into(),
-            iscsi: Some((
-                "iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2".into(),
-                "iqn.2026-11.test:server-2".into(),
-            )),
-        };
+        let t = server2();
         let mut s = settings();
         s.secrets = Some(Ok("http://10.96.0.1:8080/boot/secrets/abc123".into()));
         let script = render(&mac, Some(&t), &s);

@@ -601,3 +601,23 @@ impl Ovs<'_> {
         self.procs.push(proc);
     }
 }
+
+/// Runs `f` on a new thread inside network namespace `ns` (a lab's namespace name), e.g. to
+/// open sockets from a switch's management network.
+pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::os::fd::AsRawFd;
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("open the netns file");
+        unsafe extern "C" {
+            fn setns(fd: i32, nstype: i32) -> i32;
+        }
+        const CLONE_NEWNET: i32 = 0x4000_0000;
+        // SAFETY: setns only switches this thread's network namespace; the fd is open.
+        let rc = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
