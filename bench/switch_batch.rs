@@ -196,6 +196,11 @@ fn main() {
     // The change: 48 VMs on VLAN 500, one per hypervisor, in one inventory transaction.
     let inv = Inventory::open(&db).expect("open the inventory");
     let expected = (EDGES * 3 + 2 * EDGES) as i64;
+    // What the idle lab (50 ovs-vswitchd, 50 sshd, nhn) costs by itself, for comparison.
+    let idle0 = (machine_busy_secs(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_load = (machine_busy_secs() - idle0.0) / idle0.1.elapsed().as_secs_f64();
+    let by_comm0 = cpu_by_command();
     let cpu0 = cpu_secs(serve.pid());
     let busy0 = machine_busy_secs();
     let t0 = Instant::now();
@@ -220,6 +225,15 @@ fn main() {
     let batched = t0.elapsed();
     let nhn_cpu = cpu_secs(serve.pid()) - cpu0;
     let busy = machine_busy_secs() - busy0;
+    let mut by_comm: Vec<(String, f64)> = cpu_by_command()
+        .into_iter()
+        .map(|(c, s)| {
+            let before = by_comm0.get(&c).copied().unwrap_or(0.0);
+            (c, s - before)
+        })
+        .filter(|(_, s)| *s >= 0.01)
+        .collect();
+    by_comm.sort_by(|a, b| b.1.total_cmp(&a.1));
     assert!(
         done,
         "the batched change did not complete:\n{}",
@@ -324,6 +338,16 @@ fn main() {
          (the rest of the busy time is the peers: sshd, sh, ovs-vsctl, ovs-vswitchd, on {cores} cores)",
         batched.as_secs_f64() * cores as f64
     );
+    println!("  the idle lab alone keeps {idle_load:.2} of {cores} cores busy");
+    let top: Vec<String> = by_comm
+        .iter()
+        .take(6)
+        .map(|(c, s)| format!("{c} {s:.2} s"))
+        .collect();
+    println!(
+        "  CPU by command during the change (children count for their parent): {}",
+        top.join(", ")
+    );
     println!(
         "same work with one SSH session per change: {:.2} s ({per_change_sessions} sessions)",
         per_change.as_secs_f64()
@@ -350,6 +374,29 @@ fn machine_busy_secs() -> f64 {
     let total: f64 = ticks.iter().take(8).sum();
     let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
     (total - idle) / 100.0
+}
+
+/// CPU seconds (own + reaped children) of every process, summed by command name.
+fn cpu_by_command() -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
+        let fields: Vec<f64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        // After "(comm)": utime 11, stime 12, cutime 13, cstime 14.
+        let ticks: f64 = fields.iter().skip(11).take(4).sum();
+        *out.entry(comm).or_insert(0.0) += ticks / 100.0;
+    }
+    out
 }
 
 fn cpu_secs(pid: u32) -> f64 {
