@@ -587,10 +587,13 @@ impl Ovs<'_> {
             .args(["--pidfile", "--no-chdir", "-vconsole:info", "-vsyslog:off"])
             .envs(self.env());
         let proc = self.lab.spawn(&format!("{}-{program}", ns.short), cmd);
-        wait_until(Duration::from_secs(10), POLL, || {
-            ready.exists() || proc.ended()
-        });
-        if !ready.exists() {
+        // A socket file appears at bind(), before listen(): a socket is ready when it accepts.
+        let is_ready = || match ready.extension() {
+            Some(ext) if ext == "sock" => std::os::unix::net::UnixStream::connect(ready).is_ok(),
+            _ => ready.exists(),
+        };
+        wait_until(Duration::from_secs(10), POLL, || is_ready() || proc.ended());
+        if !is_ready() {
             panic!(
                 "{program} (pid {}) did not create {}:\n{}",
                 proc.pid,
