@@ -192,6 +192,27 @@ fn a_facility_outage_delays_dispatch_and_a_bad_signature_fails_it() {
 }
 
 #[test]
+fn power_on_is_refused_when_no_hypervisor_has_room_and_names_no_host() {
+    let seed = std::fs::read_to_string(support::cli::examples().join("seed-site.toml")).unwrap();
+    let site = seed
+        .replace("vcpus = 32\n", "vcpus = 12\n")
+        .replace("vcpu = 16\n", "vcpu = 64\n");
+    let app = Appliance::start(Options {
+        site: Some(site),
+        ..Options::default()
+    });
+    app.python_ok(
+        "scenarios.py",
+        &["power_on_refuses_when_no_hypervisor_has_room"],
+    );
+    let log = app.log();
+    assert!(
+        log.contains("powerOnVm: no hypervisor can take the VM"),
+        "the operator's log must say why: {log}"
+    );
+}
+
+#[test]
 fn kill_9_with_requests_queued_and_running_loses_nothing() {
     let mut app = Appliance::start(Options {
         api_config: format!("{}max_in_flight = 2\n", Options::default().api_config),

@@ -96,6 +96,23 @@ def a_facility_that_refuses_the_signature_fails_the_request_at_once():
 
 
 @check
+def power_on_refuses_when_no_hypervisor_has_room():
+    """Three 12-vCPU hypervisors, four 8-vCPU VMs: the site has room for all four (allocateVm
+    reserves site-wide), but only three can run at once, one per host."""
+    vms = [ready_vm(acme, "V80") for _ in range(4)]
+    for vm in vms[:3]:
+        r = acme.powerOnVm(vmId=vm)
+        assert wait_request(acme, r["requestId"])["status"] == "succeeded"
+    text = fault(610, acme.powerOnVm, vmId=vms[3])
+    assert "no hypervisor can start" in text and "Hypervisor-" not in text, text
+    assert acme.getVmStatus(vmId=vms[3])["state"] == "stopped"
+    off = acme.powerOffVm(vmId=vms[0])
+    assert wait_request(acme, off["requestId"])["status"] == "succeeded"
+    r = acme.powerOnVm(vmId=vms[3])
+    assert wait_request(acme, r["requestId"])["status"] == "succeeded"
+
+
+@check
 def queue_power_ons_before_a_crash():
     """Phase 1 of the kill -9 test: six VMs, six power-ons in flight; ids saved to STATE."""
     vms = [ready_vm(acme) for _ in range(6)]
