@@ -19,7 +19,9 @@ use nhn::switch::plan::Action;
 use nhn::switch::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
 use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates};
-use support::switchlab::{Persona, V3_AUTH, V3_PRIV, start_snmpd, start_sshd, write_snmpd_conf};
+use support::switchlab::{
+    Persona, V3_AUTH, V3_PRIV, bridge_with_empty_trunks, start_snmpd, start_sshd, write_snmpd_conf,
+};
 use support::{in_netns, lab_or_skip};
 
 const PORTS: u32 = 20;
@@ -76,42 +78,8 @@ fn main() {
     mgmt.enslave("m-sw", "mbr");
     ns.addr("mgmt0", &format!("{IP}/24"));
     let ovs = lab.ovs(&ns);
-    let mut args: Vec<String> = [
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ]
-    .map(String::from)
-    .to_vec();
-    for p in 1..=PORTS {
-        let p = format!("swp{p}");
-        args.extend(
-            [
-                "--",
-                "add-port",
-                "br0",
-                &p,
-                "--",
-                "set",
-                "interface",
-                &p,
-                "type=internal",
-                "--",
-                "set",
-                "port",
-                &p,
-                "vlan_mode=trunk",
-                "trunks=4095",
-            ]
-            .map(String::from),
-        );
-    }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    ovs.vsctl(&a);
+    let ports: Vec<String> = (1..=PORTS).map(|p| format!("swp{p}")).collect();
+    bridge_with_empty_trunks(&ovs, &ports);
     let (_sshd, fingerprint, _) =
         start_sshd(&lab, &ns, &ovs, &dir, "sw", NAME, IP, Persona::Ovs, &key);
     let conf = write_snmpd_conf(&ovs, &dir, NAME, IP);

@@ -20,7 +20,7 @@ use nhn::switch::readback::SwitchState;
 use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates, render_batch};
 use nhn::switch::vlans::VlanSet;
-use support::switchlab::{Persona, start_sshd};
+use support::switchlab::{Persona, bridge_with_empty_trunks, start_sshd};
 use support::{Ovs, in_netns, lab_or_skip, wait_until};
 
 const EDGES: usize = 48;
@@ -75,41 +75,7 @@ fn main() {
         mgmt.enslave(&m, "mbr");
         ns.addr("mgmt0", &format!("{ip}/24"));
         let ovs = lab.ovs(&ns);
-        let mut args: Vec<String> = [
-            "add-br",
-            "br0",
-            "--",
-            "set",
-            "bridge",
-            "br0",
-            "datapath_type=netdev",
-        ]
-        .map(String::from)
-        .to_vec();
-        for p in &ports {
-            args.extend(
-                [
-                    "--",
-                    "add-port",
-                    "br0",
-                    p,
-                    "--",
-                    "set",
-                    "interface",
-                    p,
-                    "type=internal",
-                    "--",
-                    "set",
-                    "port",
-                    p,
-                    "vlan_mode=trunk",
-                    "trunks=4095",
-                ]
-                .map(String::from),
-            );
-        }
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        ovs.vsctl(&a);
+        bridge_with_empty_trunks(&ovs, &ports);
         let node = format!("s{i}");
         let (_sshd, fingerprint, _) =
             start_sshd(&lab, &ns, &ovs, &dir, &node, &name, &ip, Persona::Ovs, &key);

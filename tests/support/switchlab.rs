@@ -629,3 +629,43 @@ fn descendants(pid: u32) -> Vec<String> {
     }
     out
 }
+
+/// A benchmark switch: bridge br0 (userspace datapath) with `ports` as internal ports, each an
+/// empty trunk (`trunks=4095`, OVS's "no VLAN"), all made in one ovs-vsctl transaction.
+pub fn bridge_with_empty_trunks(ovs: &Ovs, ports: &[String]) {
+    let mut args: Vec<String> = [
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ]
+    .map(String::from)
+    .to_vec();
+    for p in ports {
+        args.extend(
+            [
+                "--",
+                "add-port",
+                "br0",
+                p,
+                "--",
+                "set",
+                "interface",
+                p,
+                "type=internal",
+                "--",
+                "set",
+                "port",
+                p,
+                "vlan_mode=trunk",
+                "trunks=4095",
+            ]
+            .map(String::from),
+        );
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    ovs.vsctl(&a);
+}
