@@ -20,7 +20,8 @@ use nhn::switch::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
 use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates};
 use support::switchlab::{
-    Persona, V3_AUTH, V3_PRIV, bridge_with_empty_trunks, start_snmpd, start_sshd, write_snmpd_conf,
+    Persona, V3_AUTH, V3_PRIV, bridge_with_empty_trunks, ssh_client_key, start_snmpd, start_sshd,
+    write_snmpd_conf,
 };
 use support::{in_netns, lab_or_skip};
 
@@ -61,15 +62,7 @@ fn main() {
         return;
     };
     let dir = lab.dir().join("bench");
-    std::fs::create_dir_all(&dir).expect("bench dir");
-    std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
-    let key = dir.join("id_ed25519");
-    let ok = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(ok.success());
+    let key = ssh_client_key(&dir);
     let mgmt = lab.netns("mgmt");
     lab.bridge(&mgmt, "mbr");
     mgmt.addr("mbr", "10.99.0.1/24");

@@ -20,7 +20,7 @@ use nhn::switch::readback::SwitchState;
 use nhn::switch::ssh::{Auth, Session, Target};
 use nhn::switch::templates::{PortChange, Templates, render_batch};
 use nhn::switch::vlans::VlanSet;
-use support::switchlab::{Persona, bridge_with_empty_trunks, start_sshd};
+use support::switchlab::{Persona, bridge_with_empty_trunks, ssh_client_key, start_sshd};
 use support::{Ovs, in_netns, lab_or_skip, wait_until};
 
 const EDGES: usize = 48;
@@ -44,15 +44,7 @@ fn main() {
     };
     let nhn = support::cli::Nhn::new();
     let dir = nhn.dir().join("lab");
-    std::fs::create_dir_all(&dir).expect("lab dir");
-    std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
-    let key = dir.join("id_ed25519");
-    let ok = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen");
-    assert!(ok.success());
+    let key = ssh_client_key(&dir);
     let t_build = Instant::now();
     let mgmt = lab.netns("mgmt");
     lab.bridge(&mgmt, "mbr");

@@ -50,6 +50,8 @@ pub struct Ctx {
     pub call_log: Arc<CallLog>,
     /// `[switch] infra_vlans`: placement at power-on sees the edges as the planner does.
     pub infra_vlans: Arc<VlanSet>,
+    /// The appliance secret (`crate::secret`): derived salts for plaintext passwords.
+    pub secret: [u8; 32],
 }
 
 /// What a write body did. `pending` makes the call async: its request row is inserted as
@@ -67,6 +69,9 @@ pub struct Pending {
 
 pub type ReadFn = fn(&Connection, &Ctx, &Args) -> Result<Struct, ApiError>;
 pub type WriteFn = fn(&Connection, &Ctx, &Args) -> Result<Outcome, ApiError>;
+/// Rewrites a call's arguments before anything records them (e.g. a plaintext secret into its
+/// hash), so the request row, the clientToken digest and the facility see only the result.
+pub type PrepareFn = fn(&mut Args, &Ctx) -> Result<(), ApiError>;
 
 #[derive(Clone, Copy)]
 pub enum Body {
@@ -84,6 +89,14 @@ pub struct Method {
     pub idempotent: bool,
     pub help: &'static str,
     pub body: Body,
+    pub prepare: Option<PrepareFn>,
+}
+
+impl Method {
+    const fn prepared(mut self, f: PrepareFn) -> Method {
+        self.prepare = Some(f);
+        self
+    }
 }
 
 const fn read(
@@ -99,6 +112,7 @@ const fn read(
         idempotent: false,
         help,
         body: Body::Read(f),
+        prepare: None,
     }
 }
 
@@ -124,6 +138,7 @@ const fn write(
         idempotent,
         help,
         body: Body::Write(f),
+        prepare: None,
     }
 }
 
@@ -356,7 +371,8 @@ pub static METHODS: &[Method] = &[
         &["vmId", "user", "passwordHash", "password", "clientToken"],
         "Set a guest user's password from a SHA-512 crypt hash, or from a plaintext password that nhn hashes at once and never stores (async, VM off) -> {vmId, previousState, currentState}",
         init::set_password,
-    ),
+    )
+    .prepared(password::hash_plaintext),
     write(
         "setSshKey",
         Operate,
@@ -456,7 +472,6 @@ pub struct Api {
     pub calls: Semaphore,
     /// Records of read and refused calls, written in batches.
     pub call_log: Arc<CallLog>,
-    /// The appliance secret (see `password`): derived salts for plaintext passwords.
     pub secret: [u8; 32],
     pub infra_vlans: Arc<VlanSet>,
 }

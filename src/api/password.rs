@@ -10,6 +10,7 @@
 
 use dxr::Value;
 
+use super::Ctx;
 use super::args::Args;
 use super::fault::{ApiError, ErrorType, fail};
 use crate::secret;
@@ -77,11 +78,11 @@ pub fn sha512_crypt(password: &str, salt: &str) -> String {
 }
 
 /// If `args` carries a plaintext `password`, replaces it with the equivalent `passwordHash`.
-pub fn hash_plaintext(
-    args: &mut Args,
-    secret: &[u8; 32],
-    customer_id: i64,
-) -> Result<(), ApiError> {
+pub fn hash_plaintext(args: &mut Args, ctx: &Ctx) -> Result<(), ApiError> {
+    hash_with(args, &ctx.secret, ctx.caller.customer_id)
+}
+
+fn hash_with(args: &mut Args, secret: &[u8; 32], customer_id: i64) -> Result<(), ApiError> {
     let Some(password) = args.opt_str("password")? else {
         return Ok(());
     };
@@ -139,7 +140,7 @@ mod tests {
     fn plaintext_becomes_a_stable_salted_hash_and_disappears() {
         let key = [7u8; 32];
         let mut a = args(&[("vmId", "vm-1"), ("password", "correct horse")]);
-        hash_plaintext(&mut a, &key, 1).unwrap();
+        hash_with(&mut a, &key, 1).unwrap();
         assert!(a.opt_str("password").unwrap().is_none());
         let h = a.opt_str("passwordHash").unwrap().unwrap().to_owned();
         assert!(h.starts_with("$6$") && h.split('$').count() == 4, "{h}");
@@ -148,13 +149,13 @@ mod tests {
         assert_eq!(sha512_crypt("correct horse", salt), h);
         // Same call, same hash (clientToken replays match); another VM or customer differs.
         let mut again = args(&[("vmId", "vm-1"), ("password", "correct horse")]);
-        hash_plaintext(&mut again, &key, 1).unwrap();
+        hash_with(&mut again, &key, 1).unwrap();
         assert_eq!(again.opt_str("passwordHash").unwrap().unwrap(), h);
         let mut other = args(&[("vmId", "vm-2"), ("password", "correct horse")]);
-        hash_plaintext(&mut other, &key, 1).unwrap();
+        hash_with(&mut other, &key, 1).unwrap();
         assert_ne!(other.opt_str("passwordHash").unwrap().unwrap(), h);
         let mut foreign = args(&[("vmId", "vm-1"), ("password", "correct horse")]);
-        hash_plaintext(&mut foreign, &key, 2).unwrap();
+        hash_with(&mut foreign, &key, 2).unwrap();
         assert_ne!(foreign.opt_str("passwordHash").unwrap().unwrap(), h);
     }
 
@@ -168,11 +169,11 @@ mod tests {
             ("admin-1234", "admin"),
         ] {
             let mut a = args(&[("vmId", "vm-1"), ("user", user), ("password", pw)]);
-            let e = hash_plaintext(&mut a, &[0; 32], 1).unwrap_err();
+            let e = hash_with(&mut a, &[0; 32], 1).unwrap_err();
             assert_eq!(e.kind, ErrorType::ParameterError, "{pw}");
             assert!(!e.message.contains(pw), "{}", e.message);
         }
         let mut both = args(&[("password", "x"), ("passwordHash", "$6$a$b")]);
-        assert!(hash_plaintext(&mut both, &[0; 32], 1).is_err());
+        assert!(hash_with(&mut both, &[0; 32], 1).is_err());
     }
 }

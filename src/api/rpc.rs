@@ -23,7 +23,7 @@ use super::args::{Args, Struct, s};
 use super::auth::{KeyCache, Signed};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::{new_request_id, run_write};
-use super::{Api, Body, Ctx, METHODS, encode, method, password};
+use super::{Api, Body, Ctx, METHODS, encode, method};
 use crate::util::unix_now;
 
 const INTROSPECTION: [&str; 3] = [
@@ -323,6 +323,7 @@ async fn run(
         config: api.config.clone(),
         call_log: api.call_log.clone(),
         infra_vlans: api.infra_vlans.clone(),
+        secret: api.secret,
     };
     let checked = if ctx.caller.scope < m.scope {
         fail(
@@ -338,8 +339,8 @@ async fn run(
         )
     } else {
         Args::parse(m.name, params.next(), m.members).and_then(|mut args| {
-            if m.name == "setPassword" {
-                password::hash_plaintext(&mut args, &api.secret, ctx.caller.customer_id)?;
+            if let Some(prepare) = m.prepare {
+                prepare(&mut args, &ctx)?;
             }
             Ok(args)
         })

@@ -100,19 +100,25 @@ fn support_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/switch")
 }
 
+/// Makes `dir` and nhn's SSH client key in it (`id_ed25519`), and sshd's privilege separation
+/// directory; returns the key's path.
+pub fn ssh_client_key(dir: &Path) -> PathBuf {
+    fs::create_dir_all("/run/sshd").expect("create /run/sshd (sshd's privilege separation dir)");
+    fs::create_dir_all(dir).expect("create the lab dir");
+    let key = dir.join("id_ed25519");
+    run_checked(
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "nhn-lab"])
+            .arg("-f")
+            .arg(&key),
+    );
+    key
+}
+
 impl<'lab> SeedLab<'lab> {
     /// Builds the lab; `personas` overrides the default `ovs` per switch name.
     pub fn build(lab: &'lab Lab, dir: &Path, personas: &[(&str, Persona)], mac_table: u32) -> Self {
-        fs::create_dir_all("/run/sshd")
-            .expect("create /run/sshd (sshd's privilege separation dir)");
-        fs::create_dir_all(dir).expect("create the lab dir");
-        let client_key = dir.join("id_ed25519");
-        run_checked(
-            std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "nhn-lab"])
-                .arg("-f")
-                .arg(&client_key),
-        );
+        let client_key = ssh_client_key(dir);
         let mgmt = lab.netns("mgmt");
         lab.bridge(&mgmt, "mbr");
         mgmt.addr("mbr", "10.99.0.1/24");
