@@ -25,6 +25,9 @@ pub struct Config {
     pub boot: Boot,
     pub storage: Storage,
     pub switch: SwitchPlane,
+    pub facility: Facility,
+    /// `nhn agent` on a hypervisor (only the agent reads this section).
+    pub agent: Agent,
     /// Switch (and later BMC) credentials by name; site files refer to them by that name.
     /// Secrets live only here: never in the inventory, never in logs.
     pub credentials: BTreeMap<String, Credential>,
@@ -42,6 +45,8 @@ impl Default for Config {
             boot: Boot::default(),
             storage: Storage::default(),
             switch: SwitchPlane::default(),
+            facility: Facility::default(),
+            agent: Agent::default(),
             credentials: BTreeMap::new(),
         }
     }
@@ -307,6 +312,95 @@ impl Default for Log {
             format: LogFormat::Text,
         }
     }
+}
+
+/// The facility as the appliance sees it: how VMs boot on hypervisors and when a silent
+/// hypervisor counts as unreachable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Facility {
+    /// Base URL the hypervisors' agents fetch VM kernels and initrds from (this appliance's
+    /// HTTP listener as the hypervisors reach it). Default: `[boot] http_base`, else
+    /// `http://<[http] listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_url: Option<String>,
+    /// Kernel and initrd (under `[boot] dir`) that VMs boot directly, until images carry
+    /// their own. Default: `[boot] kernel` and `[boot] initrd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_initrd: Option<String>,
+    /// Kernel command line of VMs; nhn adds the root (`nhn.root=disk`).
+    pub vm_cmdline: String,
+    /// A hypervisor whose agent has not reported for this long is `unreachable`.
+    pub host_dead_secs: u64,
+}
+
+impl Default for Facility {
+    fn default() -> Self {
+        Facility {
+            boot_url: None,
+            vm_kernel: None,
+            vm_initrd: None,
+            vm_cmdline: "console=ttyS0 panic=-1".into(),
+            host_dead_secs: 30,
+        }
+    }
+}
+
+/// How `nhn agent` runs VMs on its hypervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Agent {
+    /// Where the agent's HTTP API listens (the appliance calls it; nothing else should reach it).
+    pub listen: SocketAddr,
+    /// This hypervisor's machine name in the inventory.
+    pub host: String,
+    /// The appliance's internal listener (`[api] internal_listen`), for results and reports.
+    pub appliance_url: String,
+    /// The file holding the credential `nhn agent enroll` printed (mode 0600).
+    pub credential_file: PathBuf,
+    /// VM state (argv, pid, QMP socket, console log per VM) and cached kernels.
+    pub state_dir: PathBuf,
+    /// The Open vSwitch bridge VM taps join (its uplink to the edge is a trunk).
+    pub bridge: String,
+    pub qemu: String,
+    /// `auto` (KVM when it works, else TCG), `kvm` or `tcg`.
+    pub accel: Accel,
+    /// Pinned machine type and CPU model, so that a VM can later migrate between hosts.
+    pub machine: String,
+    pub cpu: String,
+    /// powerOffVm without force: ACPI shutdown, then forced after this long.
+    pub shutdown_grace_secs: u64,
+    /// How often the agent reports its VMs and free capacity to the appliance.
+    pub report_secs: u64,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            host: String::new(),
+            appliance_url: "http://127.0.0.1:8081/RPC2".into(),
+            credential_file: PathBuf::from("/etc/nhn/agent.credential"),
+            state_dir: PathBuf::from("/var/lib/nhn-agent"),
+            bridge: "br-nhn".into(),
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Auto,
+            machine: "pc-q35-7.2".into(),
+            cpu: "qemu64".into(),
+            shutdown_grace_secs: 30,
+            report_secs: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 /// The switch plane: what the planner adds to every hypervisor port and how the reconciler

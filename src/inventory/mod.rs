@@ -104,6 +104,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("migrations/0003_api.sql")),
         M::up(include_str!("migrations/0004_plan_refusals.sql")),
         M::up(include_str!("migrations/0005_boot_tokens.sql")),
+        M::up(include_str!("migrations/0006_facility.sql")),
     ])
 }
 

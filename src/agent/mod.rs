@@ -1,0 +1,1 @@
+//! `nhn agent`: runs on a hypervisor (placeholder while it is written).
