@@ -2,8 +2,8 @@
 //! call the pure cores (site validation, later DHCP decisions and switch plans) directly. The
 //! `nhn` binary (`src/main.rs`) is the command line over this library.
 
-pub mod api;
 pub mod agent;
+pub mod api;
 pub mod boot;
 pub mod codec;
 pub mod config;

@@ -82,6 +82,45 @@ enum Command {
     /// then moves the VLANs on the switches.
     #[command(subcommand)]
     Vm(VmCmd),
+    /// The hypervisor agent: enroll one (on the appliance), or run one (on a hypervisor).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Hypervisors: agent state, last report, VMs and free capacity.
+    #[command(subcommand)]
+    Host(HostCmd),
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Run the agent on this hypervisor (reads the [agent] section of --config).
+    ///
+    /// First, on the appliance: `nhn agent enroll HOST --url http://HOST-ADDRESS:8090`. It prints
+    /// a credential once; store it on the hypervisor in [agent] credential_file (mode 0600).
+    /// Then here, with [agent] host = HOST, listen = HOST-ADDRESS:8090 and appliance_url = the
+    /// appliance's internal listener (http://APPLIANCE:8081/RPC2): `nhn agent run --config FILE`.
+    ///
+    /// The agent runs the VMs the appliance places on this host as QEMU processes that outlive
+    /// it (state under [agent] state_dir), plugs their NICs into [agent] bridge (Open vSwitch)
+    /// with their VLAN tags, and reports results and host state back. Stop it with SIGTERM; its
+    /// VMs keep running and are re-adopted at the next start.
+    Run,
+    /// Enroll the agent of hypervisor HOST and print its credential (shown once; only its
+    /// SHA-256 is stored). Enrolling again replaces the credential.
+    Enroll {
+        /// The hypervisor's machine name in the inventory.
+        host: String,
+        /// Where its agent listens, as the appliance reaches it: http://ADDRESS:PORT.
+        #[arg(long)]
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// One line per hypervisor: state, agent, last report, VMs, free capacity.
+    List,
+    /// One hypervisor in detail: its VMs with their states and reasons, and its last report.
+    Show { host: String },
 }
 
 #[derive(Subcommand)]
@@ -439,6 +478,30 @@ fn run(cli: Cli) -> Result<()> {
             let inv = open_inventory(&config)?;
             vm(&inv, &config, cmd)
         }
+        Command::Agent(AgentCmd::Run) => {
+            let level = config.log.level.clone();
+            init_logging(&config, &level);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(nhn::agent::run(config.agent))
+        }
+        Command::Agent(AgentCmd::Enroll { host, url }) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            let credential =
+                inv.write_blocking(move |c| nhn::jobs::hosts::enroll(c, &host, &url))?;
+            println!("{credential}");
+            eprintln!(
+                "Store this credential on the hypervisor in [agent] credential_file (mode 0600); it is not shown again."
+            );
+            Ok(())
+        }
+        Command::Host(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            let hosts = inv.read_blocking(nhn::jobs::hosts::list)?;
+            host_cmd(&hosts, cmd)
+        }
         Command::Key(cmd) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
@@ -522,6 +585,77 @@ fn build_initrd(options: &nhn::initrd::Options, out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn host_cmd(hosts: &[nhn::jobs::hosts::HostRow], cmd: HostCmd) -> Result<()> {
+    match cmd {
+        HostCmd::List => {
+            println!(
+                "{:<16} {:<12} {:<13} {:<21} {:>4} {:>10} {:>11}",
+                "HOST", "STATE", "AGENT", "LAST REPORT", "VMS", "FREE VCPU", "FREE MEM MB"
+            );
+            for h in hosts {
+                println!(
+                    "{:<16} {:<12} {:<13} {:<21} {:>4} {:>10} {:>11}",
+                    h.name,
+                    h.state,
+                    h.agent,
+                    if h.last_report_at.is_empty() {
+                        "-"
+                    } else {
+                        &h.last_report_at
+                    },
+                    h.vms.len(),
+                    h.report.vcpus_free,
+                    h.report.memory_free_mb
+                );
+            }
+            Ok(())
+        }
+        HostCmd::Show { host } => {
+            let Some(h) = hosts.iter().find(|h| h.name == host) else {
+                anyhow::bail!("no hypervisor {host} (see `nhn host list`)");
+            };
+            println!("host:         {}", h.name);
+            println!("state:        {}", h.state);
+            println!("capacity:     {} vCPU, {} MB", h.vcpus, h.memory_mb);
+            println!("agent:        {} {}", h.agent, h.agent_url);
+            println!(
+                "last report:  {}",
+                if h.last_report_at.is_empty() {
+                    "never"
+                } else {
+                    &h.last_report_at
+                }
+            );
+            println!(
+                "accelerator:  {}",
+                if h.report.accel.is_empty() {
+                    "-"
+                } else {
+                    &h.report.accel
+                }
+            );
+            println!(
+                "free:         {} vCPU, {} MB (as the agent sees the host)",
+                h.report.vcpus_free, h.report.memory_free_mb
+            );
+            println!("VMs placed here:");
+            for (vm, state, reason) in &h.vms {
+                let seen = h
+                    .report
+                    .vms
+                    .iter()
+                    .find(|v| &v.vm_id == vm)
+                    .map_or("not reported", |v| v.state.as_str());
+                println!("  {vm:<14} {state:<10} agent: {seen:<12} {reason}");
+            }
+            for p in &h.report.unknown_processes {
+                println!("  unknown QEMU process (left alone): {p}");
+            }
+            Ok(())
+        }
+    }
 }
 
 fn open_inventory(config: &Config) -> Result<Inventory> {

@@ -123,10 +123,16 @@ mod tests {
             verify(&key, Some(&a), b"<y/>", 1010),
             Err(Refused::Mismatch)
         );
-        assert_eq!(verify(&[2; 32], Some(&a), b"<x/>", 1010), Err(Refused::Mismatch));
+        assert_eq!(
+            verify(&[2; 32], Some(&a), b"<x/>", 1010),
+            Err(Refused::Mismatch)
+        );
         assert_eq!(verify(&key, Some(&a), b"<x/>", 2000), Err(Refused::Stale));
         assert_eq!(verify(&key, None, b"<x/>", 1000), Err(Refused::Missing));
-        assert_eq!(verify(&key, Some("1000:zz"), b"", 1000), Err(Refused::Malformed));
+        assert_eq!(
+            verify(&key, Some("1000:zz"), b"", 1000),
+            Err(Refused::Malformed)
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! naming the member. Unknown members are rejected before the method runs, against the
 //! member list in the method table.
 
-
 use dxr::Value;
 use sha2::{Digest, Sha256};
 

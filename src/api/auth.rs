@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::sign::hmac_sha256;
 use base64::Engine;
 use rusqlite::Connection;
-use crate::sign::hmac_sha256;
 use sha2::{Digest, Sha256};
 
 use super::fault::{ApiError, ErrorType};

@@ -105,9 +105,11 @@ impl Internal {
 
 /// The host a request was dispatched to: `None` for an unknown request id.
 fn dispatched_to(conn: &rusqlite::Connection, id: &str) -> inventory::Result<Option<Option<i64>>> {
-    inventory::optional(conn.query_row("SELECT host_id FROM requests WHERE id = ?1", [id], |r| {
-        r.get(0)
-    }))
+    inventory::optional(
+        conn.query_row("SELECT host_id FROM requests WHERE id = ?1", [id], |r| {
+            r.get(0)
+        }),
+    )
 }
 
 pub fn router(internal: Internal) -> Router {
@@ -210,7 +212,10 @@ async fn report_result(internal: &Internal, params: Vec<Value>) -> Result<Struct
     else {
         return fail(ErrorType::NotFound, format!("unknown request id {id}"));
     };
-    if let Caller::Host { id: caller_id, name } = &caller
+    if let Caller::Host {
+        id: caller_id,
+        name,
+    } = &caller
         && host != Some(*caller_id)
     {
         tracing::warn!(request_id = %id, host = %name,

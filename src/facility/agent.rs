@@ -29,6 +29,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[serde(rename_all = "camelCase")]
 pub struct Handover {
     pub request_id: String,
+    /// The VM the request is about.
+    pub vm: String,
     pub command: Command,
     #[serde(default)]
     pub chap: Vec<Chap>,
@@ -161,6 +163,7 @@ impl AgentDriver {
         Box::pin(async move {
             let body = serde_json::to_vec(&Handover {
                 request_id: job.request_id.clone(),
+                vm: job.resource_id.clone(),
                 chap: self.chap_accounts(&job.command),
                 command: job.command,
             })
@@ -190,7 +193,11 @@ impl AgentDriver {
         })
     }
 
-    pub fn status_at(&self, ep: Endpoint, request_id: String) -> BoxFuture<'_, Result<Status, Error>> {
+    pub fn status_at(
+        &self,
+        ep: Endpoint,
+        request_id: String,
+    ) -> BoxFuture<'_, Result<Status, Error>> {
         Box::pin(async move {
             let path = format!("/v1/requests/{request_id}");
             let resp = self
@@ -203,10 +210,9 @@ impl AgentDriver {
             if !resp.status().is_success() {
                 return Err(Self::unreachable(&ep, resp.status()));
             }
-            let st: RequestStatus = resp
-                .json()
-                .await
-                .map_err(|e| Self::unreachable(&ep, format!("answer is not a request status: {e}")))?;
+            let st: RequestStatus = resp.json().await.map_err(|e| {
+                Self::unreachable(&ep, format!("answer is not a request status: {e}"))
+            })?;
             Ok(st.into_status())
         })
     }

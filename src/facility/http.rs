@@ -145,7 +145,9 @@ impl Driver for HttpDriver {
 
     fn status(&self, job: Dispatch) -> BoxFuture<'_, Result<Status, Error>> {
         Box::pin(async move {
-            let v = self.call("getRequestStatus", vec![s(job.request_id)]).await?;
+            let v = self
+                .call("getRequestStatus", vec![s(job.request_id)])
+                .await?;
             let Value::Struct(m) = v else {
                 return Ok(Status::Unknown);
             };

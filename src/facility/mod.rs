@@ -50,7 +50,9 @@ pub enum Status {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("facility at {url} unreachable: {reason}; check that it runs and that this host reaches it")]
+    #[error(
+        "facility at {url} unreachable: {reason}; check that it runs and that this host reaches it"
+    )]
     Unreachable { url: String, reason: String },
     #[error("facility at {url} refused {method}: {reason}")]
     Refused {

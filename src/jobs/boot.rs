@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 use super::resolve::VmBoot;
 use crate::config::Config;
 
+/// A file's size and modification time, and its SHA-256 then.
+type Stamped = (u64, SystemTime, String);
+
 #[derive(Clone)]
 pub struct BootFiles {
     dir: PathBuf,
@@ -20,7 +23,7 @@ pub struct BootFiles {
     initrd: String,
     cmdline: String,
     chap: bool,
-    hashes: Arc<Mutex<HashMap<PathBuf, (u64, SystemTime, String)>>>,
+    hashes: Arc<Mutex<HashMap<PathBuf, Stamped>>>,
 }
 
 impl BootFiles {
@@ -80,7 +83,10 @@ impl BootFiles {
         let Ok(meta) = std::fs::metadata(path) else {
             return String::new();
         };
-        let stamp = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        let stamp = (
+            meta.len(),
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        );
         let mut hashes = self.hashes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((len, modified, hash)) = hashes.get(path)
             && (*len, *modified) == stamp

@@ -128,7 +128,11 @@ pub fn apply(
     if let Some(vm_id) = vm_row {
         // A stopped VM holds no hypervisor slot (powerOnVm places it again): its VLANs leave
         // the edge. A VM in `error` keeps its host until an operator looks.
-        let reason = if vm_state == "error" { message.as_str() } else { "" };
+        let reason = if vm_state == "error" {
+            message.as_str()
+        } else {
+            ""
+        };
         conn.execute(
             "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3, state_reason = ?4,
                 hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END

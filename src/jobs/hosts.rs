@@ -114,7 +114,10 @@ pub fn apply(
         let (state, reason) = match seen {
             Some(v) if v.state == "gone" => (
                 "error",
-                format!("its QEMU on {host} exited without being asked: {}", v.reason),
+                format!(
+                    "its QEMU on {host} exited without being asked: {}",
+                    v.reason
+                ),
             ),
             Some(v) if v.state == "shutdown" => {
                 ("stopped", "the guest powered itself off".to_owned())
@@ -170,4 +173,102 @@ pub fn sweep(conn: &Connection, dead_secs: u64) -> inventory::Result<Vec<String>
         tracing::warn!(host = %name, dead_secs, "hypervisor unreachable: its agent stopped reporting");
     }
     Ok(dead.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Enrolls (or re-enrolls) the agent of hypervisor `host` at `url`: a new credential, printed
+/// once by the caller, of which only the SHA-256 is stored. Re-enrolling revokes the old one.
+pub fn enroll(conn: &Connection, host: &str, url: &str) -> inventory::Result<String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(inventory::Error::Invalid(format!(
+            "agent URL {url:?} must be http://ADDRESS:PORT"
+        )));
+    }
+    let machine: Option<(i64, String)> = inventory::optional(conn.query_row(
+        "SELECT id, kind FROM machines WHERE name = ?1",
+        [host],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ))?;
+    let Some((id, kind)) = machine else {
+        return Err(inventory::Error::NotFound(format!(
+            "no machine {host} in the inventory (see `nhn inventory show`)"
+        )));
+    };
+    if kind != "hypervisor" {
+        return Err(inventory::Error::Invalid(format!(
+            "{host} is a {kind}, not a hypervisor: only hypervisors run nhn agent"
+        )));
+    }
+    let mut raw = [0u8; 24];
+    rand::fill(&mut raw);
+    let credential = format!("nhna_{}", crate::sign::hex(&raw));
+    let hash = crate::sign::hex(&crate::sign::credential_key(&credential));
+    conn.execute(
+        "INSERT INTO agents (machine_id, url, credential_sha256, enrolled_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (machine_id) DO UPDATE SET url = excluded.url,
+            credential_sha256 = excluded.credential_sha256, enrolled_at = excluded.enrolled_at,
+            state = 'unknown'",
+        params![id, url, hash, now_rfc3339()],
+    )?;
+    record_event(conn, "host", host)?;
+    audit(conn, "cli", "agent.enroll", host, url)?;
+    Ok(credential)
+}
+
+/// One hypervisor as `nhn host list|show` and the status page show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostRow {
+    pub name: String,
+    pub state: String,
+    /// `unknown`, `up`, `unreachable`, or `not enrolled`.
+    pub agent: String,
+    pub agent_url: String,
+    pub last_report_at: String,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    /// VMs the inventory places here, with their state.
+    pub vms: Vec<(String, String, String)>,
+    pub report: HostReport,
+}
+
+/// Every hypervisor with its agent and VMs.
+pub fn list(conn: &Connection) -> inventory::Result<Vec<HostRow>> {
+    let mut st = conn.prepare(
+        "SELECT m.id, m.name, m.state, m.vcpus, m.memory_mb, a.state, a.url, a.last_report_at, a.report
+         FROM machines m LEFT JOIN agents a ON a.machine_id = m.id
+         WHERE m.kind = 'hypervisor' ORDER BY m.name",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                HostRow {
+                    name: r.get(1)?,
+                    state: r.get(2)?,
+                    vcpus: r.get(3)?,
+                    memory_mb: r.get(4)?,
+                    agent: r
+                        .get::<_, Option<String>>(5)?
+                        .unwrap_or_else(|| "not enrolled".into()),
+                    agent_url: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    last_report_at: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
+                    vms: Vec::new(),
+                    report: r
+                        .get::<_, Option<String>>(8)?
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_default(),
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut vms = conn.prepare_cached(
+        "SELECT public_id, state, state_reason FROM vms WHERE hypervisor_id = ?1 ORDER BY public_id",
+    )?;
+    let mut out = Vec::new();
+    for (id, mut row) in rows {
+        row.vms = vms
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        out.push(row);
+    }
+    Ok(out)
 }

@@ -408,7 +408,11 @@ impl Engine {
     pub async fn reconcile(&self, driver: &Arc<dyn Driver>) {
         let now = now_rfc3339();
         let boot = self.options.boot.current().await;
-        let overdue = match self.inventory.read(move |c| overdue_jobs(c, &now, &boot)).await {
+        let overdue = match self
+            .inventory
+            .read(move |c| overdue_jobs(c, &now, &boot))
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "reconciler cannot read the queue");
@@ -439,8 +443,12 @@ fn jobs_where(
     boot: &VmBoot,
 ) -> inventory::Result<Vec<Dispatch>> {
     let mut st = conn.prepare(&format!("{DISPATCH_COLUMNS} WHERE {filter}"))?;
-    let rows = st.query_map(p, row)?.collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter().map(|r| dispatch_of(conn, r, boot)).collect()
+    let rows = st
+        .query_map(p, row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|r| dispatch_of(conn, r, boot))
+        .collect()
 }
 
 fn running_jobs(conn: &Connection, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
