@@ -7,6 +7,7 @@
 //! (the future `nhn agent` serves it; the tests run a small Python facility).
 
 pub mod http;
+pub mod power;
 
 use std::future::Future;
 use std::pin::Pin;
