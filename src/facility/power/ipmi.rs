@@ -139,7 +139,14 @@ impl Ipmi {
         let detail = summary(&stderr, &stdout, out.status);
         let retransmit = Duration::from_secs(self.retransmit_secs.into());
         Err(match classify(&stderr, started.elapsed(), retransmit) {
-            Failure::AuthRefused => self.auth_refused(detail, String::new()),
+            Failure::AuthRefused => self.auth_refused(
+                detail,
+                format!(
+                    " (if they are right, the BMC may not offer cipher suite {}: set \
+                     ipmi_cipher_suite; 3 is what older BMCs support)",
+                    self.cipher_suite
+                ),
+            ),
             Failure::CipherSuite => self.auth_refused(
                 detail,
                 format!(

@@ -439,21 +439,21 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The TLS failure behind a request error (a certificate nhn does not trust, a handshake
-/// the BMC refused), if that is what it was.
+/// the BMC refused), if that is what it was. The connector nests it in `io::Error`s, whose
+/// `source()` skips the wrapped error, so those are unwrapped with `get_ref()`.
 fn tls_cause(e: &reqwest::Error) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
         if let Some(tls) = c.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(tls) = c
+        cause = match c
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         {
-            return Some(tls.to_string());
-        }
-        cause = c.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
     }
     None
 }
