@@ -517,10 +517,12 @@ impl Controller {
             self.send(command).await?;
             return self.wait_for(action, target, started, deadline).await;
         }
-        // Graceful first; forced once the grace period (or the timeout) is over.
+        // Graceful first; forced once the grace period is over, keeping a quarter of the
+        // timeout for the forced off to be observed.
         let graceful = match self.send(Command::GracefulShutdown).await {
             Ok(()) => {
-                let soft_deadline = deadline.min(Instant::now() + self.timing.soft_off);
+                let soft_deadline =
+                    (deadline - timeout / 4).min(Instant::now() + self.timing.soft_off);
                 self.wait_for(action, target, started, soft_deadline).await
             }
             Err(e) => Err(e),
@@ -787,6 +789,25 @@ mod tests {
             started.elapsed() >= Duration::from_secs(1),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn off_keeps_time_for_the_forced_off_when_the_timeout_is_shorter_than_the_grace() {
+        let fake = Fake::new("fake-short", true, 1);
+        fake.state().ignore_graceful = true;
+        let c = controller(
+            &fake,
+            &Power {
+                soft_off_secs: 60,
+                ..power()
+            },
+        );
+        let off = c.set_state(PowerAction::Off, Duration::from_secs(1)).await;
+        assert_eq!(off.unwrap(), PowerState::Off);
+        assert_eq!(
+            fake.state().sent,
+            [Command::GracefulShutdown, Command::ForceOff]
         );
     }
 
