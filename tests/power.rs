@@ -802,3 +802,91 @@ fn redfish_https_trusts_only_the_configured_ca_unless_insecure() {
         stderr(&out)
     );
 }
+
+/// A child process killed and reaped when dropped, also when the test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The inode of network namespace `ns` (as `/proc/<pid>/ns/net` shows it: `net:[inode]`).
+fn netns_inode(ns: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(Path::new("/run/netns").join(ns))
+        .expect("stat the netns file")
+        .ino()
+}
+
+/// Running ipmitool processes in the namespace with inode `net`: (pid, argv, environment).
+fn ipmitools_in(net: u64) -> Vec<(u32, String, String)> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap_or_default();
+        if comm.trim() != "ipmitool" || ns.to_string_lossy() != format!("net:[{net}]") {
+            continue;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+            .unwrap_or_default();
+        found.push((pid, cmdline(pid), environ));
+    }
+    found
+}
+
+#[test]
+fn ipmi_password_is_in_the_running_ipmitools_environment_not_its_argv() {
+    power_lab!(
+        lab,
+        pl,
+        "ipmi_password_is_in_the_running_ipmitools_environment_not_its_argv"
+    );
+    // No BMC answers, so each ipmitool run lasts about two seconds: long enough to read its
+    // /proc entry while it runs.
+    let net = netns_inode(pl.mgr.name());
+    let mut cmd = pl.mgr.cmd(env!("CARGO_BIN_EXE_nhn"));
+    cmd.arg("--data-dir")
+        .arg(pl.nhn.dir())
+        .arg("--config")
+        .arg(pl.nhn.dir().join("nhn.toml"))
+        .args(["power", "status", "Server-1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut nhn = KillOnDrop(cmd.spawn().expect("start nhn power status"));
+    let mut seen = Vec::new();
+    wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        seen = ipmitools_in(net);
+        !seen.is_empty()
+    });
+    let status = nhn.0.wait().expect("wait for nhn");
+    assert!(!status.success(), "status of a dead BMC succeeded");
+    let (pid, argv, environ) = seen.first().expect("no running ipmitool found in /proc");
+    assert!(
+        argv.starts_with("ipmitool -I lanplus -H 10.77.0.2"),
+        "{pid}: {argv}"
+    );
+    assert!(
+        !argv.contains(PASSWORD),
+        "password on the command line: {argv}"
+    );
+    assert!(
+        environ
+            .lines()
+            .any(|l| l == format!("IPMI_PASSWORD={PASSWORD}")),
+        "{pid}: no IPMI_PASSWORD in the environment"
+    );
+}
