@@ -411,7 +411,7 @@ impl Timing {
 }
 
 /// The [`PowerDriver`] over a [`Bmc`]: the per-BMC lock, retries and polling.
-pub struct Controller {
+struct Controller {
     machine: String,
     bmc: Box<dyn Bmc>,
     lock: Arc<tokio::sync::Mutex<()>>,
