@@ -890,3 +890,29 @@ fn ipmi_password_is_in_the_running_ipmitools_environment_not_its_argv() {
         "{pid}: no IPMI_PASSWORD in the environment"
     );
 }
+
+#[test]
+fn a_bmc_address_nobody_answers_fails_within_bounded_time() {
+    let test = "a_bmc_address_nobody_answers_fails_within_bounded_time";
+    let Some(lab) = lab_or_skip(test, TOOLS) else {
+        return;
+    };
+    let Some(python) = bmc_python(test) else {
+        return;
+    };
+    // 10.77.0.9 is on the management network, but no host has it: ARP gets no answer.
+    let site = SITE
+        .replace("\"10.77.0.2\"", "\"10.77.0.9\"")
+        .replace("http://10.77.0.3:8000", "http://10.77.0.9:8000");
+    let pl = PowerLab::with_site(&lab, python, &site);
+    let (ipmi, redfish) = std::thread::scope(|s| {
+        let ipmi = s.spawn(|| pl.fails(&["on", "Server-1"]));
+        let redfish = s.spawn(|| pl.fails(&["on", "Server-2"]));
+        (ipmi.join(), redfish.join())
+    });
+    let (ipmi, redfish) = (ipmi.expect("ipmi thread"), redfish.expect("redfish thread"));
+    for ((err, took), bmc) in [(ipmi, "10.77.0.9:623"), (redfish, "http://10.77.0.9:8000")] {
+        assert!(err.contains(&format!("BMC {bmc} did not answer")), "{err}");
+        assert!(took < Duration::from_secs(20), "{bmc}: took {took:?}");
+    }
+}
