@@ -28,7 +28,9 @@ pub struct Config {
     pub facility: Facility,
     /// `nhn agent` on a hypervisor (only the agent reads this section).
     pub agent: Agent,
-    /// Switch (and later BMC) credentials by name; site files refer to them by that name.
+    pub power: Power,
+    /// Switch and BMC credentials by name; site files refer to them by that name
+    /// (`credentials` of a switch, `bmc_credentials` of a machine).
     /// Secrets live only here: never in the inventory, never in logs.
     pub credentials: BTreeMap<String, Credential>,
 }
@@ -47,6 +49,7 @@ impl Default for Config {
             switch: SwitchPlane::default(),
             facility: Facility::default(),
             agent: Agent::default(),
+            power: Power::default(),
             credentials: BTreeMap::new(),
         }
     }
@@ -462,11 +465,61 @@ impl Default for SwitchPlane {
     }
 }
 
+/// Bare-metal power drivers (IPMI, Redfish): how long nhn waits for a BMC and how hard it
+/// retries. Every power change is polled until the BMC reports the new state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Power {
+    /// How long a power change may take, command to observed state (`nhn power --timeout`
+    /// overrides it).
+    pub timeout_secs: u64,
+    /// `off` first asks the OS to shut down (ACPI soft-off, Redfish GracefulShutdown) and
+    /// forces the power off if the machine is still on after this many seconds.
+    pub soft_off_secs: u64,
+    /// First wait between state polls after a command; it grows by half each poll up to
+    /// `poll_max_ms`. Every poll is one BMC request, and only one runs per BMC at a time.
+    pub poll_initial_ms: u64,
+    pub poll_max_ms: u64,
+    /// A command or query that fails transiently (no answer, HTTP 409/5xx, a failed
+    /// ipmitool run) is sent again this many times, after `retry_initial_ms`, doubling.
+    pub retries: u32,
+    pub retry_initial_ms: u64,
+    /// One BMC request (an ipmitool run, an HTTP request) may take this long.
+    pub command_timeout_secs: u64,
+    /// The ipmitool program (a name in PATH or a path).
+    pub ipmitool: PathBuf,
+    /// ipmitool `-N`: seconds before a lost IPMI packet is sent again.
+    pub ipmi_retransmit_secs: u32,
+    /// ipmitool `-R`: how often a lost IPMI packet is sent again. A dead BMC fails one run
+    /// after about `ipmi_retransmit_secs * (ipmi_retransmits + 1)` seconds.
+    pub ipmi_retransmits: u32,
+}
+
+impl Default for Power {
+    fn default() -> Self {
+        Power {
+            timeout_secs: 120,
+            soft_off_secs: 60,
+            poll_initial_ms: 250,
+            poll_max_ms: 3000,
+            retries: 2,
+            retry_initial_ms: 500,
+            command_timeout_secs: 20,
+            ipmitool: PathBuf::from("ipmitool"),
+            ipmi_retransmit_secs: 1,
+            ipmi_retransmits: 1,
+        }
+    }
+}
+
 /// How nhn logs in to a switch. SSH: `user` and `key_file` or `password`. SNMPv2c:
 /// `community`. SNMPv3 (USM authPriv): `user`, `auth_protocol` + `auth_password`,
 /// `priv_protocol` + `priv_password`. Every secret may instead be read from a file
 /// (`community_file`, `auth_password_file`, `priv_password_file`; one trailing newline is
 /// dropped). Secrets are redacted from `Debug` and from `nhn config show`.
+///
+/// A BMC (a machine's `bmc_credentials`): `user` and `password` or `password_file`; IPMI
+/// also takes `ipmi_cipher_suite`, Redfish `ca_file`, `insecure` and `redfish_system`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
@@ -478,6 +531,25 @@ pub struct Credential {
     pub key_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The password in a file (BMCs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// IPMI cipher suite (ipmitool `-C`), always passed: letting ipmitool probe for one
+    /// hangs on some BMCs. Default 17 (HMAC-SHA256, AES-CBC-128); 3 (HMAC-SHA1) is what
+    /// older BMCs support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipmi_cipher_suite: Option<u8>,
+    /// Redfish over HTTPS: the CA (PEM) that signed the BMC's certificate. Without it, the
+    /// system's trusted roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Redfish over HTTPS: accept any certificate. Off by default; logged as a warning.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure: bool,
+    /// Redfish: the system to drive (its id under /redfish/v1/Systems/). Default: the
+    /// first member of /redfish/v1/Systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redfish_system: Option<String>,
     /// SNMPv2c community (write access needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub community: Option<String>,
@@ -527,6 +599,11 @@ impl fmt::Debug for Credential {
             .field("user", &self.user)
             .field("key_file", &self.key_file)
             .field("password", &redact(&self.password))
+            .field("password_file", &self.password_file)
+            .field("ipmi_cipher_suite", &self.ipmi_cipher_suite)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .field("redfish_system", &self.redfish_system)
             .field("community", &redact(&self.community))
             .field("community_file", &self.community_file)
             .field("auth_protocol", &self.auth_protocol)
@@ -537,6 +614,10 @@ impl fmt::Debug for Credential {
             .field("priv_password_file", &self.priv_password_file)
             .finish()
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -673,6 +754,26 @@ mod tests {
         let missing = dir.path().join("nope");
         let e = Credential::secret(None, Some(&missing), "community").unwrap_err();
         assert!(e.starts_with("cannot read community_file "), "{e}");
+    }
+
+    #[test]
+    fn bmc_credentials_take_tls_and_cipher_settings_and_hide_the_password() {
+        let text = "[credentials.bmc]\nuser = \"admin\"\npassword = \"s3cret-bmc\"\nipmi_cipher_suite = 3\nca_file = \"/etc/nhn/bmc-ca.pem\"\ninsecure = true\nredfish_system = \"node1\"\n\n[power]\nsoft_off_secs = 5\n";
+        let c = Config::parse(Path::new("x.toml"), text).unwrap();
+        let bmc = &c.credentials["bmc"];
+        assert_eq!(bmc.ipmi_cipher_suite, Some(3));
+        assert!(bmc.insecure);
+        assert_eq!(bmc.redfish_system.as_deref(), Some("node1"));
+        assert_eq!(c.power.soft_off_secs, 5);
+        assert_eq!(c.power.timeout_secs, Power::default().timeout_secs);
+        assert!(!c.to_toml().contains("s3cret"), "{}", c.to_toml());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(
+            Config::parse(Path::new("-"), &c.to_toml()).unwrap().power,
+            c.power
+        );
+        let err = Config::parse(Path::new("x.toml"), "[power]\nsoft_of_secs = 5\n").unwrap_err();
+        assert!(err.to_string().contains("soft_of_secs"), "{err}");
     }
 
     #[test]

@@ -82,6 +82,23 @@ enum Command {
     /// then moves the VLANs on the switches.
     #[command(subcommand)]
     Vm(VmCmd),
+    /// Bare-metal machines' power, through their BMC (IPMI or Redfish).
+    #[command(
+        subcommand,
+        long_about = "Bare-metal machines' power, through their BMC (IPMI or Redfish).\n\n\
+                      The machine's power_driver (\"ipmi\" or \"redfish\"), bmc_address and \
+                      bmc_credentials come from the site file (`nhn inventory import`); \
+                      bmc_credentials names a [credentials.NAME] section of the configuration \
+                      with user and password (or password_file), plus ipmi_cipher_suite for \
+                      IPMI (default 17; older BMCs need 3) or ca_file / insecure / \
+                      redfish_system for Redfish. IPMI addresses are host or host:port; \
+                      Redfish addresses are host[:port] (HTTPS) or a http(s):// URL.\n\n\
+                      Every change waits until the BMC reports the new state (at most --timeout, \
+                      default [power] timeout_secs) and only then succeeds. One command at a \
+                      time goes to a BMC; transient failures are retried ([power] retries).\n\n\
+                      Example:\n  nhn power pxe Server-1 && nhn power reset Server-1"
+    )]
+    Power(PowerCmd),
     /// The hypervisor agent: enroll one (on the appliance), or run one (on a hypervisor).
     #[command(subcommand)]
     Agent(AgentCmd),
@@ -121,6 +138,47 @@ enum HostCmd {
     List,
     /// One hypervisor in detail: its VMs with their states and reasons, and its last report.
     Show { host: String },
+}
+
+#[derive(Subcommand)]
+enum PowerCmd {
+    /// Print what the BMC reports: on or off.
+    Status {
+        /// The machine's name in the inventory.
+        machine: String,
+    },
+    /// Power on, then wait until the BMC reports on.
+    On {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Shut down (ACPI soft-off, forced after [power] soft_off_secs), then wait until off.
+    Off {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Cut the power at once, without asking the OS to shut down.
+        #[arg(long)]
+        force: bool,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Hard reset (a machine that is off is powered on), then wait until the BMC reports on.
+    Reset {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Boot from the network (PXE) at the next power on or reset, once.
+    Pxe {
+        /// The machine's name in the inventory.
+        machine: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -501,6 +559,13 @@ fn run(cli: Cli) -> Result<()> {
             let inv = open_inventory(&config)?;
             let hosts = inv.read_blocking(nhn::jobs::hosts::list)?;
             host_cmd(&hosts, cmd)
+        }
+        Command::Power(cmd) => {
+            // rustls-platform-verifier logs every refused certificate at ERROR; nhn's own
+            // error says the same and what to do about it.
+            init_logging(&config, "warn,rustls_platform_verifier=off");
+            let inv = open_inventory(&config)?;
+            power(&inv, &config, cmd)
         }
         Command::Key(cmd) => {
             init_logging(&config, "warn");
@@ -927,6 +992,65 @@ fn vm(inv: &Inventory, config: &Config, cmd: VmCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn power(inv: &Inventory, config: &Config, cmd: PowerCmd) -> Result<()> {
+    use nhn::facility::power::{self, PowerAction};
+    enum Op {
+        Status,
+        Pxe,
+        Set(PowerAction, Option<u64>),
+    }
+    let (machine, op) = match cmd {
+        PowerCmd::Status { machine } => (machine, Op::Status),
+        PowerCmd::Pxe { machine } => (machine, Op::Pxe),
+        PowerCmd::On { machine, timeout } => (machine, Op::Set(PowerAction::On, timeout)),
+        PowerCmd::Off {
+            machine,
+            force: true,
+            timeout,
+        } => (machine, Op::Set(PowerAction::ForceOff, timeout)),
+        PowerCmd::Off {
+            machine, timeout, ..
+        } => (machine, Op::Set(PowerAction::Off, timeout)),
+        PowerCmd::Reset { machine, timeout } => (machine, Op::Set(PowerAction::Reset, timeout)),
+    };
+    let name = machine.clone();
+    let bmc = inv
+        .read_blocking(move |c| power::machine_bmc(c, &name))?
+        .with_context(|| {
+            format!(
+                "no machine named {machine:?} in the inventory; `nhn inventory show` lists them"
+            )
+        })?;
+    let driver = power::for_machine(&bmc, config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let bmc = driver.bmc();
+    runtime.block_on(async {
+        match op {
+            Op::Status => {
+                let state = driver.get_state().await?;
+                println!("{machine}: {state} (BMC {bmc})");
+            }
+            Op::Pxe => {
+                driver.set_boot_once_pxe().await?;
+                println!("{machine}: next boot from the network (PXE), once (BMC {bmc})");
+            }
+            Op::Set(action, timeout) => {
+                let timeout = timeout.unwrap_or(config.power.timeout_secs);
+                let state = driver
+                    .set_state(action, std::time::Duration::from_secs(timeout))
+                    .await?;
+                let secs = started.elapsed().as_secs_f64();
+                println!("{machine}: {state} (BMC {bmc}, {action} observed after {secs:.1} s)");
+            }
+        }
+        Ok(())
+    })
 }
 
 fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {

@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod command;
 pub mod http;
+pub mod power;
 pub mod router;
 
 use std::future::Future;
