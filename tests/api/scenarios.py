@@ -32,7 +32,8 @@ def the_internal_listener_takes_only_the_facility_credential():
     again = internal.reportRequestResult(SECRET, r["requestId"], "failed", {"errorMessage": "late"})
     assert again["applied"] is False, again
     assert wait_request(acme, r["requestId"])["status"] == "succeeded"
-    assert internal.reportRequestResult(SECRET, "00000000-00000000-00000000-00000000-00000000", "succeeded", {})["applied"] is False
+    # An unknown request id is refused.
+    fault(400, lambda: internal.reportRequestResult(SECRET, "00000000-00000000-00000000-00000000-00000000", "succeeded", {}))
     fault(300, lambda: internal.reportRequestResult(SECRET, r["requestId"], "maybe", {}))
 
 

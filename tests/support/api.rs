@@ -124,7 +124,9 @@ impl Appliance {
             format!(
                 "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[api]\ninternal_listen = \"127.0.0.1:{internal}\"\n\
                  facility_url = \"{facility_url}\"\nfacility_credential_sha256 = \"{hash}\"\n\
-                 reconcile_interval_secs = 1\n{}\n",
+                 reconcile_interval_secs = 1\n{}\n\n\
+                 # No switches in these labs: the API's power-ons do not wait for an edge.\n\
+                 [switch]\nreconcile = false\n",
                 opts.api_config
             ),
         )
