@@ -7,6 +7,8 @@ step by step, between which it looks at hypervisors and switches):
                         getVmStatus; prints {vm: requestId}.
   power_off KEY VM...   powerOffVm (force=False) the same way.
   status KEY VM         prints getVmStatus as JSON.
+  start KEY VM          powerOnVm without waiting; prints the requestId.
+  wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 """
 import json
 import sys
@@ -49,6 +51,12 @@ def main():
         power(args[0], "powerOnVm", args[1:], "running")
     elif cmd == "power_off":
         power(args[0], "powerOffVm", args[1:], "stopped")
+    elif cmd == "start":
+        print(Client(args[0]).powerOnVm(vmId=args[1])["requestId"])
+    elif cmd == "wait":
+        info = wait_request(Client(args[0]), args[1], timeout=120)
+        assert info["status"] == "succeeded", info
+        print(json.dumps(info))
     elif cmd == "status":
         print(json.dumps(Client(args[0]).getVmStatus(vmId=args[1])))
     else:
