@@ -100,6 +100,20 @@ enum Command {
     )]
     Power(PowerCmd),
     /// The hypervisor agent: enroll one (on the appliance), or run one (on a hypervisor).
+    ///
+    /// `nhn agent` runs on every hypervisor and starts, stops and resets the VMs the appliance
+    /// places there (QEMU processes that outlive the agent), with each VM NIC a tap on the
+    /// hypervisor's Open vSwitch bridge tagged with its network's VLAN.
+    ///
+    /// 1. On the appliance: `nhn agent enroll Hypervisor-1 --url http://10.20.0.11:8090`
+    ///    prints the agent's credential once (nhn keeps only its SHA-256).
+    ///
+    /// 2. On the hypervisor: store it in a file (mode 0600) and write a config with
+    ///    [agent] host = "Hypervisor-1", listen = "10.20.0.11:8090",
+    ///    appliance_url = "http://APPLIANCE:8081/RPC2" (the appliance's [api] internal_listen),
+    ///    credential_file, state_dir and bridge.
+    ///
+    /// 3. `nhn agent run --config agent.toml`; `nhn host list` on the appliance shows it `up`.
     #[command(subcommand)]
     Agent(AgentCmd),
     /// Hypervisors: agent state, last report, VMs and free capacity.

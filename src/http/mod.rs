@@ -113,6 +113,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         metrics::gauge!("nhn_inventory_objects", "kind" => kind).set(n as f64);
     }
+    match state.inventory.read(crate::jobs::hosts::state_counts).await {
+        Ok((vms, hosts)) => {
+            for (s, n) in vms {
+                metrics::gauge!("nhn_vms", "state" => s).set(n as f64);
+            }
+            for (s, n) in hosts {
+                metrics::gauge!("nhn_hypervisor_agents", "state" => s).set(n as f64);
+            }
+        }
+        Err(e) => return internal_error(e),
+    }
     (
         [(
             header::CONTENT_TYPE,

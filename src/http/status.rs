@@ -8,12 +8,15 @@ use rusqlite::Connection;
 use crate::inventory;
 use crate::inventory::queries::{self, Counts};
 use crate::inventory::site::{SiteFile, store};
+use crate::jobs::hosts::{self, HostRow, VmRow};
 use crate::switch::status::{self as switch_status, SwitchStatus};
 
 pub struct Page {
     counts: Counts,
     site: SiteFile,
     switches: Vec<SwitchStatus>,
+    hosts: Vec<HostRow>,
+    vms: Vec<VmRow>,
 }
 
 pub fn gather(conn: &Connection) -> inventory::Result<Page> {
@@ -21,6 +24,8 @@ pub fn gather(conn: &Connection) -> inventory::Result<Page> {
         counts: queries::counts(conn)?,
         site: store::export(conn)?,
         switches: switch_status::all(conn)?,
+        hosts: hosts::list(conn)?,
+        vms: hosts::vms(conn)?,
     })
 }
 
@@ -97,6 +102,42 @@ pub fn render(p: &Page) -> String {
             s.pending,
             esc(s.last_success_at.as_deref().unwrap_or("never")),
             esc(s.last_readback_at.as_deref().unwrap_or("never")),
+        );
+    }
+    h.push_str("</table><h2>Hypervisors</h2><table><tr><th>name</th><th>state</th><th>agent</th><th>last report</th><th>VMs</th><th>free (agent's view)</th></tr>");
+    for host in &p.hosts {
+        let vms: Vec<String> = host
+            .vms
+            .iter()
+            .map(|(vm, state, _)| esc(&format!("{vm} {state}")))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} vCPU / {} MB</td></tr>",
+            esc(&host.name),
+            esc(&host.state),
+            esc(&host.agent),
+            esc(if host.last_report_at.is_empty() {
+                "never"
+            } else {
+                &host.last_report_at
+            }),
+            vms.join("<br>"),
+            host.report.vcpus_free,
+            host.report.memory_free_mb
+        );
+    }
+    h.push_str("</table><h2>VMs</h2><table><tr><th>VM</th><th>customer</th><th>type</th><th>state</th><th>hypervisor</th><th>reason</th></tr>");
+    for v in &p.vms {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&v.vm),
+            esc(&v.customer),
+            esc(&v.vm_type),
+            esc(&v.state),
+            esc(if v.host.is_empty() { "-" } else { &v.host }),
+            esc(&v.reason)
         );
     }
     h.push_str("</table><h2>Machines</h2><table><tr><th>name</th><th>kind</th><th>capacity</th><th>NICs</th></tr>");

@@ -272,3 +272,69 @@ pub fn list(conn: &Connection) -> inventory::Result<Vec<HostRow>> {
     }
     Ok(out)
 }
+
+/// Every VM with its state, host and reason, for the status page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmRow {
+    pub vm: String,
+    pub customer: String,
+    pub vm_type: String,
+    pub state: String,
+    pub host: String,
+    pub reason: String,
+}
+
+pub fn vms(conn: &Connection) -> inventory::Result<Vec<VmRow>> {
+    let mut st = conn.prepare(
+        "SELECT v.public_id, COALESCE(c.name, ''), v.vm_type, v.state, COALESCE(m.name, ''), v.state_reason
+         FROM vms v LEFT JOIN customers c ON c.id = v.customer_id LEFT JOIN machines m ON m.id = v.hypervisor_id
+         ORDER BY v.public_id",
+    )?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(VmRow {
+                vm: r.get(0)?,
+                customer: r.get(1)?,
+                vm_type: r.get(2)?,
+                state: r.get(3)?,
+                host: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
+}
+
+/// VM states and agent states with their counts (every state, zeros included), for /metrics.
+pub fn state_counts(
+    conn: &Connection,
+) -> inventory::Result<(Vec<(&'static str, i64)>, Vec<(&'static str, i64)>)> {
+    const VM_STATES: [&str; 8] = [
+        "stopped",
+        "starting",
+        "running",
+        "stopping",
+        "resetting",
+        "installing",
+        "configuring",
+        "error",
+    ];
+    const HOST_STATES: [&str; 3] = ["unknown", "up", "unreachable"];
+    let count = |sql: &str, state: &str| -> rusqlite::Result<i64> {
+        conn.prepare_cached(sql)?.query_row([state], |r| r.get(0))
+    };
+    let vms = VM_STATES
+        .iter()
+        .map(|s| Ok((*s, count("SELECT COUNT(*) FROM vms WHERE state = ?1", s)?)))
+        .collect::<rusqlite::Result<_>>()?;
+    let hosts = HOST_STATES
+        .iter()
+        .map(|s| {
+            Ok((
+                *s,
+                count("SELECT COUNT(*) FROM agents WHERE state = ?1", s)?,
+            ))
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((vms, hosts))
+}
