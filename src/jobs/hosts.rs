@@ -305,10 +305,11 @@ pub fn vms(conn: &Connection) -> inventory::Result<Vec<VmRow>> {
     Ok(rows)
 }
 
-/// VM states and agent states with their counts (every state, zeros included), for /metrics.
-pub fn state_counts(
-    conn: &Connection,
-) -> inventory::Result<(Vec<(&'static str, i64)>, Vec<(&'static str, i64)>)> {
+/// A count per state, every state listed (zeros included).
+pub type StateCounts = Vec<(&'static str, i64)>;
+
+/// VM states and agent states with their counts, for /metrics.
+pub fn state_counts(conn: &Connection) -> inventory::Result<(StateCounts, StateCounts)> {
     const VM_STATES: [&str; 8] = [
         "stopped",
         "starting",
