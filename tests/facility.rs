@@ -60,17 +60,30 @@ fn the_seed_scenario_runs_vms_on_hypervisors_and_the_vlans_follow() {
     // The operator sees them: the status page lists each VM with its hypervisor, /metrics
     // counts VMs by state and agents by state.
     let get = |path: &str| {
-        let url = format!("http://{}:{}{path}", support::facility::APPLIANCE, rig.url_port());
+        let url = format!(
+            "http://{}:{}{path}",
+            support::facility::APPLIANCE,
+            rig.url_port()
+        );
         String::from_utf8_lossy(&rig.sl.mgmt.try_run(&["curl", "-sf", &url]).stdout).into_owned()
     };
     let page = get("/");
     for vm in [&a1, &a2, &b1] {
         let host = format!("Hypervisor-{}", host_of[vm]);
-        assert!(page.contains(&format!("<td>{vm}</td>")) && page.contains(&host), "{page}");
+        assert!(
+            page.contains(&format!("<td>{vm}</td>")) && page.contains(&host),
+            "{page}"
+        );
     }
     let metrics = get("/metrics");
-    assert!(metrics.contains("nhn_vms{state=\"running\"} 3"), "{metrics}");
-    assert!(metrics.contains("nhn_hypervisor_agents{state=\"up\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("nhn_vms{state=\"running\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nhn_hypervisor_agents{state=\"up\"} 3"),
+        "{metrics}"
+    );
 
     // A's VMs reach each other across edge -> core -> edge on their VLAN; B reaches neither.
     rig.wait_console(host_of[&a1], &a1, "G2 PING-OK", 150);

@@ -9,9 +9,18 @@ step by step, between which it looks at hypervisors and switches):
   status KEY VM         prints getVmStatus as JSON.
   start KEY VM          powerOnVm without waiting; prints the requestId.
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
+
+For bench/power_on.rs:
+  prepare_many KEY N    one L2EX network and N VMs on it (DISK1, NET1); prints the VM ids.
+  timed_on KEY VM       powerOnVm, polls every 2 ms; prints the seconds until it succeeded.
+  off KEY VM            powerOffVm(force) and wait.
+  fairness KEY_A VMS_A KEY_B VM_B   A's power-ons and B's one, each from its own thread,
+                        released at once; prints when each finished (seconds).
 """
 import json
 import sys
+import threading
+import time
 
 from haas import Client, wait_request
 
@@ -30,6 +39,56 @@ def prepare():
             vms.append({"vmId": vm, "volumeId": vol, "mac": mac})
         out[name] = {"networkId": net, "vms": vms}
     print(json.dumps(out))
+
+
+def prepare_many(key, n):
+    c = Client(key)
+    net = c.allocateNetwork(networkType="L2EX")["networkId"]
+    vms = []
+    for _ in range(n):
+        vm = c.allocateVm(vmType="V10")["vmId"]
+        vol = c.allocateVolume(sizeGB=30)["volumeId"]
+        c.attachVolume(vmId=vm, volumeId=vol, device="DISK1")
+        c.attachNetwork(vmId=vm, networkId=net, device="NET1")
+        vms.append(vm)
+    print(json.dumps(vms))
+
+
+def finish(c, rid, poll=0.002):
+    while True:
+        info = c.getRequestIdInfo(requestId=rid)["request"]
+        if info["status"] in ("succeeded", "failed", "canceled"):
+            assert info["status"] == "succeeded", info
+            return
+        time.sleep(poll)
+
+
+def timed_on(key, vm):
+    c = Client(key)
+    t0 = time.perf_counter()
+    finish(c, c.powerOnVm(vmId=vm)["requestId"])
+    print(f"{time.perf_counter() - t0:.4f}")
+
+
+def fairness(key_a, vms_a, key_b, vm_b):
+    """Every power-on from its own thread, all released at once."""
+    calls = [(Client(key_a), vm) for vm in vms_a] + [(Client(key_b), vm_b)]
+    gate = threading.Barrier(len(calls))
+    done = {}
+    t0 = time.perf_counter()
+
+    def one(c, vm):
+        gate.wait()
+        finish(c, c.powerOnVm(vmId=vm)["requestId"], poll=0.01)
+        done[vm] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=one, args=call) for call in calls]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(done) == len(calls), done
+    print(json.dumps({"a": sorted(done[vm] for vm in vms_a), "b": done[vm_b]}))
 
 
 def power(key, method, vms, expect):
@@ -51,6 +110,15 @@ def main():
         power(args[0], "powerOnVm", args[1:], "running")
     elif cmd == "power_off":
         power(args[0], "powerOffVm", args[1:], "stopped")
+    elif cmd == "prepare_many":
+        prepare_many(args[0], int(args[1]))
+    elif cmd == "timed_on":
+        timed_on(args[0], args[1])
+    elif cmd == "off":
+        c = Client(args[0])
+        finish(c, c.powerOffVm(vmId=args[1], force=True)["requestId"], poll=0.01)
+    elif cmd == "fairness":
+        fairness(args[0], args[1].split(","), args[2], args[3])
     elif cmd == "start":
         print(Client(args[0]).powerOnVm(vmId=args[1])["requestId"])
     elif cmd == "wait":
