@@ -698,6 +698,12 @@ fn switch_plan(inv: &Inventory, config: &Config) -> Result<()> {
         let budget = budget.map_or("unlimited".to_owned(), |b| b.to_string());
         println!("  {edge}: {macs} MACs (budget {budget})");
     }
+    println!("ports (access N; native N + tagged VLANs; or the tagged VLANs of a trunk):");
+    for (switch, ports) in &planned.desired.ports {
+        for (port, want) in ports {
+            println!("  {switch}:{port}  {want}");
+        }
+    }
     if !planned.never_read.is_empty() {
         println!(
             "never read back (their ports count as empty): {}",

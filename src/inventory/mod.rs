@@ -97,19 +97,22 @@ pub fn audit(
 }
 
 /// The schema migrations, in order. Append; never edit a released migration.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_switch_plane.sql"),
+    include_str!("migrations/0003_api.sql"),
+    include_str!("migrations/0004_plan_refusals.sql"),
+    include_str!("migrations/0005_boot_tokens.sql"),
+    include_str!("migrations/0007_port_native.sql"),
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("migrations/0001_initial.sql")),
-        M::up(include_str!("migrations/0002_switch_plane.sql")),
-        M::up(include_str!("migrations/0003_api.sql")),
-        M::up(include_str!("migrations/0004_plan_refusals.sql")),
-        M::up(include_str!("migrations/0005_boot_tokens.sql")),
-    ])
+    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
 }
 
-/// The schema version this build writes.
+/// The schema version this build writes (`PRAGMA user_version`: how many migrations it has).
 pub fn schema_version() -> usize {
-    5
+    MIGRATIONS.len()
 }
 
 /// How many jobs one group commit may hold; bounds the latency a burst adds to its last job.

@@ -26,7 +26,7 @@ pub mod status;
 pub mod templates;
 pub mod vlans;
 
-pub use plan::{Action, Change, DesiredState, PlanError, diff, plan};
+pub use plan::{Action, Change, DesiredState, Mode, PlanError, PortPlan, PortPlans, diff, plan};
 
 use rusqlite::Connection;
 

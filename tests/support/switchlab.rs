@@ -359,7 +359,8 @@ impl<'lab> SeedLab<'lab> {
         wait_listening(&sw.ns, sw.address);
     }
 
-    /// The VLANs each port of `name` carries, read from its OVS directly (not through nhn).
+    /// What each port of `name` carries, read from its OVS directly (not through nhn), as a
+    /// plan prints it: `10,100` (a trunk), `native 20 + 10` (untagged 20), `access 300`.
     pub fn ports(&self, name: &str) -> BTreeMap<String, String> {
         let out = self.switches[name].ovs.vsctl(&[
             "--format=csv",
@@ -373,7 +374,7 @@ impl<'lab> SeedLab<'lab> {
         st.ports
             .into_iter()
             .filter(|(p, _)| p.starts_with("swp"))
-            .map(|(p, s)| (p, s.vlans.to_string()))
+            .map(|(p, s)| (p, s.to_string()))
             .collect()
     }
 
@@ -443,6 +444,29 @@ impl<'lab> SeedLab<'lab> {
     pub fn cli_log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{name}-cli.log"))).unwrap_or_default()
     }
+}
+
+/// The seed site plus bare-metal Server-1, PXE booting on the `service` network through
+/// Edge-Switch-2:swp4.
+pub fn with_bare_metal_server(seed: &str) -> String {
+    let edge2 = seed
+        .find("name = \"Edge-Switch-2\"")
+        .expect("Edge-Switch-2 in the seed");
+    let ports = edge2
+        + seed[edge2..]
+            .find("ports = [\"swp1\", \"swp2\", \"swp3\"]")
+            .expect("its ports");
+    let mut site = seed.to_owned();
+    site.replace_range(
+        ports..ports + "ports = [\"swp1\", \"swp2\", \"swp3\"]".len(),
+        "ports = [\"swp1\", \"swp2\", \"swp3\", \"swp4\"]",
+    );
+    site.push_str(
+        "\n[[machines]]\nname = \"Server-1\"\nkind = \"bare-metal\"\n\n[[machines.nics]]\n\
+         device = \"eth0\"\nmac = \"52:54:00:00:02:01\"\nport = \"Edge-Switch-2:swp4\"\n\
+         network = \"service\"\nip = \"10.20.0.101\"\nboot = true\n",
+    );
+    site
 }
 
 /// Starts sshd for switch `name` on `ip` inside `ns` with a fresh host key; returns the
