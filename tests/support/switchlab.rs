@@ -268,6 +268,43 @@ impl<'lab> SeedLab<'lab> {
         );
     }
 
+    /// A machine's own NIC on hypervisor `host`: a namespace on a port of its bridge that
+    /// sends and receives untagged (OVS VLAN 0, untagged on the uplink too), as the
+    /// hypervisor's IP stack does on its boot network.
+    pub fn start_host_nic(&mut self, name: &str, host: &str, ip: &str) {
+        let ns = self.lab.netns(name);
+        let (hv, ovs) = &self.hypervisors[host];
+        self.lab.veth((hv, name), (&ns, "eth0"));
+        ovs.add_access_port("br0", name, 0);
+        ns.addr("eth0", &format!("{ip}/24"));
+        ns.tx_offload_off("eth0");
+        self.vms.insert(
+            name.to_owned(),
+            Vm {
+                ns,
+                ip: ip.to_owned(),
+            },
+        );
+    }
+
+    /// A bare-metal server: a namespace cabled to a new port `port` of `edge`, which starts as
+    /// a factory-default access port in VLAN 1; the server sends untagged from `ip`.
+    pub fn start_server(&mut self, name: &str, edge: &str, port: &str, ip: &str) {
+        let ns = self.lab.netns(name);
+        let sw = &self.switches[edge];
+        self.lab.veth((&sw.ns, port), (&ns, "eth0"));
+        sw.ovs.add_access_port("br0", port, 1);
+        ns.addr("eth0", &format!("{ip}/24"));
+        ns.tx_offload_off("eth0");
+        self.vms.insert(
+            name.to_owned(),
+            Vm {
+                ns,
+                ip: ip.to_owned(),
+            },
+        );
+    }
+
     /// Live-migrates a VM's network attachment: plugs it into `to` (same MAC, same IP), then
     /// unplugs it from `from`, as a hypervisor pair does at the end of a migration. The
     /// switches learn the new location from the VM's next frame.
