@@ -858,7 +858,7 @@ fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
             for (port, want) in ports {
                 let have = applied.get(&s.name).and_then(|a| a.get(port));
                 let have_text = have.map_or("never read".to_owned(), ToString::to_string);
-                let mark = if have == Some(want) {
+                let mark = if have.is_some_and(|h| want.satisfied_by(h)) {
                     ""
                 } else {
                     "  (differs)"

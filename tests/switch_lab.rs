@@ -185,11 +185,12 @@ impl<'lab> Rig<'lab> {
             if skip.contains(&switch.as_str()) {
                 continue;
             }
-            let real = self.sl.ports(switch);
+            let real = self.sl.port_plans(switch);
             for (port, want) in ports {
-                let have = real.get(port).cloned().unwrap_or_default();
-                if have != want.to_string() {
-                    out.push(format!("{switch}:{port} plan {want} switch {have}"));
+                match real.get(port) {
+                    Some(have) if want.satisfied_by(have) => {}
+                    Some(have) => out.push(format!("{switch}:{port} plan {want} switch {have}")),
+                    None => out.push(format!("{switch}:{port} plan {want}, not on the switch")),
                 }
             }
         }

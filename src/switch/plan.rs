@@ -298,7 +298,9 @@ impl Action {
         match self {
             Action::Add => port.mode == Mode::Trunk && port.tagged.contains(vlan),
             Action::Remove => !port.tagged.contains(vlan),
-            Action::Native => port.mode == Mode::Trunk && port.native == Some(vlan),
+            // An access port in the VLAN has it untagged already; tagged adds turn it into a
+            // trunk that keeps it native (see `templates::PortSteps`).
+            Action::Native => port.native == Some(vlan),
             Action::ClearNative => port.native != Some(vlan),
             Action::Access => port.mode == Mode::Access && port.native == Some(vlan),
         }
@@ -753,14 +755,13 @@ pub fn diff(desired: &DesiredState, actual: &PortPlans) -> Vec<Change> {
                 }
                 continue;
             }
-            // A trunk. An access port becomes one through its native change.
+            // A trunk. An access port becomes one through its tagged adds (keeping its VLAN
+            // untagged) or through clearing its VLAN.
             let from_access = got.mode == Mode::Access;
-            if want.native != got.native || from_access {
-                match (want.native, got.native) {
-                    (Some(n), _) => push(Action::Native, n),
-                    (None, Some(m)) => push(Action::ClearNative, m),
-                    (None, None) => {}
-                }
+            match (want.native, got.native) {
+                (Some(n), g) if g != Some(n) => push(Action::Native, n),
+                (None, Some(m)) => push(Action::ClearNative, m),
+                _ => {}
             }
             let got_tagged = if from_access {
                 VlanSet::new()
@@ -1154,15 +1155,17 @@ pub(crate) mod tests {
                 .collect()
         };
         let tr = |n, t: &str| PortPlan::trunk(n, t.parse().unwrap());
-        let cases: [(&str, PortPlan, &[&str]); 7] = [
+        let cases: [(&str, PortPlan, &[&str]); 8] = [
             // A hypervisor port with the wrong native VLAN: replaced, nothing else.
             ("Edge-Switch-2:swp3", tr(Some(30), "10"), &["native 20"]),
             // The service VLAN tagged instead of native: native first, then untagged only.
             ("Edge-Switch-2:swp3", tr(None, "10,20"), &["native 20"]),
-            // An access port in the service VLAN becomes the trunk.
+            // An access port in the service VLAN becomes the trunk by its tagged adds.
+            ("Edge-Switch-2:swp3", PortPlan::access(20), &["add 10"]),
+            // An access port in another VLAN: native replaced, then the adds.
             (
                 "Edge-Switch-2:swp3",
-                PortPlan::access(20),
+                PortPlan::access(30),
                 &["native 20", "add 10"],
             ),
             // A bare-metal port that is a trunk (or in another VLAN) becomes an access port.
@@ -1206,8 +1209,8 @@ pub(crate) mod tests {
             assert_eq!(action.holds(vlan, &trunk), holds, "{action:?} {vlan}");
         }
         assert!(Action::Access.holds(20, &PortPlan::access(20)));
-        // An access port in the VLAN still has to become a trunk.
-        assert!(!Action::Native.holds(20, &PortPlan::access(20)));
+        // An access port has its VLAN untagged: native already, and not cleared.
+        assert!(Action::Native.holds(20, &PortPlan::access(20)));
         assert!(!Action::ClearNative.holds(20, &PortPlan::access(20)));
         assert_eq!(Action::from_row("access", true), None);
     }

@@ -320,6 +320,10 @@ impl PortSteps {
         if let Some(v) = access {
             made = PortPlan::access(v);
         }
+        // An access port that gets tagged VLANs becomes a trunk that keeps its VLAN untagged.
+        if made.mode == Mode::Access && !add.is_empty() && native.is_none() {
+            native = made.native;
+        }
         // A native VLAN replaced by another leaves the port unless it is wanted tagged.
         let mut dropped = VlanSet::new();
         if let Some(n) = native {
@@ -689,12 +693,19 @@ mod tests {
                 "native 20 | ",
                 "native 20 + 10",
             ),
-            // An access port in 20 becomes a trunk with 20 native.
+            // An access port in 20 that gets tagged VLANs becomes a trunk with 20 native...
             (
                 PortPlan::access(20),
                 vec![c(Action::Native, 20), c(Action::Add, 10)],
                 "native 20, add 10 | ",
                 "native 20 + 10",
+            ),
+            // ... or, with 20 cleared, a trunk without one.
+            (
+                PortPlan::access(20),
+                vec![c(Action::Add, 10), c(Action::ClearNative, 20)],
+                "native 20, add 10 | clear native 20, remove 20",
+                "10",
             ),
             // A native VLAN cleared: it leaves the trunk unless wanted tagged.
             (

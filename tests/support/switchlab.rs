@@ -399,6 +399,14 @@ impl<'lab> SeedLab<'lab> {
     /// What each port of `name` carries, read from its OVS directly (not through nhn), as a
     /// plan prints it: `10,100` (a trunk), `native 20 + 10` (untagged 20), `access 300`.
     pub fn ports(&self, name: &str) -> BTreeMap<String, String> {
+        self.port_plans(name)
+            .into_iter()
+            .map(|(p, s)| (p, s.to_string()))
+            .collect()
+    }
+
+    /// What each `swpN` port of `name` carries, read from its OVS directly.
+    pub fn port_plans(&self, name: &str) -> BTreeMap<String, nhn::switch::PortPlan> {
         let out = self.switches[name].ovs.vsctl(&[
             "--format=csv",
             "--data=bare",
@@ -411,7 +419,6 @@ impl<'lab> SeedLab<'lab> {
         st.ports
             .into_iter()
             .filter(|(p, _)| p.starts_with("swp"))
-            .map(|(p, s)| (p, s.to_string()))
             .collect()
     }
 
