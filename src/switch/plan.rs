@@ -385,7 +385,7 @@ pub struct SiteIndex<'a> {
     /// MACs in each VLAN site-wide (index = VLAN id).
     pub macs_in_vlan: Vec<u32>,
     /// Per port cabled to a machine NIC: that NIC (index into `topo.nics`).
-    pub nic_at: HashMap<&'a PortRef, usize>,
+    nic_at: HashMap<&'a PortRef, usize>,
     switch_idx: HashMap<&'a str, usize>,
     host_users: Vec<BTreeMap<Vlan, (String, u32)>>,
 }

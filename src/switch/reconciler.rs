@@ -1045,4 +1045,35 @@ mod tests {
         assert_eq!(applied["Edge-Switch-1"]["swp1"].to_string(), "100,200");
         assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "access 100");
     }
+
+    #[test]
+    fn readbacks_stored_before_native_vlans_were_planned_still_load() {
+        let (_d, inv) = seeded();
+        let applied = inv
+            .write_blocking(|c| {
+                // As nhn wrote them before: every VLAN carried in `vlans` (an OVS native VLAN
+                // included), an access port's VLAN without native_vlan.
+                for (port, mode, vlans, native) in [
+                    ("swp1", "trunk", "10,20,100", None),
+                    ("swp2", "access", "20", None),
+                    ("swp3", "trunk", "10,20", Some(20)),
+                ] {
+                    c.execute(
+                        "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
+                         SELECT id, ?1, ?2, ?3, ?4, 'x' FROM switches WHERE name = 'Edge-Switch-1'",
+                        params![port, mode, vlans, native],
+                    )?;
+                }
+                crate::switch::snapshot::applied(c)
+            })
+            .unwrap();
+        let show: Vec<String> = applied["Edge-Switch-1"]
+            .iter()
+            .map(|(p, s)| format!("{p}={s}"))
+            .collect();
+        assert_eq!(
+            show,
+            ["swp1=10,20,100", "swp2=access 20", "swp3=native 20 + 10"]
+        );
+    }
 }
