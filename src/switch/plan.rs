@@ -997,8 +997,9 @@ pub(crate) mod tests {
     }
     /// The seed with its machines' NICs as examples/seed-site.toml has them (each hypervisor's
     /// eth0 boots on the `service` network, VLAN 20; `storage` is VLAN 10), plus bare-metal
-    /// Server-1 on Edge-Switch-2:swp4 (network `bm`, VLAN 300) and Hypervisor-4, whose NIC has
-    /// no network, on Edge-Switch-3:swp4.
+    /// Server-1 on Edge-Switch-2:swp4 (network `bm`, VLAN 300), Hypervisor-4, whose NIC has
+    /// no network, on Edge-Switch-3:swp4, and bare-metal Server-2 without a network on
+    /// Edge-Switch-3:swp5.
     pub fn seed_with_nics() -> Topology {
         let mut t = seed();
         t.storage_vlans = [10].into_iter().collect();
@@ -1038,6 +1039,12 @@ pub(crate) mod tests {
             "Hypervisor-4",
             MachineKind::Hypervisor,
             "Edge-Switch-3:swp4",
+            None,
+        ));
+        t.nics.push(nic(
+            "Server-2",
+            MachineKind::BareMetal,
+            "Edge-Switch-3:swp5",
             None,
         ));
         t
@@ -1089,6 +1096,8 @@ pub(crate) mod tests {
             let got = &d.ports[&p.switch][&p.port];
             assert_eq!((got, got.to_string().as_str()), (&want, text), "{at}");
         }
+        // A bare-metal NIC without a network leaves its port alone.
+        assert!(!d.ports["Edge-Switch-3"].contains_key("swp5"));
     }
 
     #[test]

@@ -326,30 +326,21 @@ impl PortSteps {
         }
         // A native VLAN replaced by another leaves the port unless it is wanted tagged.
         let mut dropped = VlanSet::new();
+        // (An access port's tagged set is empty: these become trunks with what it had.)
         if let Some(n) = native {
-            let tagged = match made.mode {
-                Mode::Trunk => made.tagged.clone(),
-                Mode::Access => VlanSet::new(),
-            };
             if let Some(old) = made.native.filter(|o| *o != n) {
                 dropped.insert(old);
             }
-            made = PortPlan::trunk(Some(n), tagged);
+            made = PortPlan::trunk(Some(n), made.tagged.clone());
         }
         if !add.is_empty() {
-            if made.mode == Mode::Access {
-                made = PortPlan::default();
-            }
             let mut tagged = made.tagged.clone();
             tagged.union_with(&add);
             made = PortPlan::trunk(made.native, tagged);
         }
         let mut after = made.clone();
         if let Some(m) = clear_native.filter(|m| after.native == Some(*m)) {
-            let mut tagged = match after.mode {
-                Mode::Trunk => after.tagged.clone(),
-                Mode::Access => VlanSet::new(),
-            };
+            let mut tagged = after.tagged.clone();
             // Added tagged while it was still native: it stays, tagged.
             if add.contains(m) {
                 tagged.insert(m);
