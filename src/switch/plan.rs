@@ -649,10 +649,16 @@ impl DesiredState {
                 ),
                 None => format!("native VLAN of {}", self.host_names[*h]),
             },
-            (Some(PortRole::Host(h, _)), Action::ClearNative | Action::Access) => format!(
-                "{} is a hypervisor: a trunk whose native VLAN is its NIC's network",
+            (Some(PortRole::Host(h, _)), Action::ClearNative) => format!(
+                "{}'s NIC on this port is on no network: no untagged VLAN",
                 self.host_names[*h]
             ),
+            (Some(PortRole::Host(h, _)), Action::Access) => {
+                format!(
+                    "{} is a hypervisor: its port is a trunk",
+                    self.host_names[*h]
+                )
+            }
             (Some(PortRole::BareMetal(i)), Action::Access) => {
                 let n = &self.nics[*i];
                 format!(
