@@ -25,7 +25,12 @@ pub struct Config {
     pub boot: Boot,
     pub storage: Storage,
     pub switch: SwitchPlane,
-    /// Switch (and later BMC) credentials by name; site files refer to them by that name.
+    pub facility: Facility,
+    /// `nhn agent` on a hypervisor (only the agent reads this section).
+    pub agent: Agent,
+    pub power: Power,
+    /// Switch and BMC credentials by name; site files refer to them by that name
+    /// (`credentials` of a switch, `bmc_credentials` of a machine).
     /// Secrets live only here: never in the inventory, never in logs.
     pub credentials: BTreeMap<String, Credential>,
 }
@@ -42,6 +47,9 @@ impl Default for Config {
             boot: Boot::default(),
             storage: Storage::default(),
             switch: SwitchPlane::default(),
+            facility: Facility::default(),
+            agent: Agent::default(),
+            power: Power::default(),
             credentials: BTreeMap::new(),
         }
     }
@@ -309,6 +317,95 @@ impl Default for Log {
     }
 }
 
+/// The facility as the appliance sees it: how VMs boot on hypervisors and when a silent
+/// hypervisor counts as unreachable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Facility {
+    /// Base URL the hypervisors' agents fetch VM kernels and initrds from (this appliance's
+    /// HTTP listener as the hypervisors reach it). Default: `[boot] http_base`, else
+    /// `http://<[http] listen>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_url: Option<String>,
+    /// Kernel and initrd (under `[boot] dir`) that VMs boot directly, until images carry
+    /// their own. Default: `[boot] kernel` and `[boot] initrd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_kernel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_initrd: Option<String>,
+    /// Kernel command line of VMs; nhn adds the root (`nhn.root=disk`).
+    pub vm_cmdline: String,
+    /// A hypervisor whose agent has not reported for this long is `unreachable`.
+    pub host_dead_secs: u64,
+}
+
+impl Default for Facility {
+    fn default() -> Self {
+        Facility {
+            boot_url: None,
+            vm_kernel: None,
+            vm_initrd: None,
+            vm_cmdline: "console=ttyS0 panic=-1".into(),
+            host_dead_secs: 30,
+        }
+    }
+}
+
+/// How `nhn agent` runs VMs on its hypervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Agent {
+    /// Where the agent's HTTP API listens (the appliance calls it; nothing else should reach it).
+    pub listen: SocketAddr,
+    /// This hypervisor's machine name in the inventory.
+    pub host: String,
+    /// The appliance's internal listener (`[api] internal_listen`), for results and reports.
+    pub appliance_url: String,
+    /// The file holding the credential `nhn agent enroll` printed (mode 0600).
+    pub credential_file: PathBuf,
+    /// VM state (argv, pid, QMP socket, console log per VM) and cached kernels.
+    pub state_dir: PathBuf,
+    /// The Open vSwitch bridge VM taps join (its uplink to the edge is a trunk).
+    pub bridge: String,
+    pub qemu: String,
+    /// `auto` (KVM when it works, else TCG), `kvm` or `tcg`.
+    pub accel: Accel,
+    /// Pinned machine type and CPU model, so that a VM can later migrate between hosts.
+    pub machine: String,
+    pub cpu: String,
+    /// powerOffVm without force: ACPI shutdown, then forced after this long.
+    pub shutdown_grace_secs: u64,
+    /// How often the agent reports its VMs and free capacity to the appliance.
+    pub report_secs: u64,
+}
+
+impl Default for Agent {
+    fn default() -> Self {
+        Agent {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            host: String::new(),
+            appliance_url: "http://127.0.0.1:8081/RPC2".into(),
+            credential_file: PathBuf::from("/etc/nhn/agent.credential"),
+            state_dir: PathBuf::from("/var/lib/nhn-agent"),
+            bridge: "br-nhn".into(),
+            qemu: "qemu-system-x86_64".into(),
+            accel: Accel::Auto,
+            machine: "pc-q35-7.2".into(),
+            cpu: "qemu64".into(),
+            shutdown_grace_secs: 30,
+            report_secs: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
 /// The switch plane: what the planner adds to every hypervisor port and how the reconciler
 /// talks to switches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,11 +467,61 @@ impl Default for SwitchPlane {
     }
 }
 
+/// Bare-metal power drivers (IPMI, Redfish): how long nhn waits for a BMC and how hard it
+/// retries. Every power change is polled until the BMC reports the new state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Power {
+    /// How long a power change may take, command to observed state (`nhn power --timeout`
+    /// overrides it).
+    pub timeout_secs: u64,
+    /// `off` first asks the OS to shut down (ACPI soft-off, Redfish GracefulShutdown) and
+    /// forces the power off if the machine is still on after this many seconds.
+    pub soft_off_secs: u64,
+    /// First wait between state polls after a command; it grows by half each poll up to
+    /// `poll_max_ms`. Every poll is one BMC request, and only one runs per BMC at a time.
+    pub poll_initial_ms: u64,
+    pub poll_max_ms: u64,
+    /// A command or query that fails transiently (no answer, HTTP 409/5xx, a failed
+    /// ipmitool run) is sent again this many times, after `retry_initial_ms`, doubling.
+    pub retries: u32,
+    pub retry_initial_ms: u64,
+    /// One BMC request (an ipmitool run, an HTTP request) may take this long.
+    pub command_timeout_secs: u64,
+    /// The ipmitool program (a name in PATH or a path).
+    pub ipmitool: PathBuf,
+    /// ipmitool `-N`: seconds before a lost IPMI packet is sent again.
+    pub ipmi_retransmit_secs: u32,
+    /// ipmitool `-R`: how often a lost IPMI packet is sent again. A dead BMC fails one run
+    /// after about `ipmi_retransmit_secs * (ipmi_retransmits + 1)` seconds.
+    pub ipmi_retransmits: u32,
+}
+
+impl Default for Power {
+    fn default() -> Self {
+        Power {
+            timeout_secs: 120,
+            soft_off_secs: 60,
+            poll_initial_ms: 250,
+            poll_max_ms: 3000,
+            retries: 2,
+            retry_initial_ms: 500,
+            command_timeout_secs: 20,
+            ipmitool: PathBuf::from("ipmitool"),
+            ipmi_retransmit_secs: 1,
+            ipmi_retransmits: 1,
+        }
+    }
+}
+
 /// How nhn logs in to a switch. SSH: `user` and `key_file` or `password`. SNMPv2c:
 /// `community`. SNMPv3 (USM authPriv): `user`, `auth_protocol` + `auth_password`,
 /// `priv_protocol` + `priv_password`. Every secret may instead be read from a file
 /// (`community_file`, `auth_password_file`, `priv_password_file`; one trailing newline is
 /// dropped). Secrets are redacted from `Debug` and from `nhn config show`.
+///
+/// A BMC (a machine's `bmc_credentials`): `user` and `password` or `password_file`; IPMI
+/// also takes `ipmi_cipher_suite`, Redfish `ca_file`, `insecure` and `redfish_system`.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credential {
@@ -386,6 +533,25 @@ pub struct Credential {
     pub key_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The password in a file (BMCs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// IPMI cipher suite (ipmitool `-C`), always passed: letting ipmitool probe for one
+    /// hangs on some BMCs. Default 17 (HMAC-SHA256, AES-CBC-128); 3 (HMAC-SHA1) is what
+    /// older BMCs support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipmi_cipher_suite: Option<u8>,
+    /// Redfish over HTTPS: the CA (PEM) that signed the BMC's certificate. Without it, the
+    /// system's trusted roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Redfish over HTTPS: accept any certificate. Off by default; logged as a warning.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure: bool,
+    /// Redfish: the system to drive (its id under /redfish/v1/Systems/). Default: the
+    /// first member of /redfish/v1/Systems.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redfish_system: Option<String>,
     /// SNMPv2c community (write access needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub community: Option<String>,
@@ -435,6 +601,11 @@ impl fmt::Debug for Credential {
             .field("user", &self.user)
             .field("key_file", &self.key_file)
             .field("password", &redact(&self.password))
+            .field("password_file", &self.password_file)
+            .field("ipmi_cipher_suite", &self.ipmi_cipher_suite)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .field("redfish_system", &self.redfish_system)
             .field("community", &redact(&self.community))
             .field("community_file", &self.community_file)
             .field("auth_protocol", &self.auth_protocol)
@@ -445,6 +616,10 @@ impl fmt::Debug for Credential {
             .field("priv_password_file", &self.priv_password_file)
             .finish()
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -581,6 +756,26 @@ mod tests {
         let missing = dir.path().join("nope");
         let e = Credential::secret(None, Some(&missing), "community").unwrap_err();
         assert!(e.starts_with("cannot read community_file "), "{e}");
+    }
+
+    #[test]
+    fn bmc_credentials_take_tls_and_cipher_settings_and_hide_the_password() {
+        let text = "[credentials.bmc]\nuser = \"admin\"\npassword = \"s3cret-bmc\"\nipmi_cipher_suite = 3\nca_file = \"/etc/nhn/bmc-ca.pem\"\ninsecure = true\nredfish_system = \"node1\"\n\n[power]\nsoft_off_secs = 5\n";
+        let c = Config::parse(Path::new("x.toml"), text).unwrap();
+        let bmc = &c.credentials["bmc"];
+        assert_eq!(bmc.ipmi_cipher_suite, Some(3));
+        assert!(bmc.insecure);
+        assert_eq!(bmc.redfish_system.as_deref(), Some("node1"));
+        assert_eq!(c.power.soft_off_secs, 5);
+        assert_eq!(c.power.timeout_secs, Power::default().timeout_secs);
+        assert!(!c.to_toml().contains("s3cret"), "{}", c.to_toml());
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert_eq!(
+            Config::parse(Path::new("-"), &c.to_toml()).unwrap().power,
+            c.power
+        );
+        let err = Config::parse(Path::new("x.toml"), "[power]\nsoft_of_secs = 5\n").unwrap_err();
+        assert!(err.to_string().contains("soft_of_secs"), "{err}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! call the pure cores (site validation, later DHCP decisions and switch plans) directly. The
 //! `nhn` binary (`src/main.rs`) is the command line over this library.
 
+pub mod agent;
 pub mod api;
 pub mod boot;
+pub mod codec;
 pub mod config;
 pub mod dhcp;
 pub mod facility;
@@ -15,6 +17,7 @@ pub mod net;
 pub mod placement;
 pub mod secret;
 pub mod serve;
+pub mod sign;
 pub mod storage;
 pub mod switch;
 pub mod tftp;

@@ -82,6 +82,103 @@ enum Command {
     /// then moves the VLANs on the switches.
     #[command(subcommand)]
     Vm(VmCmd),
+    /// Bare-metal machines' power, through their BMC (IPMI or Redfish).
+    #[command(
+        subcommand,
+        long_about = "Bare-metal machines' power, through their BMC (IPMI or Redfish).\n\n\
+                      The machine's power_driver (\"ipmi\" or \"redfish\"), bmc_address and \
+                      bmc_credentials come from the site file (`nhn inventory import`); \
+                      bmc_credentials names a [credentials.NAME] section of the configuration \
+                      with user and password (or password_file), plus ipmi_cipher_suite for \
+                      IPMI (default 17; older BMCs need 3) or ca_file / insecure / \
+                      redfish_system for Redfish. IPMI addresses are host or host:port; \
+                      Redfish addresses are host[:port] (HTTPS) or a http(s):// URL.\n\n\
+                      Every change waits until the BMC reports the new state (at most --timeout, \
+                      default [power] timeout_secs) and only then succeeds. One command at a \
+                      time goes to a BMC; transient failures are retried ([power] retries).\n\n\
+                      Example:\n  nhn power pxe Server-1 && nhn power reset Server-1"
+    )]
+    Power(PowerCmd),
+    /// The hypervisor agent: enroll one (on the appliance), or run one (on a hypervisor).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Hypervisors: agent state, last report, VMs and free capacity.
+    #[command(subcommand)]
+    Host(HostCmd),
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Run the agent on this hypervisor (reads the [agent] section of --config).
+    ///
+    /// First, on the appliance: `nhn agent enroll HOST --url http://HOST-ADDRESS:8090`. It prints
+    /// a credential once; store it on the hypervisor in [agent] credential_file (mode 0600).
+    /// Then here, with [agent] host = HOST, listen = HOST-ADDRESS:8090 and appliance_url = the
+    /// appliance's internal listener (http://APPLIANCE:8081/RPC2): `nhn agent run --config FILE`.
+    ///
+    /// The agent runs the VMs the appliance places on this host as QEMU processes that outlive
+    /// it (state under [agent] state_dir), plugs their NICs into [agent] bridge (Open vSwitch)
+    /// with their VLAN tags, and reports results and host state back. Stop it with SIGTERM; its
+    /// VMs keep running and are re-adopted at the next start.
+    Run,
+    /// Enroll the agent of hypervisor HOST and print its credential (shown once; only its
+    /// SHA-256 is stored). Enrolling again replaces the credential.
+    Enroll {
+        /// The hypervisor's machine name in the inventory.
+        host: String,
+        /// Where its agent listens, as the appliance reaches it: http://ADDRESS:PORT.
+        #[arg(long)]
+        url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// One line per hypervisor: state, agent, last report, VMs, free capacity.
+    List,
+    /// One hypervisor in detail: its VMs with their states and reasons, and its last report.
+    Show { host: String },
+}
+
+#[derive(Subcommand)]
+enum PowerCmd {
+    /// Print what the BMC reports: on or off.
+    Status {
+        /// The machine's name in the inventory.
+        machine: String,
+    },
+    /// Power on, then wait until the BMC reports on.
+    On {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Shut down (ACPI soft-off, forced after [power] soft_off_secs), then wait until off.
+    Off {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Cut the power at once, without asking the OS to shut down.
+        #[arg(long)]
+        force: bool,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Hard reset (a machine that is off is powered on), then wait until the BMC reports on.
+    Reset {
+        /// The machine's name in the inventory.
+        machine: String,
+        /// Seconds to wait for the new state (default: [power] timeout_secs).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Boot from the network (PXE) at the next power on or reset, once.
+    Pxe {
+        /// The machine's name in the inventory.
+        machine: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -439,6 +536,37 @@ fn run(cli: Cli) -> Result<()> {
             let inv = open_inventory(&config)?;
             vm(&inv, &config, cmd)
         }
+        Command::Agent(AgentCmd::Run) => {
+            let level = config.log.level.clone();
+            init_logging(&config, &level);
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(nhn::agent::run(config.agent))
+        }
+        Command::Agent(AgentCmd::Enroll { host, url }) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            let credential =
+                inv.write_blocking(move |c| nhn::jobs::hosts::enroll(c, &host, &url))?;
+            println!("{credential}");
+            eprintln!(
+                "Store this credential on the hypervisor in [agent] credential_file (mode 0600); it is not shown again."
+            );
+            Ok(())
+        }
+        Command::Host(cmd) => {
+            init_logging(&config, "warn");
+            let inv = open_inventory(&config)?;
+            let hosts = inv.read_blocking(nhn::jobs::hosts::list)?;
+            host_cmd(&hosts, cmd)
+        }
+        Command::Power(cmd) => {
+            // rustls-platform-verifier logs every refused certificate at ERROR; nhn's own
+            // error says the same and what to do about it.
+            init_logging(&config, "warn,rustls_platform_verifier=off");
+            let inv = open_inventory(&config)?;
+            power(&inv, &config, cmd)
+        }
         Command::Key(cmd) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
@@ -522,6 +650,77 @@ fn build_initrd(options: &nhn::initrd::Options, out: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn host_cmd(hosts: &[nhn::jobs::hosts::HostRow], cmd: HostCmd) -> Result<()> {
+    match cmd {
+        HostCmd::List => {
+            println!(
+                "{:<16} {:<12} {:<13} {:<21} {:>4} {:>10} {:>11}",
+                "HOST", "STATE", "AGENT", "LAST REPORT", "VMS", "FREE VCPU", "FREE MEM MB"
+            );
+            for h in hosts {
+                println!(
+                    "{:<16} {:<12} {:<13} {:<21} {:>4} {:>10} {:>11}",
+                    h.name,
+                    h.state,
+                    h.agent,
+                    if h.last_report_at.is_empty() {
+                        "-"
+                    } else {
+                        &h.last_report_at
+                    },
+                    h.vms.len(),
+                    h.report.vcpus_free,
+                    h.report.memory_free_mb
+                );
+            }
+            Ok(())
+        }
+        HostCmd::Show { host } => {
+            let Some(h) = hosts.iter().find(|h| h.name == host) else {
+                anyhow::bail!("no hypervisor {host} (see `nhn host list`)");
+            };
+            println!("host:         {}", h.name);
+            println!("state:        {}", h.state);
+            println!("capacity:     {} vCPU, {} MB", h.vcpus, h.memory_mb);
+            println!("agent:        {} {}", h.agent, h.agent_url);
+            println!(
+                "last report:  {}",
+                if h.last_report_at.is_empty() {
+                    "never"
+                } else {
+                    &h.last_report_at
+                }
+            );
+            println!(
+                "accelerator:  {}",
+                if h.report.accel.is_empty() {
+                    "-"
+                } else {
+                    &h.report.accel
+                }
+            );
+            println!(
+                "free:         {} vCPU, {} MB (as the agent sees the host)",
+                h.report.vcpus_free, h.report.memory_free_mb
+            );
+            println!("VMs placed here:");
+            for (vm, state, reason) in &h.vms {
+                let seen = h
+                    .report
+                    .vms
+                    .iter()
+                    .find(|v| &v.vm_id == vm)
+                    .map_or("not reported", |v| v.state.as_str());
+                println!("  {vm:<14} {state:<10} agent: {seen:<12} {reason}");
+            }
+            for p in &h.report.unknown_processes {
+                println!("  unknown QEMU process (left alone): {p}");
+            }
+            Ok(())
+        }
+    }
 }
 
 fn open_inventory(config: &Config) -> Result<Inventory> {
@@ -799,6 +998,65 @@ fn vm(inv: &Inventory, config: &Config, cmd: VmCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn power(inv: &Inventory, config: &Config, cmd: PowerCmd) -> Result<()> {
+    use nhn::facility::power::{self, PowerAction};
+    enum Op {
+        Status,
+        Pxe,
+        Set(PowerAction, Option<u64>),
+    }
+    let (machine, op) = match cmd {
+        PowerCmd::Status { machine } => (machine, Op::Status),
+        PowerCmd::Pxe { machine } => (machine, Op::Pxe),
+        PowerCmd::On { machine, timeout } => (machine, Op::Set(PowerAction::On, timeout)),
+        PowerCmd::Off {
+            machine,
+            force: true,
+            timeout,
+        } => (machine, Op::Set(PowerAction::ForceOff, timeout)),
+        PowerCmd::Off {
+            machine, timeout, ..
+        } => (machine, Op::Set(PowerAction::Off, timeout)),
+        PowerCmd::Reset { machine, timeout } => (machine, Op::Set(PowerAction::Reset, timeout)),
+    };
+    let name = machine.clone();
+    let bmc = inv
+        .read_blocking(move |c| power::machine_bmc(c, &name))?
+        .with_context(|| {
+            format!(
+                "no machine named {machine:?} in the inventory; `nhn inventory show` lists them"
+            )
+        })?;
+    let driver = power::for_machine(&bmc, config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let started = std::time::Instant::now();
+    let bmc = driver.bmc();
+    runtime.block_on(async {
+        match op {
+            Op::Status => {
+                let state = driver.get_state().await?;
+                println!("{machine}: {state} (BMC {bmc})");
+            }
+            Op::Pxe => {
+                driver.set_boot_once_pxe().await?;
+                println!("{machine}: next boot from the network (PXE), once (BMC {bmc})");
+            }
+            Op::Set(action, timeout) => {
+                let timeout = timeout.unwrap_or(config.power.timeout_secs);
+                let state = driver
+                    .set_state(action, std::time::Duration::from_secs(timeout))
+                    .await?;
+                let secs = started.elapsed().as_secs_f64();
+                println!("{machine}: {state} (BMC {bmc}, {action} observed after {secs:.1} s)");
+            }
+        }
+        Ok(())
+    })
 }
 
 fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {

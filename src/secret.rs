@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::api::auth::hmac_sha256;
+use crate::sign::hmac_sha256;
 
 /// The appliance secret of `data_dir`, created on first use.
 pub fn load_or_create(data_dir: &Path) -> std::io::Result<[u8; 32]> {

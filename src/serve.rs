@@ -19,8 +19,9 @@ use crate::api::internal::{self, Internal};
 use crate::boot::files::BootRoot;
 use crate::config::Config;
 use crate::dhcp;
-use crate::facility::Driver;
+use crate::facility::agent::AgentDriver;
 use crate::facility::http::HttpDriver;
+use crate::facility::router::Router;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
 use crate::jobs::Engine;
@@ -149,11 +150,10 @@ pub async fn run(config: Config) -> Result<()> {
         secret,
         config.switch.infra_vlans.iter().copied().collect(),
     );
-    let driver: Option<Arc<dyn Driver>> = if config.api.facility_url.is_empty() {
+    let legacy = if config.api.facility_url.is_empty() {
         None
     } else {
-        let key: [u8; 32] = crate::api::internal::parse_hex(&config.api.facility_credential_sha256)
-            .and_then(|k| k.try_into().ok())
+        let key: [u8; 32] = crate::sign::parse_hex32(&config.api.facility_credential_sha256)
             .ok_or_else(|| {
                 anyhow::anyhow!(
                     "[api] facility_url is set but facility_credential_sha256 is not 64 hex digits: \
@@ -163,11 +163,26 @@ pub async fn run(config: Config) -> Result<()> {
             })?;
         let d = HttpDriver::new(&config.api.facility_url, key)
             .map_err(|e| anyhow::anyhow!("[api] facility_url: {e}"))?;
-        Some(Arc::new(d))
+        Some(d)
     };
-    let engine = Engine::new(inventory.clone(), api.config.clone(), driver, jobs);
+    let router = Router {
+        agents: AgentDriver::new(inventory.clone(), config.storage.chap.then_some(secret)),
+        legacy,
+    };
+    let engine = Engine::new(
+        inventory.clone(),
+        api.config.clone(),
+        Arc::new(router),
+        jobs,
+        crate::jobs::Options {
+            boot: crate::jobs::boot::BootFiles::from_config(&config),
+            edge_gate: config.switch.reconcile,
+            host_dead_secs: config.facility.host_dead_secs,
+        },
+    );
     let internal = Internal::new(
         engine.clone(),
+        inventory.clone(),
         &config.api.facility_credential_sha256,
         config.api.max_xml_depth,
     )

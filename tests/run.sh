@@ -22,6 +22,7 @@ PACKAGES=(
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)
   qemu-system-x86 ipxe-qemu ovmf              # a PXE guest: QEMU with its iPXE NIC ROM (TCG), BIOS and UEFI
   tgt open-iscsi e2fsprogs cpio kmod          # iSCSI target, iscsistart, LUN images, depmod
+  ipmitool python3-venv                       # the IPMI power driver's client; a venv for the BMC emulators
 )
 
 missing=()
@@ -50,6 +51,23 @@ if [ ${#missing[@]} -gt 0 ]; then
       -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
     [ -n "$created_policy" ] && $SUDO rm -f /usr/sbin/policy-rc.d
   fi
+fi
+
+# The power-driver tests' BMCs (pyghmi's IPMI BMC, sushy-tools' Redfish emulator) come from
+# PyPI, into a venv: Debian's python refuses system-wide pip installs (PEP 668). Pinned to the
+# versions the tests were written against; NHN_BMC_VENV puts the venv elsewhere.
+BMC_VENV="${NHN_BMC_VENV:-target/venv-bmc}"
+if ! "$BMC_VENV/bin/python" -c 'import pyghmi, sushy_tools, bcrypt' 2>/dev/null; then
+  echo "tests/run.sh: installing pyghmi and sushy-tools into $BMC_VENV"
+  if ! { /usr/bin/python3 -m venv "$BMC_VENV" &&
+         "$BMC_VENV/bin/pip" install -q --disable-pip-version-check \
+           pyghmi==1.6.19 sushy-tools==2.2.0 >/dev/null; }; then
+    echo "tests/run.sh: cannot set up $BMC_VENV (the power tests will skip, or fail under CI=true)" >&2
+  fi
+fi
+if [ -d "$BMC_VENV" ]; then
+  NHN_BMC_PYTHON="$(cd "$BMC_VENV" && pwd)/bin/python"
+  export NHN_BMC_PYTHON
 fi
 
 # The diskless-boot tests boot Debian's kernel (downloaded, not installed) in QEMU.

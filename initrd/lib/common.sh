@@ -163,6 +163,25 @@ find_disk() {
     fail "find the root disk" "no ${want:-SCSI disk with LUN ${ISCSI_LUN:-0}} appeared after login"
 }
 
+# A local root disk (nhn.root=disk): nhn.rootdev= as a device path, LABEL= or UUID=.
+find_local_disk() {
+    want=$(arg nhn.rootdev /dev/vda)
+    i=0
+    while [ $i -lt 100 ]; do
+        case "$want" in
+            /dev/*) [ -b "$want" ] && ROOT_DEV=$want ;;
+            *) ROOT_DEV=$(findfs "$want" 2>/dev/null) ;;
+        esac
+        if [ -n "$ROOT_DEV" ]; then
+            log "root disk $ROOT_DEV ($want)"
+            return 0
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    fail "find the root disk" "no disk $want appeared (is DISK1 attached to the VM?)"
+}
+
 mount_root() {
     fstype=$(arg nhn.rootfstype "")
     mount ${fstype:+-t "$fstype"} "$ROOT_DEV" /newroot || fail "mount the root filesystem" "cannot mount $ROOT_DEV"

@@ -3,15 +3,13 @@
 //! naming the member. Unknown members are rejected before the method runs, against the
 //! member list in the method table.
 
-use std::collections::BTreeMap;
-
 use dxr::Value;
 use sha2::{Digest, Sha256};
 
 use super::fault::{ApiError, ErrorType, fail};
 
 /// A struct of XML-RPC values, as the API returns them.
-pub type Struct = BTreeMap<String, Value>;
+pub use crate::codec::{Struct, s, st};
 
 #[derive(Debug, Clone, Default)]
 pub struct Args {
@@ -194,17 +192,6 @@ impl Args {
 }
 
 /// Builds a response struct: `st([("vmId", s(id)), ...])`.
-pub fn st<const N: usize>(members: [(&str, Value); N]) -> Struct {
-    members
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-}
-
-pub fn s(v: impl Into<String>) -> Value {
-    Value::String(v.into())
-}
-
 /// An int member; values beyond i4 are clamped (the API only sends small counts and sizes).
 pub fn int(v: i64) -> Value {
     Value::Integer(i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX }))

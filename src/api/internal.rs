@@ -1,7 +1,13 @@
-//! The internal listener (HAAS-API.md §3.3): where the facility reports async results with
-//! `reportRequestResult(facilityCredential, requestId, status, result)`. It listens on its own
-//! address (`[api] internal_listen`, loopback by default), never on the customer port, and
-//! takes only the facility's credential, whose SHA-256 the configuration holds.
+//! The internal listener (HAAS-API.md §3.3): where the facility reports. It listens on its own
+//! address (`[api] internal_listen`), never on the customer port, and serves two methods:
+//!
+//! - `reportRequestResult(credential, requestId, status, result)`: an async request's outcome;
+//! - `reportHostState(credential, report)`: an agent's periodic report (its VMs, free capacity).
+//!
+//! The credential is either a hypervisor agent's (`nhn agent enroll`; the `agents` table holds
+//! its SHA-256) or the legacy facility's (`[api] facility_credential_sha256`). An agent may
+//! report only on requests that were dispatched to its own host: anything else is refused and
+//! logged. An unknown request id is refused too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +26,12 @@ use tokio::sync::watch;
 use super::args::{Struct, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::rpc::prescan;
+use crate::codec::{text, to_json};
+use crate::inventory::{self, Inventory};
 use crate::jobs::Engine;
 use crate::jobs::complete::Outcome;
+use crate::jobs::hosts::{HostReport, host_of_credential};
+use crate::sign::{constant_time_eq, credential_key, hex};
 
 /// Largest callback body (results are small).
 const BODY_LIMIT: usize = 256 * 1024;
@@ -29,60 +39,77 @@ const BODY_LIMIT: usize = 256 * 1024;
 #[derive(Clone)]
 pub struct Internal {
     pub engine: Arc<Engine>,
+    pub inventory: Inventory,
     /// SHA-256 of the facility credential; `None` refuses every call.
     pub credential_sha256: Option<Vec<u8>>,
     pub max_depth: usize,
 }
 
-/// 64 hex digits as 32 bytes (`None` for anything else).
-pub fn parse_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 {
-        return None;
-    }
-    (0..32)
-        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
+/// Who is calling.
+enum Caller {
+    /// The legacy facility (`[api] facility_credential_sha256`).
+    Facility,
+    /// The agent of hypervisor `name`.
+    Host { id: i64, name: String },
 }
 
 impl Internal {
     pub fn new(
         engine: Arc<Engine>,
+        inventory: Inventory,
         credential_sha256: &str,
         max_depth: usize,
     ) -> Result<Self, String> {
         let credential_sha256 = if credential_sha256.is_empty() {
             None
         } else {
-            Some(parse_hex(credential_sha256).ok_or_else(|| {
+            Some(crate::sign::parse_hex32(credential_sha256).map(|k| k.to_vec()).ok_or_else(|| {
                 "[api] facility_credential_sha256 must be 64 hex digits (printf %s \"$SECRET\" | sha256sum)"
                     .to_owned()
             })?)
         };
         Ok(Internal {
             engine,
+            inventory,
             credential_sha256,
             max_depth,
         })
     }
 
-    fn check(&self, credential: &str) -> Result<(), ApiError> {
+    async fn identify(&self, credential: &str) -> Result<Caller, ApiError> {
         let presented = Sha256::digest(credential.as_bytes());
-        let ok = self.credential_sha256.as_ref().is_some_and(|h| {
-            h.len() == presented.len()
-                && h.iter()
-                    .zip(presented.iter())
-                    .fold(0u8, |a, (x, y)| a | (x ^ y))
-                    == 0
-        });
-        if ok {
-            Ok(())
-        } else {
-            fail(
-                ErrorType::AuthFailure,
-                "wrong facility credential (or none configured: set [api] facility_credential_sha256)",
-            )
+        if self
+            .credential_sha256
+            .as_ref()
+            .is_some_and(|h| constant_time_eq(h, &presented))
+        {
+            return Ok(Caller::Facility);
+        }
+        let hash = hex(&credential_key(credential));
+        let host = self
+            .inventory
+            .read(move |c| host_of_credential(c, &hash))
+            .await?;
+        match host {
+            Some((id, name)) => Ok(Caller::Host { id, name }),
+            None => {
+                tracing::warn!("internal listener: a call with an unknown credential was refused");
+                fail(
+                    ErrorType::AuthFailure,
+                    "unknown credential: use the one `nhn agent enroll HOST` printed (or the facility's, whose SHA-256 is [api] facility_credential_sha256)",
+                )
+            }
         }
     }
+}
+
+/// The host a request was dispatched to: `None` for an unknown request id.
+fn dispatched_to(conn: &rusqlite::Connection, id: &str) -> inventory::Result<Option<Option<i64>>> {
+    inventory::optional(
+        conn.query_row("SELECT host_id FROM requests WHERE id = ?1", [id], |r| {
+            r.get(0)
+        }),
+    )
 }
 
 pub fn router(internal: Internal) -> Router {
@@ -130,13 +157,44 @@ async fn call(internal: &Internal, body: &[u8]) -> Result<Struct, ApiError> {
     prescan(text, internal.max_depth)?;
     let call = MethodCall::from_xml(text)
         .map_err(|_| ApiError::new(ErrorType::InvalidRequest, "not a valid XML-RPC methodCall"))?;
-    if call.name != "reportRequestResult" {
-        return fail(
+    match call.name.as_ref() {
+        "reportRequestResult" => report_result(internal, call.params).await,
+        "reportHostState" => report_host(internal, call.params).await,
+        _ => fail(
             ErrorType::MethodNotFound,
-            "the internal listener serves reportRequestResult only",
-        );
+            "the internal listener serves reportRequestResult and reportHostState only",
+        ),
     }
-    let mut params = call.params.into_iter();
+}
+
+async fn report_host(internal: &Internal, params: Vec<Value>) -> Result<Struct, ApiError> {
+    let mut params = params.into_iter();
+    let (Some(Value::String(credential)), Some(report @ Value::Struct(_))) =
+        (params.next(), params.next())
+    else {
+        return fail(
+            ErrorType::InvalidParams,
+            "reportHostState(credential: string, report: struct)",
+        );
+    };
+    let Caller::Host { id, name } = internal.identify(&credential).await? else {
+        return fail(
+            ErrorType::PermissionDenied,
+            "reportHostState is for hypervisor agents (their own credential)",
+        );
+    };
+    let report: HostReport = serde_json::from_value(to_json(&report)).map_err(|e| {
+        ApiError::new(
+            ErrorType::InvalidParams,
+            format!("the report of {name} is malformed: {e}"),
+        )
+    })?;
+    internal.engine.host_report(id, report).await?;
+    Ok(st([("host", s(name))]))
+}
+
+async fn report_result(internal: &Internal, params: Vec<Value>) -> Result<Struct, ApiError> {
+    let mut params = params.into_iter();
     let (Some(Value::String(credential)), Some(Value::String(id)), Some(Value::String(status))) =
         (params.next(), params.next(), params.next())
     else {
@@ -145,24 +203,41 @@ async fn call(internal: &Internal, body: &[u8]) -> Result<Struct, ApiError> {
             "reportRequestResult(facilityCredential: string, requestId: string, status: string, result?: struct)",
         );
     };
-    internal.check(&credential)?;
+    let caller = internal.identify(&credential).await?;
+    let lookup = id.clone();
+    let Some(host) = internal
+        .inventory
+        .read(move |c| dispatched_to(c, &lookup))
+        .await?
+    else {
+        return fail(ErrorType::NotFound, format!("unknown request id {id}"));
+    };
+    if let Caller::Host {
+        id: caller_id,
+        name,
+    } = &caller
+        && host != Some(*caller_id)
+    {
+        tracing::warn!(request_id = %id, host = %name,
+            "refused a result for a request that was not dispatched to this host");
+        return fail(
+            ErrorType::PermissionDenied,
+            format!("request {id} was not dispatched to {name}"),
+        );
+    }
     let result = match params.next() {
         None => Struct::new(),
         Some(Value::Struct(r)) => r,
         Some(_) => return fail(ErrorType::InvalidParams, "result must be a struct"),
     };
-    let text = |k: &str| match result.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        _ => String::new(),
-    };
     let outcome = match status.as_str() {
         "succeeded" => Outcome::Succeeded(result.clone()),
         "failed" => Outcome::Failed {
-            error_type: match text("errorType") {
+            error_type: match text(&result, "errorType") {
                 t if t.is_empty() => "BackendError".into(),
                 t => t,
             },
-            message: text("errorMessage"),
+            message: text(&result, "errorMessage"),
         },
         other => {
             return fail(

@@ -31,16 +31,7 @@ pub fn new_request_id() -> String {
 }
 
 /// A struct as stored in `requests.response`/`result` (its XML-RPC encoding).
-pub fn encode(v: &Struct) -> String {
-    Value::Struct(v.clone()).to_xml().unwrap_or_default()
-}
-
-pub fn decode(xml: &str) -> Struct {
-    match Value::from_xml(xml) {
-        Ok(Value::Struct(m)) => m,
-        _ => Struct::new(),
-    }
-}
+pub use crate::codec::{decode, encode};
 
 /// Runs a write method in the writer's transaction. The outer `Result` is the database's (it
 /// aborts the job); the inner one is the call's answer, committed either way.
@@ -263,53 +254,4 @@ pub fn command_status(conn: &Connection, vm_public_id: &str) -> rusqlite::Result
         )
         .optional()?
         .unwrap_or_default())
-}
-
-/// Deletes terminal requests older than the retention period.
-pub fn purge(conn: &Connection, retention_days: u32) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM requests WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1",
-        [rfc3339(unix_now() - i64::from(retention_days) * 86_400)],
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inventory::Inventory;
-
-    #[test]
-    fn terminal_requests_are_purged_after_the_retention_period_and_pending_ones_never() {
-        let dir = tempfile::tempdir().unwrap();
-        let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
-        let days_ago = |d: i64| rfc3339(unix_now() - d * 86_400);
-        let rows = [
-            ("old", "succeeded", Some(days_ago(8))),
-            ("old-failed", "failed", Some(days_ago(8))),
-            ("recent", "succeeded", Some(days_ago(6))),
-            ("old-queued", "queued", None),
-        ];
-        let purged = inv
-            .write_blocking(move |c| {
-                for (id, status, finished) in &rows {
-                    c.execute(
-                        "INSERT INTO requests (id, method, status, accepted_at, finished_at)
-                         VALUES (?1, 'getVmList', ?2, ?3, ?4)",
-                        params![id, status, days_ago(9), finished],
-                    )?;
-                }
-                Ok(purge(c, 7)?)
-            })
-            .unwrap();
-        assert_eq!(purged, 2);
-        let left: Vec<String> = inv
-            .read_blocking(|c| {
-                let mut st = c.prepare("SELECT id FROM requests ORDER BY id")?;
-                Ok(st
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .unwrap();
-        assert_eq!(left, ["old-queued", "recent"]);
-    }
 }

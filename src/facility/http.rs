@@ -1,13 +1,11 @@
-//! The HTTP facility transport: XML-RPC calls `dispatchRequest({requestId, method, resourceId,
-//! args, hypervisor?})` and `getRequestStatus(requestId)` POSTed to `[api] facility_url`, over a
-//! plain HTTP/1.1 connection per call (a few calls per VM operation; no client library needed).
+//! The legacy facility transport: XML-RPC calls `dispatchRequest({requestId, method, resourceId,
+//! command, hypervisor?})` (`command` is the typed [`Command`](super::Command) as JSON) and
+//! `getRequestStatus(requestId)` POSTed to `[api] facility_url`, over a plain HTTP/1.1
+//! connection per call. It serves sites whose hypervisors have no `nhn agent` yet (and the API
+//! tests' facility stand-in); VMs on a hypervisor with an enrolled agent go to that agent.
 //!
-//! Every call is signed, so a facility only acts on requests from its own appliance:
-//! `X-Nhn-Signature: <unix time>:<hex HMAC-SHA256(key, "<unix time>\n" + body)>`, the key being
-//! the SHA-256 of the facility credential (`[api] facility_credential_sha256`; the facility
-//! holds the credential itself and hashes it). The facility should refuse a signature more
-//! than a few minutes old; dispatch is idempotent per request id, so a replay within that
-//! window changes nothing.
+//! Every call is signed ([`crate::sign`]), the key being the SHA-256 of the facility credential
+//! (`[api] facility_credential_sha256`; the facility holds the credential itself and hashes it).
 
 use std::time::Duration;
 
@@ -16,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{BoxFuture, Dispatch, Driver, Error, Status};
-use crate::api::args::{s, st};
-use crate::api::auth::hmac_sha256;
+use crate::codec::{s, st, text};
+use crate::sign::sign;
 use crate::util::unix_now;
 
 /// Per-call time limit (connect, send, answer).
@@ -60,15 +58,6 @@ impl HttpDriver {
         })
     }
 
-    /// The `X-Nhn-Signature` value for a body sent at `now`.
-    fn sign(&self, now: i64, body: &[u8]) -> String {
-        let mut message = format!("{now}\n").into_bytes();
-        message.extend_from_slice(body);
-        let mac = hmac_sha256(&self.key, &message);
-        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{now}:{hex}")
-    }
-
     fn unreachable(&self, reason: impl ToString) -> Error {
         Error::Unreachable {
             url: self.url.clone(),
@@ -84,7 +73,7 @@ impl HttpDriver {
         .to_xml()
         .map_err(|e| self.unreachable(format!("cannot encode {method}: {e}")))?;
         let body = format!("<?xml version=\"1.0\"?>\n{call}");
-        let signature = self.sign(unix_now(), body.as_bytes());
+        let signature = sign(&self.key, unix_now(), body.as_bytes());
         let exchange = async {
             let mut conn = TcpStream::connect(&self.authority).await?;
             let head = format!(
@@ -138,13 +127,14 @@ impl HttpDriver {
 impl Driver for HttpDriver {
     fn dispatch(&self, job: Dispatch) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
+            let command = serde_json::to_string(&job.command).unwrap_or_default();
             let mut payload = st([
                 ("requestId", s(job.request_id)),
                 ("method", s(job.method)),
                 ("resourceId", s(job.resource_id)),
-                ("args", Value::Struct(job.args)),
+                ("command", s(command)),
             ]);
-            if let Some(h) = job.hypervisor {
+            if let Some(h) = job.host {
                 payload.insert("hypervisor".into(), s(h));
             }
             self.call("dispatchRequest", vec![Value::Struct(payload)])
@@ -153,25 +143,23 @@ impl Driver for HttpDriver {
         })
     }
 
-    fn status(&self, request_id: String) -> BoxFuture<'_, Result<Status, Error>> {
+    fn status(&self, job: Dispatch) -> BoxFuture<'_, Result<Status, Error>> {
         Box::pin(async move {
-            let v = self.call("getRequestStatus", vec![s(request_id)]).await?;
+            let v = self
+                .call("getRequestStatus", vec![s(job.request_id)])
+                .await?;
             let Value::Struct(m) = v else {
                 return Ok(Status::Unknown);
             };
-            let text = |k: &str| match m.get(k) {
-                Some(Value::String(s)) => s.clone(),
-                _ => String::new(),
-            };
-            Ok(match text("status").as_str() {
+            Ok(match text(&m, "status").as_str() {
                 "running" | "queued" => Status::Running,
                 "succeeded" => Status::Succeeded(match m.get("result") {
                     Some(Value::Struct(r)) => r.clone(),
                     _ => Default::default(),
                 }),
                 "failed" => Status::Failed {
-                    error_type: text("errorType"),
-                    message: text("errorMessage"),
+                    error_type: text(&m, "errorType"),
+                    message: text(&m, "errorMessage"),
                 },
                 _ => Status::Unknown,
             })
@@ -193,15 +181,5 @@ mod tests {
         let d = HttpDriver::new("http://agent", [0; 32]).unwrap();
         assert_eq!((d.authority.as_str(), d.path.as_str()), ("agent:80", "/"));
         assert!(HttpDriver::new("https://x/", [0; 32]).is_err());
-    }
-
-    #[test]
-    fn signatures_cover_time_and_body() {
-        let d = HttpDriver::new("http://agent", [1; 32]).unwrap();
-        let a = d.sign(1000, b"<x/>");
-        assert!(a.starts_with("1000:") && a.len() == 5 + 64, "{a}");
-        assert_ne!(a, d.sign(1001, b"<x/>"));
-        assert_ne!(a, d.sign(1000, b"<y/>"));
-        assert_eq!(a, d.sign(1000, b"<x/>"));
     }
 }

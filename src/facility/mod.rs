@@ -1,17 +1,25 @@
-//! The facility layer seen from the service layer (DESIGN.md §6): whatever acts on machines
-//! (the `nhn agent` on each hypervisor, IPMI, Redfish). The job engine hands each async
-//! request to a [`Driver`] and learns the outcome from the facility's `reportRequestResult`
-//! callback on the internal listener, or by asking [`Driver::status`] when a callback is late.
+//! The facility layer seen from the service layer (DESIGN.md §6): whatever acts on machines.
+//! The job engine hands each async request, as a typed [`Command`], to a [`Driver`] and learns
+//! the outcome from the facility's `reportRequestResult` callback on the internal listener, or
+//! by asking [`Driver::status`] when a callback is late.
 //!
-//! [`http::HttpDriver`] is the one transport so far: XML-RPC over HTTP to a facility URL
-//! (the future `nhn agent` serves it; the tests run a small Python facility).
+//! [`router::Router`] is the driver the engine uses: a VM's request goes to the `nhn agent` of
+//! the hypervisor it is placed on ([`agent::AgentDriver`]); anything else to the legacy facility
+//! at `[api] facility_url` ([`http::HttpDriver`]), when one is configured.
+//!
+//! This layer imports the inventory, the codec and the signing helpers, never the API.
 
+pub mod agent;
+pub mod command;
 pub mod http;
+pub mod power;
+pub mod router;
 
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::api::args::Struct;
+use crate::codec::Struct;
+pub use command::Command;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -19,14 +27,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone)]
 pub struct Dispatch {
     pub request_id: String,
-    /// The API method, e.g. `powerOnVm`.
+    /// The API method that made the request, e.g. `powerOnVm` (for logs and the legacy facility).
     pub method: String,
     /// The VM's public id.
     pub resource_id: String,
-    /// The call's arguments (without `clientToken`).
-    pub args: Struct,
-    /// The hypervisor the VM is placed on (powerOnVm places it), if it has one.
-    pub hypervisor: Option<String>,
+    /// The machine that carries it out: the hypervisor the VM is placed on.
+    pub host: Option<String>,
+    pub command: Command,
 }
 
 /// What the facility knows about a request.
@@ -45,7 +52,7 @@ pub enum Status {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "facility at {url} unreachable: {reason}; check [api] facility_url and that the facility runs"
+        "facility at {url} unreachable: {reason}; check that it runs and that this host reaches it"
     )]
     Unreachable { url: String, reason: String },
     #[error("facility at {url} refused {method}: {reason}")]
@@ -54,6 +61,8 @@ pub enum Error {
         method: String,
         reason: String,
     },
+    #[error("no facility can carry out {what}: {fix}")]
+    NoRoute { what: String, fix: String },
 }
 
 /// A facility transport.
@@ -62,5 +71,5 @@ pub trait Driver: Send + Sync {
     /// Must be idempotent per request id (restarts may dispatch a request again).
     fn dispatch(&self, job: Dispatch) -> BoxFuture<'_, Result<(), Error>>;
     /// Asks about a request whose callback is overdue or was lost across a restart.
-    fn status(&self, request_id: String) -> BoxFuture<'_, Result<Status, Error>>;
+    fn status(&self, job: Dispatch) -> BoxFuture<'_, Result<Status, Error>>;
 }

@@ -12,10 +12,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The modules a virtio/e1000 machine needs for an iSCSI root on ext4.
+/// The modules a virtio/e1000 machine needs for an iSCSI root on ext4, and a VM for its
+/// virtio DISK1.
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
+    "virtio_blk",
     "e1000",
     "iscsi_tcp",
     "sd_mod",

@@ -5,8 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::api::args::Struct;
-use crate::api::requests::encode;
+use crate::codec::{Struct, decode, encode, s};
 use crate::facility::Status;
 use crate::inventory::{self, audit, record_event};
 use crate::util::now_rfc3339;
@@ -83,7 +82,7 @@ pub fn apply(
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
             let state = success_state(&method);
-            r.insert("state".into(), crate::api::args::s(state));
+            r.insert("state".into(), s(state));
             (
                 "succeeded",
                 r,
@@ -129,11 +128,16 @@ pub fn apply(
     if let Some(vm_id) = vm_row {
         // A stopped VM holds no hypervisor slot (powerOnVm places it again): its VLANs leave
         // the edge. A VM in `error` keeps its host until an operator looks.
+        let reason = if vm_state == "error" {
+            message.as_str()
+        } else {
+            ""
+        };
         conn.execute(
-            "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3,
+            "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3, state_reason = ?4,
                 hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END
              WHERE id = ?1",
-            params![vm_id, vm_state, now],
+            params![vm_id, vm_state, now, reason],
         )?;
         if method == "restoreImage" && status == "succeeded" {
             let image = restored_image(conn, request_id)?;
@@ -160,7 +164,7 @@ fn restored_image(conn: &Connection, request_id: &str) -> inventory::Result<Opti
         [request_id],
         |r| r.get(0),
     )?;
-    let args = crate::api::requests::decode(&args);
+    let args = decode(&args);
     let Some(dxr::Value::String(image)) = args.get("imageId") else {
         return Ok(None);
     };

@@ -9,7 +9,11 @@
 //! start, running requests are reconciled: finished ones are applied, unknown ones dispatched
 //! again (dispatch is idempotent per request id on the facility side).
 
+pub mod boot;
 pub mod complete;
+pub mod edge;
+pub mod hosts;
+pub mod resolve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +22,14 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::{Notify, watch};
 
-use crate::api::requests::{decode, purge};
+use crate::codec::decode;
 use crate::config;
-use crate::facility::{Dispatch, Driver, Error, Status};
+use crate::facility::{Command, Dispatch, Driver, Error, Status};
 use crate::inventory::{self, Inventory};
 use crate::util::{now_rfc3339, rfc3339, unix_now};
+use boot::BootFiles;
 use complete::Outcome;
+use resolve::VmBoot;
 
 /// How long the facility has for each async method (§3.3), counted from dispatch.
 pub fn deadline_secs(config: &config::Api, method: &str) -> i64 {
@@ -58,8 +64,19 @@ pub fn pick(
 pub struct Engine {
     inventory: Inventory,
     config: Arc<config::Api>,
-    driver: Option<Arc<dyn Driver>>,
+    driver: Arc<dyn Driver>,
     wake: Arc<Notify>,
+    options: Options,
+    misses: hosts::Misses,
+}
+
+/// How the engine deals with machines.
+pub struct Options {
+    pub boot: BootFiles,
+    /// The reconciler runs: a power-on waits for the edge to confirm the VM's VLANs.
+    pub edge_gate: bool,
+    /// A host whose agent is silent this long is `unreachable`.
+    pub host_dead_secs: u64,
 }
 
 struct Snapshot {
@@ -87,75 +104,146 @@ fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
     })
 }
 
-/// What a dispatch needs of a request: itself and, for a VM, the hypervisor it was placed on.
+/// What a dispatch needs of a request: itself, its command once claimed, and the machine it
+/// went to (or, before that, the hypervisor its VM is placed on).
 const DISPATCH_COLUMNS: &str =
-    "SELECT r.id, r.method, r.resource_id, r.args, m.name FROM requests r
+    "SELECT r.id, r.method, r.resource_id, r.args, r.command, COALESCE(h.name, m.name) FROM requests r
+    LEFT JOIN machines h ON h.id = r.host_id
     LEFT JOIN vms v ON r.resource_type = 'vm' AND v.public_id = r.resource_id
     LEFT JOIN machines m ON m.id = v.hypervisor_id";
 
-fn dispatch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Dispatch> {
-    Ok(Dispatch {
+struct Row {
+    request_id: String,
+    method: String,
+    resource_id: String,
+    args: String,
+    command: Option<String>,
+    host: Option<String>,
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
         request_id: r.get(0)?,
         method: r.get(1)?,
         resource_id: r.get(2)?,
-        args: decode(&r.get::<_, String>(3)?),
-        hypervisor: r.get(4)?,
+        args: r.get(3)?,
+        command: r.get(4)?,
+        host: r.get(5)?,
     })
 }
 
-/// Claims the customer's oldest queued request: `running`, deadline from now.
+/// The request as a dispatch: its stored command, or (not claimed yet, or claimed by an nhn
+/// that stored none) the command resolved now.
+fn dispatch_of(conn: &Connection, row: Row, boot: &VmBoot) -> inventory::Result<Dispatch> {
+    let stored = row
+        .command
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Command>(c).ok());
+    let command = match stored {
+        Some(c) => c,
+        None => resolve::command(
+            conn,
+            &row.method,
+            &row.resource_id,
+            &decode(&row.args),
+            boot,
+        )?,
+    };
+    Ok(Dispatch {
+        request_id: row.request_id,
+        method: row.method,
+        resource_id: row.resource_id,
+        host: row.host,
+        command,
+    })
+}
+
+/// Claims the customer's oldest queued request: `running`, deadline from now, its command
+/// resolved and stored with the machine it goes to.
 fn claim(
     conn: &Connection,
     config: &config::Api,
     customer: i64,
+    boot: &VmBoot,
 ) -> inventory::Result<Option<Dispatch>> {
-    let row = inventory::optional(conn.query_row(
+    let found = inventory::optional(conn.query_row(
         &format!(
             "{DISPATCH_COLUMNS} WHERE r.customer_id = ?1 AND r.status = 'queued' ORDER BY r.accepted_at, r.rowid LIMIT 1"
         ),
         [customer],
-        dispatch_row,
+        row,
     ))?;
-    if let Some(job) = &row {
-        let now = unix_now();
-        conn.execute(
-            "UPDATE requests SET status = 'running', started_at = ?2, deadline_at = ?3 WHERE id = ?1",
-            params![
-                job.request_id,
-                rfc3339(now),
-                rfc3339(now + deadline_secs(config, &job.method))
-            ],
-        )?;
-        inventory::record_event(conn, "request", &job.request_id)?;
-    }
-    Ok(row)
+    let Some(found) = found else {
+        return Ok(None);
+    };
+    let job = dispatch_of(conn, found, boot)?;
+    let now = unix_now();
+    conn.execute(
+        "UPDATE requests SET status = 'running', started_at = ?2, deadline_at = ?3, command = ?4,
+            host_id = (SELECT id FROM machines WHERE name = ?5)
+         WHERE id = ?1",
+        params![
+            job.request_id,
+            rfc3339(now),
+            rfc3339(now + deadline_secs(config, &job.method)),
+            serde_json::to_string(&job.command).unwrap_or_default(),
+            job.host,
+        ],
+    )?;
+    inventory::record_event(conn, "request", &job.request_id)?;
+    Ok(Some(job))
 }
 
 impl Engine {
     pub fn new(
         inventory: Inventory,
         config: Arc<config::Api>,
-        driver: Option<Arc<dyn Driver>>,
+        driver: Arc<dyn Driver>,
         wake: Arc<Notify>,
+        options: Options,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             inventory,
             config,
             driver,
             wake,
+            options,
+            misses: hosts::Misses::default(),
         })
+    }
+
+    /// Applies a host's report (see [`hosts`]).
+    pub async fn host_report(
+        self: &Arc<Self>,
+        host_id: i64,
+        report: hosts::HostReport,
+    ) -> inventory::Result<()> {
+        let engine = self.clone();
+        self.inventory
+            .write(move |c| hosts::apply(c, host_id, &report, &engine.misses))
+            .await?;
+        Ok(())
+    }
+
+    async fn sweep_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let dead = self.options.host_dead_secs.max(1);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            if let Err(e) = self.inventory.write(move |c| hosts::sweep(c, dead)).await {
+                tracing::warn!(error = %e, "cannot check for silent hypervisors");
+            }
+        }
     }
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let Some(driver) = self.driver.clone() else {
-            tracing::warn!(
-                "no [api] facility_url: async requests (power, restore, init) stay queued"
-            );
-            return;
-        };
+        let driver = self.driver.clone();
         self.recover(&driver).await;
         let reconciler = tokio::spawn(self.clone().reconcile_loop(driver.clone(), stop.clone()));
+        let sweeper = tokio::spawn(self.clone().sweep_loop(stop.clone()));
         let mut cursor = None;
         loop {
             if let Err(e) = self.dispatch_ready(&driver, &mut cursor).await {
@@ -168,6 +256,7 @@ impl Engine {
             }
         }
         reconciler.abort();
+        sweeper.abort();
     }
 
     /// Dispatches until no customer has both queued work and a free slot.
@@ -191,9 +280,10 @@ impl Engine {
             };
             *cursor = Some(customer);
             let config = self.config.clone();
+            let boot = self.options.boot.current().await;
             let Some(job) = self
                 .inventory
-                .write(move |c| claim(c, &config, customer))
+                .write(move |c| claim(c, &config, customer, &boot))
                 .await?
             else {
                 continue;
@@ -213,6 +303,21 @@ impl Engine {
             let window = Duration::from_secs(engine.config.dispatch_retry_secs);
             let started = tokio::time::Instant::now();
             let mut delay = Duration::from_millis(500);
+            if engine.options.edge_gate
+                && let Command::PowerOn(spec) = &job.command
+                && let Some(host) = &job.host
+            {
+                let deadline = started + Duration::from_secs(engine.config.power_deadline_secs);
+                if let Err(why) = edge::wait(&engine.inventory, host, spec, deadline).await {
+                    tracing::warn!(request_id = %id, %why, "the edge did not confirm the VM's VLANs");
+                    let outcome = Outcome::Failed {
+                        error_type: "BackendError".into(),
+                        message: why,
+                    };
+                    engine.finish(id, outcome, "engine").await;
+                    return;
+                }
+            }
             let error = loop {
                 match driver.dispatch(job.clone()).await {
                     Ok(()) => return,
@@ -260,7 +365,8 @@ impl Engine {
 
     /// At start: running requests from before a crash are applied, left to run, or re-sent.
     async fn recover(self: &Arc<Self>, driver: &Arc<dyn Driver>) {
-        let running = match self.inventory.read(running_jobs).await {
+        let boot = self.options.boot.current().await;
+        let running = match self.inventory.read(move |c| running_jobs(c, &boot)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read running requests at start");
@@ -268,7 +374,7 @@ impl Engine {
             }
         };
         for job in running {
-            match driver.status(job.request_id.clone()).await {
+            match driver.status(job.clone()).await {
                 Ok(Status::Running) => {}
                 Ok(Status::Unknown) => self.send(driver.clone(), job),
                 Ok(status) => {
@@ -301,7 +407,12 @@ impl Engine {
     /// purges terminal requests past the retention period.
     pub async fn reconcile(&self, driver: &Arc<dyn Driver>) {
         let now = now_rfc3339();
-        let overdue = match self.inventory.read(move |c| overdue_jobs(c, &now)).await {
+        let boot = self.options.boot.current().await;
+        let overdue = match self
+            .inventory
+            .read(move |c| overdue_jobs(c, &now, &boot))
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "reconciler cannot read the queue");
@@ -309,7 +420,7 @@ impl Engine {
             }
         };
         for job in overdue {
-            let outcome = match driver.status(job.request_id.clone()).await {
+            let outcome = match driver.status(job.clone()).await {
                 Ok(status) => Outcome::from_status(status),
                 Err(_) => None,
             }
@@ -329,23 +440,42 @@ fn jobs_where(
     conn: &Connection,
     filter: &str,
     p: impl rusqlite::Params,
+    boot: &VmBoot,
 ) -> inventory::Result<Vec<Dispatch>> {
     let mut st = conn.prepare(&format!("{DISPATCH_COLUMNS} WHERE {filter}"))?;
-    let rows = st.query_map(p, dispatch_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = st
+        .query_map(p, row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter()
+        .map(|r| dispatch_of(conn, r, boot))
+        .collect()
 }
 
-fn running_jobs(conn: &Connection) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(conn, "r.status = 'running' ORDER BY r.started_at", [])
+fn running_jobs(conn: &Connection, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
+    jobs_where(conn, "r.status = 'running' ORDER BY r.started_at", [], boot)
 }
 
-fn overdue_jobs(conn: &Connection, now: &str) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(conn, "r.status = 'running' AND r.deadline_at < ?1", [now])
+fn overdue_jobs(conn: &Connection, now: &str, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
+    jobs_where(
+        conn,
+        "r.status = 'running' AND r.deadline_at < ?1",
+        [now],
+        boot,
+    )
+}
+
+/// Deletes terminal requests older than the retention period.
+pub fn purge(conn: &Connection, retention_days: u32) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM requests WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1",
+        [rfc3339(unix_now() - i64::from(retention_days) * 86_400)],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Inventory;
 
     #[test]
     fn pick_goes_round_robin_over_customers_with_free_slots() {
@@ -363,5 +493,40 @@ mod tests {
         // A (1) has 200 queued, B (2) one: after serving A, B is next.
         let running = HashMap::from([(1, 1)]);
         assert_eq!(pick(&[1, 2], &running, Some(1), 4), Some(2));
+    }
+
+    #[test]
+    fn terminal_requests_are_purged_after_the_retention_period_and_pending_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
+        let days_ago = |d: i64| rfc3339(unix_now() - d * 86_400);
+        let rows = [
+            ("old", "succeeded", Some(days_ago(8))),
+            ("old-failed", "failed", Some(days_ago(8))),
+            ("recent", "succeeded", Some(days_ago(6))),
+            ("old-queued", "queued", None),
+        ];
+        let purged = inv
+            .write_blocking(move |c| {
+                for (id, status, finished) in &rows {
+                    c.execute(
+                        "INSERT INTO requests (id, method, status, accepted_at, finished_at)
+                         VALUES (?1, 'getVmList', ?2, ?3, ?4)",
+                        params![id, status, days_ago(9), finished],
+                    )?;
+                }
+                Ok(purge(c, 7)?)
+            })
+            .unwrap();
+        assert_eq!(purged, 2);
+        let left: Vec<String> = inv
+            .read_blocking(|c| {
+                let mut st = c.prepare("SELECT id FROM requests ORDER BY id")?;
+                Ok(st
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .unwrap();
+        assert_eq!(left, ["old-queued", "recent"]);
     }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in for the facility layer (the future `nhn agent`), for the API tests.
 
-nhn's job engine POSTs XML-RPC `dispatchRequest({requestId, method, resourceId, args})` here;
+nhn's job engine POSTs XML-RPC `dispatchRequest({requestId, method, resourceId, command})` here
+(`command`: the typed facility command as JSON; Init* settings are its `settings`);
 after --delay seconds this stub "executes" the request once and reports the result to nhn's
 internal listener with `reportRequestResult(credential, requestId, status, result)`, retrying
 while nhn is down (as a real facility must). `getRequestStatus(requestId)` answers the
@@ -18,6 +19,7 @@ a facility that comes back on the same address). Only the standard library is us
 import argparse
 import hashlib
 import hmac
+import json
 import os
 import sys
 import threading
@@ -93,16 +95,18 @@ def main():
 
     def dispatchRequest(job):
         rid = job["requestId"]
+        command = json.loads(job["command"])
+        args = command.get("settings", command)
         with lock:
             known = rid in requests
             if not known:
                 requests[rid] = {"status": "running", "result": {}, "dispatches": 0, "executions": 0,
-                                 "args": job["args"], "hypervisor": job.get("hypervisor", "")}
+                                 "args": args, "hypervisor": job.get("hypervisor", "")}
             requests[rid]["dispatches"] += 1
         if not known:
             threading.Thread(
                 target=execute,
-                args=(rid, job["method"], job["resourceId"], job["args"]),
+                args=(rid, job["method"], job["resourceId"], args),
                 daemon=True,
             ).start()
         print(f"dispatch {rid} {job['method']} {job['resourceId']}", file=sys.stderr, flush=True)

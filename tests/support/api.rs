@@ -31,7 +31,7 @@ pub fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api")
 }
 
-fn field(out: &str, name: &str) -> String {
+pub fn field(out: &str, name: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix(name))
         .map(|v| v.trim().to_owned())

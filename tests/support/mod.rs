@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod kernel;
 pub mod switchlab;
 
 use std::fs::{self, File};

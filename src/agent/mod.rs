@@ -1,0 +1,526 @@
+//! `nhn agent`: the facility on a hypervisor (DESIGN.md §6, FACILITY.md). It runs the VMs the
+//! appliance places there and reports what it sees.
+//!
+//! - **API** (HTTP, JSON): `POST /v1/requests` takes a typed command for a request id,
+//!   `GET /v1/requests/<id>` tells its status. Every call must carry the appliance's signature
+//!   made with this host's key ([`crate::sign`]): the SHA-256 of the credential that
+//!   `nhn agent enroll HOST` printed once. Anything else gets 401 and nothing runs. Requests are
+//!   idempotent per id and kept in `<state_dir>/requests/<id>.json`, so a request survives an
+//!   agent restart and never runs twice.
+//! - **VMs** are QEMU processes that outlive the agent ([`vm`]); at start the agent re-adopts
+//!   them and re-runs requests it had not finished (every command is idempotent).
+//! - **Results** go to the appliance's `reportRequestResult`, retried until the appliance has
+//!   them; **reports** (`reportHostState`) every `[agent] report_secs`: VMs and their state,
+//!   free capacity, VMs that vanished, QEMU processes the agent does not know.
+
+pub mod appliance;
+pub mod ovs;
+pub mod qmp;
+pub mod vm;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::to_bytes;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::Mutex;
+
+use crate::config::Agent as AgentConfig;
+use crate::facility::agent::{Handover, RequestStatus};
+use crate::facility::command::{Chap, Command, VmSpec};
+use crate::jobs::hosts::{HostReport, VmReport};
+use crate::sign::{HEADER, credential_key, verify};
+use crate::util::unix_now;
+use appliance::Appliance;
+use vm::Vm;
+
+/// Largest request body (a command is small).
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// A request as the agent keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Record {
+    vm: String,
+    command: Command,
+    status: RequestStatus,
+    /// The appliance has the result.
+    reported: bool,
+}
+
+struct Agent {
+    config: AgentConfig,
+    key: [u8; 32],
+    accel: &'static str,
+    appliance: Appliance,
+    requests: Mutex<HashMap<String, Record>>,
+    vms: Mutex<HashMap<String, Vm>>,
+    /// VMs that ended without being asked, reported until the appliance has heard it.
+    ended: Mutex<Vec<VmReport>>,
+    /// One operation at a time per VM.
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// CHAP accounts of running requests (memory only).
+    chap: Mutex<HashMap<String, Vec<Chap>>>,
+}
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub async fn run(config: AgentConfig) -> Result<()> {
+    if config.host.is_empty() {
+        anyhow::bail!(
+            "[agent] host is empty: set it to this hypervisor's machine name in the inventory"
+        );
+    }
+    let credential = std::fs::read_to_string(&config.credential_file).with_context(|| {
+        format!(
+            "cannot read the agent credential {}: run `nhn agent enroll {} --url URL` on the appliance and store what it prints there (mode 0600)",
+            config.credential_file.display(),
+            config.host
+        )
+    })?;
+    let credential = credential.trim().to_owned();
+    for d in ["vm", "requests", "cache"] {
+        std::fs::create_dir_all(config.state_dir.join(d))
+            .with_context(|| format!("cannot create {}", config.state_dir.join(d).display()))?;
+    }
+    let accel = vm::choose_accel(&config);
+    tracing::info!(host = %config.host, accel, "nhn agent starting");
+    let (running, gone) = vm::adopt(&config).await;
+    let ended = gone
+        .into_iter()
+        .map(|(spec, reason)| VmReport {
+            vm_id: spec.vm,
+            state: "gone".into(),
+            reason,
+        })
+        .collect();
+    let requests = load_requests(&config.state_dir.join("requests"));
+    let agent = Arc::new(Agent {
+        key: credential_key(&credential),
+        appliance: Appliance::new(&config.appliance_url, credential),
+        accel,
+        requests: Mutex::new(requests),
+        vms: Mutex::new(running),
+        ended: Mutex::new(ended),
+        locks: Mutex::default(),
+        chap: Mutex::default(),
+        config,
+    });
+    // Requests the previous agent had not finished run again; results it had not delivered
+    // are delivered.
+    let pending: Vec<(String, Record)> = agent
+        .requests
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, r)| r.status.status == "running" || !r.reported)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (id, record) in pending {
+        let a = agent.clone();
+        if record.status.status == "running" {
+            tokio::spawn(async move { a.execute(id, record.command).await });
+        } else {
+            tokio::spawn(async move { a.deliver(id).await });
+        }
+    }
+    tokio::spawn(agent.clone().report_loop());
+    let listener = tokio::net::TcpListener::bind(agent.config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} ([agent] listen)", agent.config.listen))?;
+    tracing::info!(listen = %agent.config.listen, "nhn agent listening");
+    let app = Router::new()
+        .route("/v1/requests", post(handover))
+        .route("/v1/requests/{id}", get(status))
+        .with_state(agent.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    tracing::info!("nhn agent stopped (its VMs keep running)");
+    Ok(())
+}
+
+fn load_requests(dir: &std::path::Path) -> HashMap<String, Record> {
+    let mut out = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let week = std::time::SystemTime::now() - Duration::from_secs(7 * 86_400);
+    for e in entries.flatten() {
+        let path = e.path();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m < week);
+        let record = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Record>(&t).ok());
+        match (record, path.file_stem().and_then(|s| s.to_str())) {
+            (Some(r), Some(id)) if !(old && r.reported) => {
+                out.insert(id.to_owned(), r);
+            }
+            _ => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    out
+}
+
+fn refused(why: impl std::fmt::Display) -> Response {
+    tracing::warn!(%why, "refused a call without a valid signature");
+    (StatusCode::UNAUTHORIZED, format!("{why}\n")).into_response()
+}
+
+async fn handover(State(agent): State<Arc<Agent>>, req: Request) -> Response {
+    let headers = req.headers().clone();
+    let Ok(body) = to_bytes(req.into_body(), BODY_LIMIT).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response();
+    };
+    if let Err(e) = agent.check(&headers, &body) {
+        return refused(e);
+    }
+    let h: Handover = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("not a request: {e}\n")).into_response();
+        }
+    };
+    if !valid_id(&h.request_id) {
+        return (StatusCode::BAD_REQUEST, "malformed request id\n").into_response();
+    }
+    let mut requests = agent.requests.lock().await;
+    if let Some(r) = requests.get(&h.request_id) {
+        return axum::Json(r.status.clone()).into_response();
+    }
+    let record = Record {
+        vm: h.vm.clone(),
+        command: h.command.clone(),
+        status: RequestStatus {
+            status: "running".into(),
+            ..Default::default()
+        },
+        reported: false,
+    };
+    if let Err(e) = agent.persist(&h.request_id, &record) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+    }
+    requests.insert(h.request_id.clone(), record.clone());
+    drop(requests);
+    agent.chap.lock().await.insert(h.request_id.clone(), h.chap);
+    tracing::info!(request_id = %h.request_id, command = h.command.kind(), "request accepted");
+    let a = agent.clone();
+    tokio::spawn(async move { a.execute(h.request_id, h.command).await });
+    (StatusCode::ACCEPTED, axum::Json(record.status)).into_response()
+}
+
+async fn status(
+    State(agent): State<Arc<Agent>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v1/requests/{id}");
+    if let Err(e) = agent.check(&headers, path.as_bytes()) {
+        return refused(e);
+    }
+    let st = agent
+        .requests
+        .lock()
+        .await
+        .get(&id)
+        .map(|r| r.status.clone())
+        .unwrap_or(RequestStatus {
+            status: "unknown".into(),
+            ..Default::default()
+        });
+    axum::Json(st).into_response()
+}
+
+/// Request ids are the appliance's `xxxxxxxx-…` hex groups: safe as file names.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+impl Agent {
+    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), crate::sign::Refused> {
+        let header = headers.get(HEADER).and_then(|v| v.to_str().ok());
+        verify(&self.key, header, body, unix_now())
+    }
+
+    fn persist(&self, id: &str, record: &Record) -> std::io::Result<()> {
+        let dir = self.config.state_dir.join("requests");
+        let tmp = dir.join(format!("{id}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec(record).unwrap_or_default())?;
+        std::fs::rename(tmp, dir.join(format!("{id}.json")))
+    }
+
+    async fn lock_vm(&self, vm: &str) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .await
+            .entry(vm.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Carries out a request and delivers its result.
+    async fn execute(self: Arc<Self>, id: String, command: Command) {
+        let outcome = self.carry_out(&id, &command).await;
+        self.chap.lock().await.remove(&id);
+        let status = match outcome {
+            Ok(result) => RequestStatus {
+                status: "succeeded".into(),
+                result,
+                ..Default::default()
+            },
+            Err(message) => {
+                tracing::warn!(request_id = %id, %message, "request failed");
+                RequestStatus {
+                    status: "failed".into(),
+                    error_type: "BackendError".into(),
+                    error_message: message,
+                    ..Default::default()
+                }
+            }
+        };
+        {
+            let mut requests = self.requests.lock().await;
+            if let Some(r) = requests.get_mut(&id) {
+                r.status = status;
+                if let Err(e) = self.persist(&id, r) {
+                    tracing::error!(request_id = %id, error = %e, "cannot record a result");
+                }
+            }
+        }
+        self.deliver(id).await;
+    }
+
+    /// Sends a result until the appliance has it (or refuses it for good).
+    async fn deliver(self: Arc<Self>, id: String) {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let Some(st) = self
+                .requests
+                .lock()
+                .await
+                .get(&id)
+                .map(|r| r.status.clone())
+            else {
+                return;
+            };
+            match self.appliance.report_result(&id, &st).await {
+                Ok(()) => break,
+                Err(e @ appliance::Error::Refused { .. }) => {
+                    tracing::warn!(request_id = %id, error = %e, "the appliance refused a result; not retrying");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %id, error = %e, "cannot report a result; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        let mut requests = self.requests.lock().await;
+        if let Some(r) = requests.get_mut(&id) {
+            r.reported = true;
+            let _ = self.persist(&id, r);
+        }
+    }
+
+    async fn carry_out(
+        &self,
+        id: &str,
+        command: &Command,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let mut result = serde_json::Map::new();
+        result.insert("host".into(), self.config.host.clone().into());
+        match command {
+            Command::PowerOn(spec) => {
+                let lock = self.lock_vm(&spec.vm).await;
+                let _held = lock.lock().await;
+                result.insert("vmId".into(), spec.vm.clone().into());
+                if self.vms.lock().await.get(&spec.vm).is_some_and(Vm::alive) {
+                    return Ok(result);
+                }
+                let chap = self.chap.lock().await.get(id).cloned().unwrap_or_default();
+                let vm = self.power_on(spec, &chap).await?;
+                tracing::info!(vm = %spec.vm, pid = vm.pid, "VM started");
+                self.vms.lock().await.insert(spec.vm.clone(), vm);
+                Ok(result)
+            }
+            Command::PowerOff { force } => {
+                let vm = self.target_vm(id).await?;
+                let lock = self.lock_vm(&vm).await;
+                let _held = lock.lock().await;
+                result.insert("vmId".into(), vm.clone().into());
+                let Some(running) = self.vms.lock().await.get(&vm).cloned() else {
+                    return Ok(result);
+                };
+                let grace = Duration::from_secs(self.config.shutdown_grace_secs);
+                vm::stop(&self.config, &running, *force, grace)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.vms.lock().await.remove(&vm);
+                tracing::info!(%vm, force, "VM stopped");
+                Ok(result)
+            }
+            Command::Reset => {
+                let vm = self.target_vm(id).await?;
+                let lock = self.lock_vm(&vm).await;
+                let _held = lock.lock().await;
+                result.insert("vmId".into(), vm.clone().into());
+                let running = self.vms.lock().await.get(&vm).cloned();
+                let running = running
+                    .ok_or_else(|| format!("VM {vm} does not run on {}", self.config.host))?;
+                vm::reset(&running).await.map_err(|e| e.to_string())?;
+                Ok(result)
+            }
+            Command::Restore { .. } | Command::Configure { .. } => Err(format!(
+                "{} is not carried out by nhn agent yet (install and configure modes come with image import)",
+                command.kind()
+            )),
+        }
+    }
+
+    /// The VM a request is about, as the appliance named it.
+    async fn target_vm(&self, id: &str) -> Result<String, String> {
+        self.requests
+            .lock()
+            .await
+            .get(id)
+            .map(|r| r.vm.clone())
+            .filter(|vm| !vm.is_empty())
+            .ok_or_else(|| format!("request {id} names no VM"))
+    }
+
+    async fn power_on(&self, spec: &VmSpec, chap: &[Chap]) -> Result<Vm, String> {
+        let cache = self.config.state_dir.join("cache");
+        let kernel: PathBuf = self
+            .appliance
+            .cached(&cache, &spec.boot.kernel_url, &spec.boot.kernel_sha256)
+            .await?;
+        let initrd = self
+            .appliance
+            .cached(&cache, &spec.boot.initrd_url, &spec.boot.initrd_sha256)
+            .await?;
+        vm::start(&self.config, self.accel, spec, chap, &kernel, &initrd)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every `report_secs`: what runs, what ended, what the agent does not know.
+    async fn report_loop(self: Arc<Self>) {
+        let every = Duration::from_secs(self.config.report_secs.max(1));
+        loop {
+            let report = self.observe().await;
+            match self.appliance.report_host(&report).await {
+                Ok(()) => {
+                    let sent: Vec<String> = report
+                        .vms
+                        .iter()
+                        .filter(|v| v.state == "gone" || v.state == "shutdown")
+                        .map(|v| v.vm_id.clone())
+                        .collect();
+                    self.ended.lock().await.retain(|v| !sent.contains(&v.vm_id));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot report to the appliance"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Looks at every VM: a dead QEMU is `gone`, a guest that powered off is `shutdown` (its
+    /// QEMU is then stopped and its taps removed).
+    async fn observe(&self) -> HostReport {
+        let known: Vec<Vm> = self.vms.lock().await.values().cloned().collect();
+        let mut vms = Vec::new();
+        for vm in known {
+            let id = vm.spec.vm.clone();
+            // Skip VMs busy with an operation: its result tells the appliance.
+            let lock = self.lock_vm(&id).await;
+            let Ok(_held) = lock.try_lock() else {
+                vms.push(VmReport {
+                    vm_id: id,
+                    state: "busy".into(),
+                    reason: String::new(),
+                });
+                continue;
+            };
+            if !vm.alive() {
+                let reason = format!("QEMU (pid {}) exited", vm.pid);
+                tracing::warn!(vm = %id, %reason, "a VM ended without being asked");
+                vm::forget(&self.config, &vm);
+                self.vms.lock().await.remove(&id);
+                self.ended.lock().await.push(VmReport {
+                    vm_id: id,
+                    state: "gone".into(),
+                    reason,
+                });
+                continue;
+            }
+            let status = match qmp::Qmp::connect(&vm.qmp_path()).await {
+                Ok(mut q) => q.status().await.unwrap_or_else(|_| "unknown".into()),
+                Err(_) => "unknown".into(),
+            };
+            if status == "shutdown" {
+                tracing::info!(vm = %id, "the guest powered itself off");
+                if let Err(e) = vm::stop(&self.config, &vm, true, Duration::ZERO).await {
+                    tracing::warn!(vm = %id, error = %e, "cannot stop a powered-off VM's QEMU");
+                    continue;
+                }
+                self.vms.lock().await.remove(&id);
+                self.ended.lock().await.push(VmReport {
+                    vm_id: id,
+                    state: "shutdown".into(),
+                    reason: "the guest powered itself off".into(),
+                });
+                continue;
+            }
+            vms.push(VmReport {
+                vm_id: id,
+                state: status,
+                reason: String::new(),
+            });
+        }
+        vms.extend(self.ended.lock().await.iter().cloned());
+        let running: Vec<Vm> = self.vms.lock().await.values().cloned().collect();
+        let pids: Vec<u32> = running.iter().map(|v| v.pid).collect();
+        let (vcpus, memory) = running.iter().fold((0i64, 0i64), |(c, m), v| {
+            (c + i64::from(v.spec.vcpus), m + i64::from(v.spec.memory_mb))
+        });
+        HostReport {
+            accel: self.accel.to_owned(),
+            vcpus_free: host_vcpus() - vcpus,
+            memory_free_mb: host_memory_mb() - memory,
+            vms,
+            unknown_processes: vm::unknown_processes(&self.config, &pids),
+        }
+    }
+}
+
+fn host_vcpus() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as i64)
+}
+
+fn host_memory_mb() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}

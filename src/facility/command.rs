@@ -1,0 +1,134 @@
+//! The typed commands the job engine hands to the facility, with everything resolved from the
+//! inventory when the request is claimed (DESIGN.md §6): the facility never reads the
+//! inventory or the caller's XML-RPC arguments. A command is stored as JSON in the request's
+//! row, so a re-dispatch after a restart sends exactly what the first dispatch sent.
+//!
+//! Secrets are never part of a command: a disk names whether its target wants CHAP, and the
+//! transport that sends the command to an agent adds the account on the way out.
+
+use serde::{Deserialize, Serialize};
+
+/// What to do to a machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Command {
+    /// Start the VM described (a no-op success if it already runs).
+    PowerOn(VmSpec),
+    /// Stop it: ACPI shutdown, forced after the agent's grace period, or forced at once.
+    PowerOff { force: bool },
+    /// Hard reset of a running VM.
+    Reset,
+    /// Install an image on DISK1 (restoreImage; carried out by the images issue's install mode).
+    Restore { image: String },
+    /// Apply offline settings (the Init* methods; carried out by configure mode).
+    Configure {
+        method: String,
+        settings: serde_json::Value,
+    },
+}
+
+impl Command {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::PowerOn(_) => "power_on",
+            Command::PowerOff { .. } => "power_off",
+            Command::Reset => "reset",
+            Command::Restore { .. } => "restore",
+            Command::Configure { .. } => "configure",
+        }
+    }
+}
+
+/// A VM as its hypervisor must run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmSpec {
+    /// The VM's public id (`vm-…`): its directory and QEMU name on the hypervisor.
+    pub vm: String,
+    pub vcpus: u32,
+    pub memory_mb: u32,
+    /// The VM type's bandwidth cap, per NIC.
+    pub bandwidth_mbps: u32,
+    pub nics: Vec<NicSpec>,
+    pub disks: Vec<DiskSpec>,
+    pub boot: BootSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicSpec {
+    /// NET1, NET2.
+    pub device: String,
+    pub mac: String,
+    /// The access VLAN of the NIC's network (`None`: not attached, the NIC has no link).
+    pub vlan: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// DISK1, DISK2.
+    pub device: String,
+    /// `address:port` of the iSCSI portal.
+    pub portal: String,
+    pub target: String,
+    pub lun: u32,
+    /// The initiator name the target's ACL allows.
+    pub initiator: String,
+    /// The target wants a CHAP account (the transport adds it; it is never stored here).
+    pub chap: bool,
+}
+
+/// Direct kernel boot: the kernel and initrd the appliance serves over HTTP, with their SHA-256
+/// so the hypervisor can keep a verified copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSpec {
+    pub kernel_url: String,
+    pub kernel_sha256: String,
+    pub initrd_url: String,
+    pub initrd_sha256: String,
+    pub cmdline: String,
+}
+
+/// A CHAP account for one target, added by the transport when it sends a command.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chap {
+    pub target: String,
+    pub user: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Chap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chap")
+            .field("target", &self.target)
+            .field("user", &self.user)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_tagged_json_that_round_trips() {
+        let c = Command::PowerOff { force: true };
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(j, r#"{"kind":"power_off","force":true}"#);
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
+        assert_eq!(
+            serde_json::to_string(&Command::Reset).unwrap(),
+            r#"{"kind":"reset"}"#
+        );
+    }
+
+    #[test]
+    fn chap_secrets_are_not_printed() {
+        let c = Chap {
+            target: "iqn.x".into(),
+            user: "u".into(),
+            secret: "s3cret".into(),
+        };
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}
