@@ -128,7 +128,7 @@ fn main() {
         plan::diff(&d, &before.ports).len()
     });
     let ports: usize = before.ports.values().map(|p| p.len()).sum();
-    let core_vlans = before.ports["Core-A"]["p0"].len();
+    let core_vlans = before.ports["Core-A"]["p0"].tagged.len();
     println!(
         "site: {} switches ({EDGES} edges), {HOSTS} hypervisors, {VMS} VMs, {VLANS} VLANs; {ports} managed ports, {core_vlans} VLANs per core port",
         topo.switches.len()

@@ -146,8 +146,7 @@ fn main() {
                         let want = action == Action::Add;
                         assert!(
                             (1..=PORTS)
-                                .all(|p| after.ports[&format!("swp{p}")].vlans.contains(vlan)
-                                    == want),
+                                .all(|p| after.ports[&format!("swp{p}")].contains(vlan) == want),
                             "{}: the read-back does not confirm {action:?} VLAN {vlan}",
                             kind.label()
                         );

@@ -413,7 +413,9 @@ pub enum Accel {
 pub struct SwitchPlane {
     /// Run the reconciler in `nhn serve` (false: plan only, never touch a switch).
     pub reconcile: bool,
-    /// Infrastructure VLANs (storage, management) carried on every hypervisor port.
+    /// Extra VLANs tagged on every hypervisor port (e.g. management). The storage networks'
+    /// VLANs and each NIC's own (untagged) network come from the inventory and need not be
+    /// listed; a VLAN listed here that is a port's native VLAN stays untagged there.
     pub infra_vlans: Vec<u16>,
     /// Seconds between read-backs of each switch (drift repair).
     pub readback_period_secs: u64,

@@ -911,6 +911,12 @@ fn switch_plan(inv: &Inventory, config: &Config) -> Result<()> {
         let budget = budget.map_or("unlimited".to_owned(), |b| b.to_string());
         println!("  {edge}: {macs} MACs (budget {budget})");
     }
+    println!("ports (access N; native N + tagged VLANs; or the tagged VLANs of a trunk):");
+    for (switch, ports) in &planned.desired.ports {
+        for (port, want) in ports {
+            println!("  {switch}:{port}  {want}");
+        }
+    }
     if !planned.never_read.is_empty() {
         println!(
             "never read back (their ports count as empty): {}",
@@ -1124,7 +1130,7 @@ fn switch_show(inv: &Inventory, config: &Config) -> Result<()> {
             for (port, want) in ports {
                 let have = applied.get(&s.name).and_then(|a| a.get(port));
                 let have_text = have.map_or("never read".to_owned(), ToString::to_string);
-                let mark = if have == Some(want) {
+                let mark = if have.is_some_and(|h| want.satisfied_by(h)) {
                     ""
                 } else {
                     "  (differs)"

@@ -4,6 +4,7 @@
 mod support;
 
 use support::cli::{Nhn, examples};
+use support::switchlab::with_bare_metal_server;
 
 fn seeded() -> Nhn {
     let nhn = Nhn::new();
@@ -81,7 +82,44 @@ fn switch_plan_says_which_vm_on_which_host_needs_which_vlan_on_which_port() {
         "{out}"
     );
     assert!(!out.contains("Edge-Switch-3:swp3 VLAN 100"), "{out}");
-    assert!(out.contains("Edge-Switch-2: 2 MACs (budget 64)"), "{out}");
+    // VLANs 10 (3 hypervisor NICs), 20 (3 boot NICs) and 100 (2 VMs).
+    assert!(out.contains("Edge-Switch-2: 8 MACs (budget 64)"), "{out}");
+}
+
+#[test]
+fn switch_plan_prints_each_machine_port_with_its_untagged_vlan_and_why() {
+    let nhn = Nhn::new();
+    let seed = std::fs::read_to_string(examples().join("seed-site.toml")).expect("read the seed");
+    let site = nhn.dir().join("site.toml");
+    std::fs::write(&site, with_bare_metal_server(&seed)).expect("write the site");
+    nhn.ok(&["inventory", "import", site.to_str().expect("utf-8 path")]);
+    nhn.ok(&[
+        "vm",
+        "place",
+        "VM1-1",
+        "--network",
+        "100",
+        "--host",
+        "Hypervisor-1",
+    ]);
+    let out = nhn.ok(&["switch", "plan"]);
+    for line in [
+        // Hypervisors: the boot NIC's network untagged, storage and their VMs tagged.
+        "  Edge-Switch-1:swp3  native 20 + 10,100\n",
+        "  Edge-Switch-2:swp3  native 20 + 10\n",
+        // The bare-metal server: an access port on its network.
+        "  Edge-Switch-2:swp4  access 20\n",
+        // Uplinks carry the machine networks tagged.
+        "  Edge-Switch-2:swp1  10,20\n",
+        "+ Edge-Switch-1:swp3 VLAN 20 untagged: Hypervisor-1 eth0 is on network service untagged (boot NIC: PXE)",
+        "+ Edge-Switch-1:swp3 VLAN 10: storage network, tagged to every hypervisor (Hypervisor-1)",
+        "= Edge-Switch-2:swp4 access VLAN 20: bare-metal Server-1 eth0 is on network service (boot NIC: PXE)",
+        "+ Edge-Switch-2:swp1 VLAN 20: uplink of Edge-Switch-2, whose hosts need it: network of Hypervisor-2 eth0",
+    ] {
+        assert!(out.contains(line), "{line:?} not in:\n{out}");
+    }
+    // Server-1's NIC is one more MAC in VLAN 20 (4 boot NICs, 3 hypervisor storage NICs).
+    assert!(out.contains("Edge-Switch-2: 7 MACs (budget 64)"), "{out}");
 }
 
 #[test]
@@ -121,7 +159,7 @@ fn move_and_remove_change_only_the_inventory_and_are_audited() {
         "moved VM1-1 to Hypervisor-3\n"
     );
     let out = nhn.ok(&["switch", "plan"]);
-    assert!(!out.contains("Edge-Switch-1:swp3"), "{out}");
+    assert!(!out.contains("Edge-Switch-1:swp3 VLAN 100"), "{out}");
     assert_eq!(
         nhn.ok(&["vm", "remove", "VM1-1"]),
         "removed VM1-1 (was on Hypervisor-3)\n"

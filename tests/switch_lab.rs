@@ -11,6 +11,7 @@ use nhn::switch::vlans::VlanSet;
 use support::cli::Nhn;
 use support::switchlab::{
     Persona, SeedLab, V3_AUTH, V3_PRIV, snmp_v2c_credential, snmp_v3_credential,
+    with_bare_metal_server,
 };
 use support::{Lab, Proc, in_netns, lab_or_skip, wait_until};
 
@@ -28,6 +29,20 @@ const TOOLS: &[&str] = &[
 /// [`TOOLS`] and net-snmp's agent, for the labs with an SNMP switch.
 const SNMP_TOOLS: &[&str] = &[
     "ping",
+    "ovs-vswitchd",
+    "/usr/sbin/sshd",
+    "/usr/sbin/snmpd",
+    "ssh-keygen",
+    "ethtool",
+    "ss",
+    "curl",
+    "/usr/bin/python3",
+];
+
+/// [`SNMP_TOOLS`] and tcpdump, for the lab that looks at frames.
+const FRAME_TOOLS: &[&str] = &[
+    "ping",
+    "tcpdump",
     "ovs-vswitchd",
     "/usr/sbin/sshd",
     "/usr/sbin/snmpd",
@@ -58,8 +73,21 @@ impl<'lab> Rig<'lab> {
         readback: u64,
         edit: impl FnOnce(String) -> String,
     ) -> Self {
+        Self::build(lab, personas, mac_table, readback, edit, |_| {})
+    }
+
+    /// Like `with_site`, with `prepare` run on the lab before nhn starts.
+    fn build(
+        lab: &'lab Lab,
+        personas: &[(&str, Persona)],
+        mac_table: u32,
+        readback: u64,
+        edit: impl FnOnce(String) -> String,
+        prepare: impl FnOnce(&mut SeedLab<'lab>),
+    ) -> Self {
         let nhn = Nhn::new();
-        let sl = SeedLab::build(lab, &nhn.dir().join("lab"), personas, mac_table);
+        let mut sl = SeedLab::build(lab, &nhn.dir().join("lab"), personas, mac_table);
+        prepare(&mut sl);
         let site = nhn.dir().join("site.toml");
         std::fs::write(&site, edit(sl.site_file())).expect("write the site file");
         std::fs::write(nhn.dir().join("nhn.toml"), sl.config(readback)).expect("write the config");
@@ -157,11 +185,12 @@ impl<'lab> Rig<'lab> {
             if skip.contains(&switch.as_str()) {
                 continue;
             }
-            let real = self.sl.ports(switch);
+            let real = self.sl.port_plans(switch);
             for (port, want) in ports {
-                let have = real.get(port).cloned().unwrap_or_default();
-                if have != want.to_string() {
-                    out.push(format!("{switch}:{port} plan {want} switch {have}"));
+                match real.get(port) {
+                    Some(have) if want.satisfied_by(have) => {}
+                    Some(have) => out.push(format!("{switch}:{port} plan {want} switch {have}")),
+                    None => out.push(format!("{switch}:{port} plan {want}, not on the switch")),
                 }
             }
         }
@@ -286,26 +315,33 @@ fn seed_sequence(test: &str, es3: Persona) {
         64,
         60,
     );
-    // No VMs yet: every edge drops the 100,200 the lab started with.
+    // No VMs yet: every edge drops the 100,200 the lab started with and carries only its
+    // hypervisor's own networks: `service` (20) untagged, `storage` (10) tagged.
     rig.wait_converged("initial");
     for edge in ["Edge-Switch-1", "Edge-Switch-2", "Edge-Switch-3"] {
         let ports = rig.sl.ports(edge);
-        assert!(ports.values().all(|v| v == "none"), "{edge}: {ports:?}");
+        let want = [
+            ("swp1", "10,20"),
+            ("swp2", "10,20"),
+            ("swp3", "native 20 + 10"),
+        ];
+        let want = want.map(|(p, v)| (p.to_owned(), v.to_owned())).into();
+        assert_eq!(ports, want, "{edge}");
     }
 
     // The slides: VM1-1 on VLAN 100 and VM3-2 on VLAN 200 are up.
     rig.place("VM1-1", 100, Some("Hypervisor-1"), "192.168.50.11");
     rig.place("VM3-2", 200, Some("Hypervisor-3"), "192.168.50.32");
     rig.wait_converged("VM1-1 and VM3-2");
-    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "100");
-    assert_eq!(rig.sl.ports("Edge-Switch-3")["swp3"], "200");
-    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "none");
+    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "native 20 + 10,100");
+    assert_eq!(rig.sl.ports("Edge-Switch-3")["swp3"], "native 20 + 10,200");
+    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "native 20 + 10");
 
     // Another VLAN 100 VM goes next to VM1-1, not to Hypervisor-2.
     let host = rig.place("VM1-2", 100, None, "192.168.50.12");
     assert_eq!(host, "Hypervisor-1");
     rig.wait_converged("VM1-2");
-    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "none");
+    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "native 20 + 10");
 
     // Forcing VM2-1 onto VLAN 100 on Hypervisor-2 adds VLAN 100 to Edge-Switch-2 only.
     let before: Vec<_> = [
@@ -332,7 +368,7 @@ fn seed_sequence(test: &str, es3: Persona) {
     let es2 = rig.sl.ports("Edge-Switch-2");
     assert_eq!(
         (es2["swp1"].as_str(), es2["swp3"].as_str()),
-        ("100", "100"),
+        ("10,20,100", "native 20 + 10,100"),
         "{es2:?}"
     );
     // Edges carry only what their hosts need.
@@ -374,7 +410,10 @@ fn seed_sequence(test: &str, es3: Persona) {
     // VLAN 100 arrives on Edge-Switch-3 too: reachable through it, still isolated from 200.
     rig.place("VM3-1", 100, Some("Hypervisor-3"), "192.168.50.31");
     rig.wait_converged("VM3-1");
-    assert_eq!(rig.sl.ports("Edge-Switch-3")["swp3"], "100,200");
+    assert_eq!(
+        rig.sl.ports("Edge-Switch-3")["swp3"],
+        "native 20 + 10,100,200"
+    );
     assert!(
         reaches(&rig.sl, "VM3-1", "VM1-1", 15),
         "VM3-1 cannot reach VM1-1"
@@ -444,6 +483,127 @@ fn seed_sequence(test: &str, es3: Persona) {
             assert!(!show.contains(secret), "{secret} in switch show:\n{show}");
         }
     }
+    rig.kill9();
+}
+
+/// Issue 14 part 3 on real switches: each hypervisor's edge port carries its boot network
+/// (`service`, VLAN 20) untagged and `storage` (VLAN 10) tagged, whichever driver programs
+/// it — SSH to OVS (Edge-Switch-1), the IOS-like CLI (Edge-Switch-2), SNMP (Edge-Switch-3) —
+/// and bare-metal Server-1's port on Edge-Switch-2 becomes an access port. Read back from the
+/// switches' OVS, then proven with frames: untagged from a hypervisor's own NIC, tagged on
+/// the uplink, untagged again at the server.
+#[test]
+fn machine_ports_carry_their_boot_network_untagged_whatever_the_driver() {
+    let Some(lab) = lab_or_skip(
+        "machine_ports_carry_their_boot_network_untagged_whatever_the_driver",
+        FRAME_TOOLS,
+    ) else {
+        return;
+    };
+    let mut rig = Rig::build(
+        &lab,
+        &[
+            ("Edge-Switch-2", Persona::Ios),
+            ("Edge-Switch-3", Persona::SnmpV2c),
+        ],
+        64,
+        60,
+        |site| with_bare_metal_server(&site),
+        |sl| {
+            sl.start_server("server1", "Edge-Switch-2", "swp4", "10.20.0.101");
+            sl.start_host_nic("hv1nic", "Hypervisor-1", "10.20.0.11");
+            sl.start_host_nic("hv3nic", "Hypervisor-3", "10.20.0.13");
+        },
+    );
+    rig.place("VM1-1", 100, Some("Hypervisor-1"), "192.168.50.11");
+    rig.place("VM2-1", 100, Some("Hypervisor-2"), "192.168.50.21");
+    rig.wait_converged("machine ports");
+    let es1 = rig.sl.ports("Edge-Switch-1");
+    let es2 = rig.sl.ports("Edge-Switch-2");
+    let es3 = rig.sl.ports("Edge-Switch-3");
+    assert_eq!(es1["swp3"], "native 20 + 10,100", "over SSH to OVS");
+    assert_eq!(es2["swp3"], "native 20 + 10,100", "over the IOS CLI");
+    assert_eq!(es3["swp3"], "native 20 + 10", "over SNMP");
+    assert_eq!(es2["swp4"], "access 20", "the bare-metal server's port");
+    assert_eq!(
+        es1["swp1"], "10,20,100",
+        "the uplink carries the service VLAN tagged"
+    );
+    // OVS's own columns say the same: the service VLAN leaves the hypervisor port untagged.
+    let raw = rig.sl.switches["Edge-Switch-1"].ovs.vsctl(&[
+        "--format=csv",
+        "--data=bare",
+        "--no-headings",
+        "--columns=vlan_mode,tag,trunks",
+        "list",
+        "Port",
+        "swp3",
+    ]);
+    assert_eq!(raw.trim(), "native-untagged,20,10 100");
+    let raw = rig.sl.switches["Edge-Switch-2"].ovs.vsctl(&[
+        "--format=csv",
+        "--data=bare",
+        "--no-headings",
+        "--columns=vlan_mode,tag",
+        "list",
+        "Port",
+        "swp4",
+    ]);
+    assert_eq!(raw.trim(), "access,20");
+    // How each driver said it.
+    let ios = rig.sl.cli_log("Edge-Switch-2");
+    assert!(
+        ios.contains("switchport trunk native vlan 20")
+            && ios.contains("switchport access vlan 20"),
+        "{ios}"
+    );
+    let snmp = rig.sl.qbridge_log("Edge-Switch-3");
+    assert!(
+        snmp.contains("set .1.3.6.1.2.1.17.7.1.4.5.1.1.3 "),
+        "no dot1qPvid.3 SET:\n{snmp}"
+    );
+
+    // Frames: Hypervisor-1's own NIC sends untagged; the edge puts it in VLAN 20, the uplink
+    // carries it tagged, and Server-1 (access port) and Hypervisor-3 (native VLAN set over
+    // SNMP) answer untagged.
+    let capture = |port: &str, filter: &str| {
+        let p = rig.sl.switches["Edge-Switch-1"].ns.spawn(
+            &format!("tcpdump-{port}"),
+            &["tcpdump", "-e", "-n", "-l", "-i", port, "-c", "2", filter],
+        );
+        let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            p.log().contains("listening on")
+        });
+        assert!(listening, "tcpdump on {port}: {}", p.log());
+        p
+    };
+    let uplink = capture("swp1", "vlan 20 and icmp");
+    let host_port = capture("swp3", "icmp");
+    assert!(
+        reaches(&rig.sl, "hv1nic", "server1", 15),
+        "Hypervisor-1's untagged NIC cannot reach the bare-metal server"
+    );
+    assert!(
+        reaches(&rig.sl, "hv1nic", "hv3nic", 15),
+        "Hypervisor-1's untagged NIC cannot reach Hypervisor-3's"
+    );
+    for (p, what) in [(&uplink, "uplink swp1"), (&host_port, "host port swp3")] {
+        assert!(
+            p.wait_timeout(Duration::from_secs(10)).is_some(),
+            "tcpdump on {what} saw too few frames:\n{}",
+            p.log()
+        );
+    }
+    let up = uplink.log();
+    assert!(up.contains("vlan 20") && up.contains("10.20.0.11"), "{up}");
+    let host = host_port.log();
+    assert!(
+        host.contains("10.20.0.11") && !host.contains("vlan"),
+        "{host}"
+    );
+    // The VM VLAN stays apart from the untagged service network.
+    assert!(!rig.sl.vms["VM1-1"].ns.ping("10.20.0.101"));
+    assert!(reaches(&rig.sl, "VM1-1", "VM2-1", 15));
     rig.kill9();
 }
 
@@ -544,7 +704,7 @@ fn a_killed_sshd_delays_only_its_switch_and_the_batch_is_retried_when_it_is_back
     let arrived = wait_until(Duration::from_secs(30), Duration::from_millis(20), || {
         rig.sl
             .cli_log("Edge-Switch-1")
-            .contains("set port swp3 vlan_mode=trunk 'tag=[]' trunks=100")
+            .contains("set port swp3 vlan_mode=native-untagged tag=20 trunks=10,100")
     });
     assert!(arrived, "the batch never reached Edge-Switch-1");
     rig.sl.kill_sshd("Edge-Switch-1");
@@ -621,7 +781,7 @@ fn intents_queued_when_nhn_is_killed_are_applied_exactly_once_after_restart() {
                 .trim_start_matches("ovs-vsctl --format=csv --data=bare --no-headings ")
                 .trim()
         })
-        .filter(|c| *c == "set port swp3 vlan_mode=trunk 'tag=[]' trunks=100")
+        .filter(|c| *c == "set port swp3 vlan_mode=native-untagged tag=20 trunks=10,100")
         .count();
     assert_eq!(sent, 1, "{log}");
     rig.kill9();
@@ -690,7 +850,7 @@ fn drift_is_repaired_within_a_readback_period_and_a_wrong_host_key_is_refused() 
         .vsctl(&["set", "port", "swp3", "trunks=100,200,300"]);
     let t0 = Instant::now();
     let repaired = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        rig.sl.ports("Edge-Switch-1")["swp3"] == "none"
+        rig.sl.ports("Edge-Switch-1")["swp3"] == "native 20 + 10"
     });
     let took = t0.elapsed();
     assert!(repaired, "drift on Edge-Switch-1 not repaired");
@@ -732,16 +892,16 @@ fn a_moved_vm_gets_its_vlan_at_the_destination_before_the_source_loses_it() {
     assert!(out.contains("destination ready"), "{out}");
     let prepared = t0.elapsed();
     // Make: the destination path carries VLAN 100 while the source still does.
-    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "100");
-    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp1"], "100");
-    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "100");
+    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp3"], "native 20 + 10,100");
+    assert_eq!(rig.sl.ports("Edge-Switch-2")["swp1"], "10,20,100");
+    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "native 20 + 10,100");
     // The hypervisors move the VM, which then speaks from its new place.
     rig.sl.move_vm("VM1-1", "Hypervisor-1", "Hypervisor-2", 100);
     assert!(reaches(&rig.sl, "VM1-1", "VM3-1", 5));
     // Break: only now does the source lose the VLAN.
     rig.nhn(&["vm", "move", "VM1-1", "--finish"]);
     rig.wait_converged("after the move");
-    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "none");
+    assert_eq!(rig.sl.ports("Edge-Switch-1")["swp3"], "native 20 + 10");
     assert!(reaches(&rig.sl, "VM3-1", "VM1-1", 5));
     let status = pinger.wait_timeout(Duration::from_secs(20));
     assert!(status.is_some(), "ping did not finish");
@@ -772,8 +932,16 @@ fn a_moved_vm_gets_its_vlan_at_the_destination_before_the_source_loses_it() {
 
 /// MACs an edge's OVS has learned (`ovs-appctl fdb/show br0`, minus the header).
 fn learned_macs(sl: &SeedLab, switch: &str) -> usize {
+    learned(sl, switch).len()
+}
+
+/// The VLAN of every MAC an edge's OVS has learned (`port VLAN MAC age` lines).
+fn learned(sl: &SeedLab, switch: &str) -> Vec<u16> {
     let out = sl.switches[switch].ovs.appctl(&["fdb/show", "br0"]);
-    out.lines().skip(1).filter(|l| !l.trim().is_empty()).count()
+    out.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
 }
 
 #[test]
@@ -784,7 +952,9 @@ fn a_full_mac_budget_sends_vms_elsewhere_and_edges_stay_within_it() {
     ) else {
         return;
     };
-    // Edge-Switch-1 may hold 3 MACs (its OVS table holds 10, the smallest OVS allows).
+    // Edge-Switch-1 may hold 9 MACs: the 3 hypervisors' own in each of `storage` and
+    // `service` (the lab's hypervisors send none) and 3 VM MACs (its OVS table holds 10, the
+    // smallest OVS allows).
     let mut rig = Rig::with_site(&lab, &[], 10, 60, |site| {
         let at = site
             .find("name = \"Edge-Switch-1\"")
@@ -792,7 +962,7 @@ fn a_full_mac_budget_sends_vms_elsewhere_and_edges_stay_within_it() {
         let (head, tail) = site.split_at(at);
         format!(
             "{head}{}",
-            tail.replacen("max_macs = 64", "max_macs = 3", 1)
+            tail.replacen("max_macs = 64", "max_macs = 9", 1)
         )
     });
     for (vm, ip) in [("VM1-1", "11"), ("VM1-2", "12"), ("VM1-3", "13")] {
@@ -817,7 +987,7 @@ fn a_full_mac_budget_sends_vms_elsewhere_and_edges_stay_within_it() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "VM1-4 was placed");
     assert!(
-        err.contains("Edge-Switch-1 would hold 4 MACs, over its budget of 3"),
+        err.contains("Edge-Switch-1 would hold 10 MACs, over its budget of 9"),
         "{err}"
     );
     // A VM of another VLAN is placed away from the full edge.
@@ -844,7 +1014,11 @@ fn a_full_mac_budget_sends_vms_elsewhere_and_edges_stay_within_it() {
         eprintln!("{edge}: {learned} MACs learned, budget {budget}");
         assert!(learned as i64 <= budget, "{edge}: {learned} > {budget}");
     }
-    assert_eq!(learned_macs(&rig.sl, "Edge-Switch-1"), 3);
+    // The three VMs in VLAN 100; the rest are the hypervisors' own bridges, which now reach
+    // the edges untagged on their boot network (VLAN 20): counted in the budget.
+    let vlans = learned(&rig.sl, "Edge-Switch-1");
+    assert_eq!(vlans.iter().filter(|v| **v == 100).count(), 3, "{vlans:?}");
+    assert!(vlans.iter().all(|v| [20, 100].contains(v)), "{vlans:?}");
     rig.kill9();
 }
 
@@ -901,7 +1075,7 @@ fn snmp_errors_are_reported_per_switch_and_converge_once_fixed() {
     // Fixed: the kept intents are applied.
     rig.restart_with_snmp_credential(&snmp_v3_credential(V3_AUTH, V3_PRIV));
     rig.wait_converged("credentials fixed");
-    assert_eq!(rig.sl.ports(es3)["swp3"], "200");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "native 20 + 10,200");
 
     // The agent goes away: timeouts, the others go on; back: converged.
     rig.sl.kill_snmpd(es3);
@@ -915,7 +1089,7 @@ fn snmp_errors_are_reported_per_switch_and_converge_once_fixed() {
     assert!(reaches(&rig.sl, "VM1-1", "VM2-1", 15));
     rig.sl.restart_snmpd(es3);
     rig.wait_converged("agent back");
-    assert_eq!(rig.sl.ports(es3)["swp3"], "200,300");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "native 20 + 10,200,300");
 
     // A port the plan needs is missing on the switch: refused before anything is sent.
     rig.sl.switches[es3].ovs.vsctl(&["del-port", "br0", "swp3"]);
@@ -946,7 +1120,7 @@ fn snmp_errors_are_reported_per_switch_and_converge_once_fixed() {
         "trunks=4095",
     ]);
     rig.wait_converged("port back");
-    assert_eq!(rig.sl.ports(es3)["swp3"], "200,300,400");
+    assert_eq!(rig.sl.ports(es3)["swp3"], "native 20 + 10,200,300,400");
     rig.kill9();
 }
 
@@ -963,7 +1137,8 @@ fn a_hand_change_on_the_snmp_switch_is_found_by_the_walk_and_repaired() {
     let mut rig = Rig::new(&lab, &[(es3, Persona::SnmpV3)], 64, period);
     rig.place("VM3-2", 200, Some("Hypervisor-3"), "192.168.50.32");
     rig.wait_converged("VM3-2");
-    // By hand on the switch: swp3 also carries VLAN 300, and swp1 loses VLAN 200.
+    // By hand on the switch: swp3 carries VLAN 300 instead of the storage VLAN 10, and swp1
+    // loses every VLAN.
     rig.sl.switches[es3]
         .ovs
         .vsctl(&["set", "port", "swp3", "trunks=200,300"]);
@@ -973,7 +1148,7 @@ fn a_hand_change_on_the_snmp_switch_is_found_by_the_walk_and_repaired() {
     let t0 = Instant::now();
     let repaired = wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
         let p = rig.sl.ports(es3);
-        p["swp3"] == "200" && p["swp1"] == "200"
+        p["swp3"] == "native 20 + 10,200" && p["swp1"] == "10,20,200"
     });
     let took = t0.elapsed();
     assert!(repaired, "drift not repaired: {:?}", rig.sl.ports(es3));

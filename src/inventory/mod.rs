@@ -104,6 +104,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_plan_refusals.sql"),
     include_str!("migrations/0005_boot_tokens.sql"),
     include_str!("migrations/0006_facility.sql"),
+    include_str!("migrations/0007_port_native.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -539,13 +540,14 @@ mod tests {
     fn a_newer_schema_is_refused() {
         let (_dir, path) = temp_db();
         drop(Inventory::open(&path).unwrap());
+        let newer = schema_version() as i64 + 1;
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 7)
+            .pragma_update(None, "user_version", newer)
             .unwrap();
         let err = Inventory::open(&path).err().unwrap().to_string();
         assert!(
-            err.contains("schema version 7") && err.contains("newer nhn"),
+            err.contains(&format!("schema version {newer}")) && err.contains("newer nhn"),
             "{err}"
         );
     }

@@ -265,7 +265,7 @@ pub fn move_ready(conn: &Connection, name: &str, infra_vlans: &VlanSet) -> Resul
         crate::switch::Error::Plan(e) => Error::Invalid(e.to_string()),
     })?;
     let applied = snapshot::applied(conn)?;
-    let empty = VlanSet::new();
+    let empty = crate::switch::PortPlan::default();
     for (switch, ports) in &planned.desired.ports {
         for (port, want) in ports {
             let have = applied

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 
-use super::readback::{self, Mode, PortState, SwitchState};
+use super::readback::{self, SwitchState};
 use super::snmp::{SnmpDriver, SnmpError};
 use super::ssh::{Session, SshError};
 use super::templates::{PortChange, TemplateError, TemplateSet, merge_lines, render_batch};
@@ -113,16 +113,7 @@ impl SwitchDriver for SshDriver<'_> {
         Ok(after.unwrap_or_else(|| {
             // No parser: trust the switch's answer (no error) and record the expected state.
             let mut st = state.clone();
-            for (p, vlans) in batch.expected {
-                st.ports.insert(
-                    p,
-                    PortState {
-                        mode: Mode::Trunk,
-                        vlans,
-                        native: None,
-                    },
-                );
-            }
+            st.ports.extend(batch.expected);
             st
         }))
     }

@@ -1,7 +1,8 @@
 //! The switch plane: VLANs on core and edge switches follow the inventory.
 //!
-//! - [`plan`]: the pure planner (desired VLANs per port, MAC budgets) and the diff against
-//!   what the switches last reported, with the reason for every change.
+//! - [`plan`]: the pure planner — a [`PortPlan`] per managed port (a trunk's native VLAN and
+//!   tagged VLANs, or an access port's VLAN), MAC budgets — and the diff against what the
+//!   switches last reported, with the reason for every change.
 //! - [`snapshot`]: loads the planner's inputs from the inventory.
 //! - [`vlans`]: the VLAN set type everything above works on.
 //! - [`templates`]: per-OS CLI templates and the batch renderer; [`readback`]: parsers of
@@ -26,7 +27,7 @@ pub mod status;
 pub mod templates;
 pub mod vlans;
 
-pub use plan::{Action, Change, DesiredState, PlanError, diff, plan};
+pub use plan::{Action, Change, DesiredState, Mode, PlanError, PortPlan, PortPlans, diff, plan};
 
 use rusqlite::Connection;
 

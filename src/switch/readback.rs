@@ -7,51 +7,18 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::plan::{Mode, PortPlan};
 use super::vlans::{Vlan, VlanSet};
-
-/// How a port forwards VLANs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// 802.1Q trunk: tagged VLANs (`vlans`), optional untagged native VLAN.
-    Trunk,
-    /// Untagged member of one VLAN.
-    Access,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Trunk => "trunk",
-            Mode::Access => "access",
-        }
-    }
-}
-
-/// One port as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortState {
-    pub mode: Mode,
-    /// Trunk: allowed VLANs; access: the access VLAN.
-    pub vlans: VlanSet,
-    pub native: Option<Vlan>,
-}
 
 /// A switch's VLAN configuration as read back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SwitchState {
-    pub ports: BTreeMap<String, PortState>,
+    /// Per port: what it carries, in the planner's terms (an untagged VLAN is the native
+    /// VLAN only where it really leaves untagged: OVS `native-untagged`, a Cisco/Junos/NVUE
+    /// native VLAN that is also allowed on the trunk).
+    pub ports: BTreeMap<String, PortPlan>,
     /// The VLAN database (VLANs defined on the switch).
     pub vlans: VlanSet,
-}
-
-impl SwitchState {
-    /// Per port, the VLANs it carries (the planner's view).
-    pub fn port_vlans(&self) -> BTreeMap<String, VlanSet> {
-        self.ports
-            .iter()
-            .map(|(p, s)| (p.clone(), s.vlans.clone()))
-            .collect()
-    }
 }
 
 /// Which parser a template set uses for its `show` output.
@@ -107,7 +74,8 @@ fn err(line: usize, text: &str, message: impl Into<String>) -> ParseError {
 ///
 /// OVS semantics: an empty `trunks` means *all* VLANs; 4095 is the "no VLAN" placeholder
 /// that the templates write for an empty trunk; an empty `vlan_mode` means access if a tag is
-/// set, else trunk.
+/// set, else trunk. `native-untagged` has the tag as its native VLAN (always trunked, listed in
+/// `trunks` or not); `native-tagged` sends the tag VLAN tagged, so it counts as tagged.
 pub fn openvswitch(output: &str) -> Result<SwitchState, ParseError> {
     let mut st = SwitchState::default();
     for (i, line) in output.lines().enumerate() {
@@ -140,24 +108,20 @@ pub fn openvswitch(output: &str) -> Result<SwitchState, ParseError> {
             let v: Vlan = t.parse().map_err(|_| err(i, line, "bad trunks"))?;
             set.insert(v); // 4095 (the "none" placeholder) is not a VLAN and is dropped
         }
+        let all = trunks.trim().is_empty();
+        let trunks = if all { VlanSet::all() } else { set };
         let state = match (mode, tag) {
-            ("access", Some(t)) | ("", Some(t)) => PortState {
-                mode: Mode::Access,
-                vlans: [t].into_iter().collect(),
-                native: None,
-            },
+            ("access", Some(t)) | ("", Some(t)) => PortPlan::access(t),
             ("access", None) => return Err(err(i, line, "access port without a tag")),
-            ("trunk" | "", None) | ("native-tagged" | "native-untagged", _) => {
-                let all = trunks.trim().is_empty();
-                let mut vlans = if all { VlanSet::all() } else { set };
-                if let Some(t) = tag {
-                    vlans.insert(t);
-                }
-                PortState {
-                    mode: Mode::Trunk,
-                    vlans,
-                    native: tag,
-                }
+            ("trunk" | "", None) | ("native-tagged" | "native-untagged", None) => {
+                PortPlan::trunk(None, trunks)
+            }
+            ("native-untagged", Some(t)) => PortPlan::trunk(Some(t), trunks),
+            // Untagged frames in, but tagged out: the tag VLAN is carried tagged.
+            ("native-tagged", Some(t)) => {
+                let mut tagged = trunks;
+                tagged.insert(t);
+                PortPlan::trunk(None, tagged)
             }
             ("trunk", Some(_)) => return Err(err(i, line, "trunk port with a tag")),
             (other, _) => return Err(err(i, line, format!("unknown vlan_mode {other:?}"))),
@@ -170,7 +134,8 @@ pub fn openvswitch(output: &str) -> Result<SwitchState, ParseError> {
 /// Cisco IOS (and Arista EOS) `show running-config`: `vlan` lines define the database,
 /// `interface` blocks carry `switchport mode`, `switchport access vlan`, `switchport trunk
 /// allowed vlan [add] LIST|all|none` and `switchport trunk native vlan`. A trunk without an
-/// allowed list carries all VLANs; a port without a mode line is an access port in VLAN 1.
+/// allowed list carries all VLANs; a port without a mode line is an access port in VLAN 1; a
+/// trunk without a native line has none (IOS's default native VLAN 1 is not nhn's to manage).
 pub fn cisco_ios(output: &str) -> Result<SwitchState, ParseError> {
     #[derive(Default)]
     struct Iface {
@@ -228,16 +193,13 @@ pub fn cisco_ios(output: &str) -> Result<SwitchState, ParseError> {
     }
     for (name, f) in ifaces {
         let state = match f.mode {
-            Some(Mode::Trunk) => PortState {
-                mode: Mode::Trunk,
-                vlans: f.allowed.unwrap_or_else(VlanSet::all),
-                native: f.native,
-            },
-            Some(Mode::Access) | None => PortState {
-                mode: Mode::Access,
-                vlans: [f.access.unwrap_or(1)].into_iter().collect(),
-                native: None,
-            },
+            Some(Mode::Trunk) => {
+                let allowed = f.allowed.unwrap_or_else(VlanSet::all);
+                // A native VLAN the trunk does not allow forwards nothing.
+                let native = f.native.filter(|n| allowed.contains(*n));
+                PortPlan::trunk(native, allowed)
+            }
+            Some(Mode::Access) | None => PortPlan::access(f.access.unwrap_or(1)),
         };
         st.ports.insert(name, state);
     }
@@ -317,21 +279,11 @@ pub fn junos(output: &str) -> Result<SwitchState, ParseError> {
             vlans.union_with(&set);
         }
         let state = if f.trunk {
-            PortState {
-                mode: Mode::Trunk,
-                vlans,
-                native: f.native,
-            }
+            // ELS forwards the native VLAN only if it is also a member.
+            let native = f.native.filter(|n| vlans.contains(*n));
+            PortPlan::trunk(native, vlans)
         } else {
-            PortState {
-                mode: Mode::Access,
-                vlans: if vlans.is_empty() {
-                    [1].into_iter().collect()
-                } else {
-                    vlans
-                },
-                native: None,
-            }
+            PortPlan::access(vlans.iter().next().unwrap_or(1))
         };
         st.ports.insert(port, state);
     }
@@ -418,16 +370,12 @@ pub fn cumulus_nvue(output: &str) -> Result<SwitchState, ParseError> {
     }
     for (port, f) in ifaces {
         let state = match f.access {
-            Some(v) => PortState {
-                mode: Mode::Access,
-                vlans: [v].into_iter().collect(),
-                native: None,
-            },
-            None => PortState {
-                mode: Mode::Trunk,
-                vlans: f.vlans.unwrap_or_else(|| st.vlans.clone()),
-                native: f.native,
-            },
+            Some(v) => PortPlan::access(v),
+            None => {
+                let vlans = f.vlans.unwrap_or_else(|| st.vlans.clone());
+                let native = f.native.filter(|n| vlans.contains(*n));
+                PortPlan::trunk(native, vlans)
+            }
         };
         st.ports.insert(port, state);
     }
@@ -438,19 +386,35 @@ pub fn cumulus_nvue(output: &str) -> Result<SwitchState, ParseError> {
 mod tests {
     use super::*;
 
+    /// Each port as `nhn switch show` prints a plan: `access 20`, `10,100`, `native 20 + 10`.
+    fn show(st: &SwitchState) -> Vec<String> {
+        st.ports.iter().map(|(p, s)| format!("{p}={s}")).collect()
+    }
+
     #[test]
-    fn openvswitch_csv_with_trunks_access_all_and_none() {
+    fn openvswitch_csv_with_trunks_access_all_none_and_native_modes() {
         let out = "br0,,,\nswp1,trunk,,100 200\nswp2,access,100,\nswp3,trunk,,4095\n\
-                   swp4,,,\nswp5,native-untagged,10,20\n{lab-node=es1, vlan-100=VLAN0100, vlan-200=x}\n";
+                   swp4,,,\nswp5,native-untagged,10,20\nswp6,native-untagged,20,4095\n\
+                   swp7,native-untagged,20,10 20\nswp8,native-tagged,20,10\n\
+                   {lab-node=es1, vlan-100=VLAN0100, vlan-200=x}\n";
         let st = openvswitch(out).unwrap();
-        let v = |p: &str| st.ports[p].vlans.to_string();
-        assert_eq!(v("swp1"), "100,200");
-        assert_eq!(st.ports["swp2"].mode, Mode::Access);
-        assert_eq!(v("swp2"), "100");
-        assert_eq!(v("swp3"), "none");
-        assert_eq!(v("swp4"), "1-4094");
-        assert_eq!(v("swp5"), "10,20");
-        assert_eq!(st.ports["swp5"].native, Some(10));
+        assert_eq!(
+            show(&st),
+            [
+                "br0=1-4094",
+                "swp1=100,200",
+                "swp2=access 100",
+                "swp3=none",
+                "swp4=1-4094",
+                "swp5=native 10 + 20",
+                // Native with no tagged VLAN: trunks=4095, OVS's "none".
+                "swp6=native 20 + none",
+                // OVS trunks the native VLAN whether trunks lists it or not.
+                "swp7=native 20 + 10",
+                // native-tagged sends the tag VLAN tagged: not a native VLAN for nhn.
+                "swp8=10,20",
+            ]
+        );
         assert_eq!(st.vlans.to_string(), "100,200");
     }
 
@@ -469,17 +433,26 @@ mod tests {
                    interface swp2\n switchport trunk allowed vlan 10\n switchport trunk allowed vlan add 20-21\n switchport mode trunk\n!\n\
                    interface swp3\n switchport access vlan 100\n switchport mode access\n!\n\
                    interface swp4\n switchport mode trunk\n!\n\
-                   interface swp5\n switchport trunk allowed vlan none\n switchport mode trunk\n shutdown\n!\nend\n";
+                   interface swp5\n switchport trunk allowed vlan none\n switchport mode trunk\n shutdown\n!\n\
+                   interface swp6\n switchport trunk native vlan 20\n switchport trunk allowed vlan 10,20\n switchport mode trunk\n!\n\
+                   interface swp7\n switchport trunk native vlan 30\n switchport trunk allowed vlan 10\n switchport mode trunk\n!\n\
+                   interface swp8\n switchport trunk native vlan 20\n switchport access vlan 300\n switchport mode access\n!\nend\n";
         let st = cisco_ios(out).unwrap();
-        let v = |p: &str| st.ports[p].vlans.to_string();
-        assert_eq!(v("swp1"), "100,200-202");
-        assert_eq!(v("swp2"), "10,20-21");
         assert_eq!(
-            (st.ports["swp3"].mode, v("swp3")),
-            (Mode::Access, "100".into())
+            show(&st),
+            [
+                "swp1=100,200-202",
+                "swp2=10,20-21",
+                "swp3=access 100",
+                "swp4=1-4094",
+                "swp5=none",
+                "swp6=native 20 + 10",
+                // A native VLAN the trunk does not allow forwards nothing.
+                "swp7=10",
+                // Trunk settings of an access port are inactive.
+                "swp8=access 300",
+            ]
         );
-        assert_eq!(v("swp4"), "1-4094");
-        assert_eq!(v("swp5"), "none");
         assert_eq!(st.vlans.to_string(), "1,100,200");
     }
 
@@ -489,24 +462,29 @@ mod tests {
                    set interfaces xe-0/0/1 unit 0 family ethernet-switching interface-mode trunk\n\
                    set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members VLAN0100\n\
                    set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members 300-302\n\
+                   set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members 10\n\
                    set interfaces xe-0/0/1 native-vlan-id 10\n\
                    set interfaces xe-0/0/2 unit 0 family ethernet-switching interface-mode access\n\
                    set interfaces xe-0/0/2 unit 0 family ethernet-switching vlan members web\n\
                    set interfaces xe-0/0/3 unit 0 family ethernet-switching interface-mode trunk\n\
                    set interfaces xe-0/0/4 unit 0 family ethernet-switching interface-mode trunk\n\
                    set interfaces xe-0/0/4 unit 0 family ethernet-switching vlan members all\n\
+                   set interfaces xe-0/0/5 unit 0 family ethernet-switching interface-mode trunk\n\
+                   set interfaces xe-0/0/5 unit 0 family ethernet-switching vlan members 100\n\
+                   set interfaces xe-0/0/5 native-vlan-id 20\n\
                    set interfaces em0 unit 0 family inet address 10.0.0.1/24\n";
         let st = junos(out).unwrap();
-        let v = |p: &str| st.ports[p].vlans.to_string();
-        assert_eq!(v("xe-0/0/1"), "100,300-302");
-        assert_eq!(st.ports["xe-0/0/1"].native, Some(10));
         assert_eq!(
-            (st.ports["xe-0/0/2"].mode, v("xe-0/0/2")),
-            (Mode::Access, "200".into())
+            show(&st),
+            [
+                "xe-0/0/1=native 10 + 100,300-302",
+                "xe-0/0/2=access 200",
+                "xe-0/0/3=none",
+                "xe-0/0/4=1-4094",
+                // ELS forwards a native VLAN only if it is a member.
+                "xe-0/0/5=100",
+            ]
         );
-        assert_eq!(v("xe-0/0/3"), "none");
-        assert_eq!(v("xe-0/0/4"), "1-4094");
-        assert!(!st.ports.contains_key("em0"));
         assert_eq!(st.vlans.to_string(), "100,200");
         let e =
             junos("set interfaces xe-0/0/1 unit 0 family ethernet-switching vlan members nosuch\n")
@@ -518,27 +496,27 @@ mod tests {
     fn cumulus_nvue_config_commands() {
         let out = "nv set bridge domain br_default vlan 100,200\n\
                    nv set interface swp1 bridge domain br_default vlan 100,200-202\n\
+                   nv set interface swp1 bridge domain br_default vlan 10\n\
                    nv set interface swp1 bridge domain br_default untagged 10\n\
                    nv set interface swp2 bridge domain br_default access 100\n\
                    nv set interface swp3-4,swp6 bridge domain br_default\n\
                    nv set interface swp5 bridge domain br_default vlan 300\n\
                    nv set interface swp5 bridge domain br_default vlan 301\n\
+                   nv set interface swp5 bridge domain br_default untagged none\n\
                    nv set interface eth0 ip address 192.0.2.1/24\n\
                    nv config apply\n";
         let st = cumulus_nvue(out).unwrap();
-        let v = |p: &str| st.ports[p].vlans.to_string();
-        assert_eq!(v("swp1"), "100,200-202");
-        assert_eq!(st.ports["swp1"].native, Some(10));
         assert_eq!(
-            (st.ports["swp2"].mode, v("swp2")),
-            (Mode::Access, "100".into())
+            show(&st),
+            [
+                "swp1=native 10 + 100,200-202",
+                "swp2=access 100",
+                "swp3=100,200",
+                "swp4=100,200",
+                "swp5=300-301",
+                "swp6=100,200",
+            ]
         );
-        assert_eq!(
-            (v("swp3"), v("swp4"), v("swp6")),
-            ("100,200".into(), "100,200".into(), "100,200".into())
-        );
-        assert_eq!(v("swp5"), "300-301");
-        assert!(!st.ports.contains_key("eth0") && !st.ports.contains_key("swp5-6"));
         assert_eq!(st.vlans.to_string(), "100,200");
         assert!(cumulus_nvue("nv set interface swp1 bridge domain br_default vlan x1\n").is_err());
     }

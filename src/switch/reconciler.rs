@@ -33,8 +33,8 @@ use crate::inventory::{self, Inventory, record_event};
 use crate::util::now_rfc3339;
 
 use super::driver::{DriverError, SshDriver, SwitchDriver};
-use super::plan::{Action, Change};
-use super::readback::{Mode, PortState, SwitchState};
+use super::plan::{Action, Change, PortPlan};
+use super::readback::SwitchState;
 use super::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
 use super::ssh::{Auth, Pool, SshError, Target};
 use super::templates::{PortChange, TemplateError, Templates};
@@ -265,14 +265,6 @@ fn clear_refusals(conn: &Connection, keep: &[&str]) -> inventory::Result<bool> {
     Ok(cleared)
 }
 
-fn action_from(s: &str) -> Option<Action> {
-    match s {
-        "add" => Some(Action::Add),
-        "remove" => Some(Action::Remove),
-        _ => None,
-    }
-}
-
 /// Inserts the plan's new changes as pending intents and cancels pending ones it no longer
 /// wants; returns (switch, pending count) for every switch with managed ports.
 fn persist_intents(
@@ -290,17 +282,20 @@ fn persist_intents(
             r.get(0)
         })?;
         let mut st = conn.prepare(
-            "SELECT id, port, action, vlan FROM switch_intents WHERE switch_id = ?1 AND state = 'pending'",
+            "SELECT id, port, action, native, vlan FROM switch_intents WHERE switch_id = ?1 AND state = 'pending'",
         )?;
-        let pending: Vec<(i64, String, String, Vlan)> = st
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        let pending: Vec<(i64, String, Option<Action>, Vlan)> = st
+            .query_map([id], |r| {
+                let action = Action::from_row(&r.get::<_, String>(2)?, r.get(3)?);
+                Ok((r.get(0)?, r.get(1)?, action, r.get(4)?))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let want = wanted.get(switch.as_str()).cloned().unwrap_or_default();
         let mut changed = false;
         for (pid, port, action, vlan) in &pending {
-            let still = want.iter().any(|c| {
-                c.port == *port && Some(c.action) == action_from(action) && c.vlan == *vlan
-            });
+            let still = want
+                .iter()
+                .any(|c| c.port == *port && Some(c.action) == *action && c.vlan == *vlan);
             if !still {
                 conn.execute(
                     "UPDATE switch_intents SET state = 'canceled', applied_at = ?2 WHERE id = ?1",
@@ -313,13 +308,14 @@ fn persist_intents(
         for c in want {
             count += 1;
             let known = pending.iter().any(|(_, port, action, vlan)| {
-                c.port == *port && Some(c.action) == action_from(action) && c.vlan == *vlan
+                c.port == *port && Some(c.action) == *action && c.vlan == *vlan
             });
             if !known {
+                let (action, native) = c.action.to_row();
                 conn.execute(
-                    "INSERT INTO switch_intents (switch_id, port, action, vlan, reason, state, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
-                    params![id, c.port, c.action.as_str(), c.vlan, c.reason, now],
+                    "INSERT INTO switch_intents (switch_id, port, action, native, vlan, reason, state, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                    params![id, c.port, action, native, c.vlan, c.reason, now],
                 )?;
                 changed = true;
             }
@@ -441,7 +437,7 @@ fn load_switch(conn: &Connection, name: &str) -> inventory::Result<SwitchRow> {
 
 fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Intent>> {
     let mut st = conn.prepare(
-        "SELECT id, port, action, vlan FROM switch_intents
+        "SELECT id, port, action, native, vlan FROM switch_intents
          WHERE switch_id = ?1 AND state = 'pending' ORDER BY action = 'remove', id",
     )?;
     let rows = st.query_map([switch_id], |r| {
@@ -449,13 +445,14 @@ fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Inte
             r.get::<_, i64>(0)?,
             r.get(1)?,
             r.get::<_, String>(2)?,
-            r.get(3)?,
+            r.get::<_, bool>(3)?,
+            r.get(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, port, action, vlan) = row?;
-        if let Some(action) = action_from(&action) {
+        let (id, port, action, native, vlan) = row?;
+        if let Some(action) = Action::from_row(&action, native) {
             out.push(Intent {
                 id,
                 port,
@@ -467,10 +464,12 @@ fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Inte
     Ok(out)
 }
 
-/// VLANs with a pending add on another switch: their removes here must wait.
+/// VLANs with a pending add (tagged, native or access) on another switch: their removes here
+/// must wait.
 fn adds_pending_elsewhere(conn: &Connection, switch_id: i64) -> inventory::Result<VlanSet> {
     let mut st = conn.prepare(
-        "SELECT DISTINCT vlan FROM switch_intents WHERE state = 'pending' AND action = 'add' AND switch_id != ?1",
+        "SELECT DISTINCT vlan FROM switch_intents
+         WHERE state = 'pending' AND action IN ('add', 'access') AND switch_id != ?1",
     )?;
     let rows = st.query_map([switch_id], |r| r.get::<_, Vlan>(0))?;
     rows.collect::<rusqlite::Result<VlanSet>>()
@@ -685,20 +684,9 @@ async fn read_back<D: SwitchDriver>(
         .inv
         .read(move |c| Ok(super::snapshot::applied(c)?.remove(&n).unwrap_or_default()))
         .await?;
-    let ports = stored
-        .into_iter()
-        .map(|(p, vlans)| {
-            let st = PortState {
-                mode: Mode::Trunk,
-                vlans,
-                native: None,
-            };
-            (p, st)
-        })
-        .collect();
     Ok((
         SwitchState {
-            ports,
+            ports: stored,
             vlans: VlanSet::new(),
         },
         false,
@@ -733,13 +721,10 @@ async fn session_body<D: SwitchDriver>(
             )?;
             // Intents already true on the switch are done: never sent again.
             let mut todo = Vec::new();
+            let empty = PortPlan::default();
             for i in load_intents(c, id)? {
-                let has = stored.ports.get(&i.port).is_some_and(|p| p.vlans.contains(i.vlan));
-                let done = match i.action {
-                    Action::Add => has,
-                    Action::Remove => !has,
-                };
-                if done {
+                let port = stored.ports.get(&i.port).unwrap_or(&empty);
+                if i.action.holds(i.vlan, port) {
                     c.execute(
                         "UPDATE switch_intents SET state = 'applied', applied_at = ?2 WHERE id = ?1",
                         params![i.id, now_rfc3339()],
@@ -759,7 +744,7 @@ async fn session_body<D: SwitchDriver>(
     }
     let (send, waiting): (Vec<Intent>, Vec<Intent>) = intents
         .into_iter()
-        .partition(|i| i.action == Action::Add || !held.contains(i.vlan));
+        .partition(|i| i.action.makes() || !held.contains(i.vlan));
     if !waiting.is_empty() {
         tracing::info!(switch = %name, removes = waiting.len(), "removes wait for adds on other switches (make before break)");
     }
@@ -780,14 +765,12 @@ async fn session_body<D: SwitchDriver>(
         })
         .collect();
     let verified = d.apply(&state, &changes).await?;
+    let empty = PortPlan::default();
     let missing: Vec<String> = send
         .iter()
         .filter(|i| {
-            let has = verified
-                .ports
-                .get(&i.port)
-                .is_some_and(|p| p.vlans.contains(i.vlan));
-            (i.action == Action::Add) != has
+            let port = verified.ports.get(&i.port).unwrap_or(&empty);
+            !i.action.holds(i.vlan, port)
         })
         .map(|i| format!("{} VLAN {} on {}", i.action.as_str(), i.vlan, i.port))
         .collect();
@@ -834,23 +817,28 @@ async fn session_body<D: SwitchDriver>(
 fn store_readback(conn: &Connection, switch_id: i64, st: &SwitchState) -> inventory::Result<bool> {
     let mut old: BTreeMap<String, String> = BTreeMap::new();
     {
-        let mut q =
-            conn.prepare("SELECT port, vlans, mode FROM switch_applied WHERE switch_id = ?1")?;
+        let mut q = conn.prepare(
+            "SELECT port, vlans, mode, native_vlan FROM switch_applied WHERE switch_id = ?1",
+        )?;
         for r in q.query_map([switch_id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, Option<Vlan>>(3)?,
             ))
         })? {
-            let (p, v, m) = r?;
-            old.insert(p, format!("{m} {v}"));
+            let (p, v, m, n) = r?;
+            old.insert(p, format!("{m} {v} {n:?}"));
         }
     }
     let new: BTreeMap<String, String> = st
         .ports
         .iter()
-        .map(|(p, s)| (p.clone(), format!("{} {}", s.mode.as_str(), s.vlans)))
+        .map(|(p, s)| {
+            let row = format!("{} {} {:?}", s.mode.as_str(), s.carried(), s.native);
+            (p.clone(), row)
+        })
         .collect();
     let now = now_rfc3339();
     conn.execute(
@@ -865,7 +853,7 @@ fn store_readback(conn: &Connection, switch_id: i64, st: &SwitchState) -> invent
                 switch_id,
                 port,
                 s.mode.as_str(),
-                s.vlans.to_string(),
+                s.carried().to_string(),
                 s.native,
                 now
             ],
@@ -914,13 +902,15 @@ mod tests {
         (dir, inv)
     }
 
+    /// Plans, persists, and lists Edge-Switch-1's intents: (port, action, state, VLAN).
     fn queue(inv: &Inventory) -> Vec<(String, String, String, u16)> {
         inv.write_blocking(|c| {
             let planned = plan_inventory(c, &VlanSet::new())
                 .map_err(|e| inventory::Error::Invalid(e.to_string()))?;
             persist_intents(c, &planned)?;
             let mut st = c.prepare(
-                "SELECT s.name || ':' || i.port, i.action, i.state, i.vlan FROM switch_intents i
+                "SELECT s.name || ':' || i.port, i.action || IIF(i.native, ' untagged', ''),
+                        i.state, i.vlan FROM switch_intents i
                  JOIN switches s ON s.id = i.switch_id WHERE s.name = 'Edge-Switch-1' ORDER BY i.id",
             )?;
             Ok(st
@@ -944,12 +934,34 @@ mod tests {
     #[test]
     fn intents_are_persisted_once_and_an_add_then_remove_cancels() {
         let (_d, inv) = seeded();
+        // The machine ports first: Hypervisor-1's boot network untagged, storage tagged, and
+        // both on the uplinks.
+        let machines = queue(&inv);
+        let row = |port: &str, action: &str, vlan| {
+            (
+                format!("Edge-Switch-1:{port}"),
+                action.to_owned(),
+                "pending".to_owned(),
+                vlan,
+            )
+        };
+        assert_eq!(
+            machines,
+            [
+                row("swp1", "add", 10),
+                row("swp1", "add", 20),
+                row("swp2", "add", 10),
+                row("swp2", "add", 20),
+                row("swp3", "add untagged", 20),
+                row("swp3", "add", 10),
+            ]
+        );
         place_vm(&inv, "VM1-1", "Hypervisor-1", "100");
         let first = queue(&inv);
-        assert_eq!(first.len(), 3, "{first:?}");
+        let vm: Vec<_> = first[machines.len()..].to_vec();
+        assert_eq!(vm.len(), 3, "{first:?}");
         assert!(
-            first
-                .iter()
+            vm.iter()
                 .all(|(_, a, s, v)| a == "add" && s == "pending" && *v == 100)
         );
         // Planning again queues nothing new.
@@ -958,9 +970,11 @@ mod tests {
         inv.write_blocking(|c| remove_vm(c, "VM1-1").map(|_| ()))
             .unwrap();
         let after = queue(&inv);
-        assert_eq!(after.len(), 3);
+        assert_eq!(after[..machines.len()], machines[..]);
         assert!(
-            after.iter().all(|(_, _, s, _)| s == "canceled"),
+            after[machines.len()..]
+                .iter()
+                .all(|(_, _, s, _)| s == "canceled"),
             "{after:?}"
         );
     }
@@ -988,7 +1002,7 @@ mod tests {
         assert_eq!(edge1.health(), "plan refused");
         let refusal = edge1.plan_refusal.as_deref().unwrap();
         assert!(
-            refusal.starts_with("plan refused: Edge-Switch-1 would hold 2 MACs"),
+            refusal.starts_with("plan refused: Edge-Switch-1 would hold 8 MACs"),
             "{refusal}"
         );
         assert!(status.iter().filter(|s| s.plan_refusal.is_some()).count() == 1);
@@ -1029,6 +1043,37 @@ mod tests {
         assert!(first && !second);
         let applied = inv.read_blocking(crate::switch::snapshot::applied).unwrap();
         assert_eq!(applied["Edge-Switch-1"]["swp1"].to_string(), "100,200");
-        assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "100");
+        assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "access 100");
+    }
+
+    #[test]
+    fn readbacks_stored_before_native_vlans_were_planned_still_load() {
+        let (_d, inv) = seeded();
+        let applied = inv
+            .write_blocking(|c| {
+                // As nhn wrote them before: every VLAN carried in `vlans` (an OVS native VLAN
+                // included), an access port's VLAN without native_vlan.
+                for (port, mode, vlans, native) in [
+                    ("swp1", "trunk", "10,20,100", None),
+                    ("swp2", "access", "20", None),
+                    ("swp3", "trunk", "10,20", Some(20)),
+                ] {
+                    c.execute(
+                        "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
+                         SELECT id, ?1, ?2, ?3, ?4, 'x' FROM switches WHERE name = 'Edge-Switch-1'",
+                        params![port, mode, vlans, native],
+                    )?;
+                }
+                crate::switch::snapshot::applied(c)
+            })
+            .unwrap();
+        let show: Vec<String> = applied["Edge-Switch-1"]
+            .iter()
+            .map(|(p, s)| format!("{p}={s}"))
+            .collect();
+        assert_eq!(
+            show,
+            ["swp1=10,20,100", "swp2=access 20", "swp3=native 20 + 10"]
+        );
     }
 }

@@ -1,17 +1,20 @@
 //! Loads the planner's inputs from the inventory: the topology (switches, links, hypervisors
-//! and the edge ports they are cabled to), the placement (VMs, their hosts and VLANs) and the
-//! VLANs last read back from each switch (`switch_applied`). Read-only; one consistent
+//! and the edge ports they are cabled to, every hypervisor and bare-metal NIC with the network
+//! it is on, the storage networks' VLANs), the placement (VMs, their hosts and VLANs) and what
+//! each switch port carried when last read back (`switch_applied`). Read-only; one consistent
 //! snapshot per call because the caller passes one connection (one read transaction).
 
 use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use crate::inventory::site::{PortRef, SwitchRole};
+use crate::inventory::site::{MachineKind, PortRef, SwitchRole};
 use crate::inventory::{Error, Result};
 
-use super::plan::{Host, Placement, PortVlans, SwitchNode, Topology, Vm};
-use super::vlans::VlanSet;
+use super::plan::{
+    Host, MachineNic, NicNetwork, Placement, PortPlan, PortPlans, SwitchNode, Topology, Vm,
+};
+use super::vlans::{Vlan, VlanSet};
 
 /// VM states in which its NICs are on the wire, so its VLANs must be on its host's port.
 const ACTIVE_STATES: &[&str] = &[
@@ -105,6 +108,51 @@ pub fn topology(conn: &Connection, infra_vlans: &VlanSet) -> Result<Topology> {
             h.ports.push(PortRef { switch, port });
         }
     }
+    let mut st = conn.prepare(
+        "SELECT m.name, m.kind, n.device, s.name, p.name, net.name, net.vlan, n.boot FROM nics n
+           JOIN machines m ON m.id = n.machine_id
+           JOIN switch_ports p ON p.id = n.switch_port_id JOIN switches s ON s.id = p.switch_id
+           LEFT JOIN networks net ON net.id = n.network_id
+         WHERE m.kind IN ('hypervisor', 'bare-metal') ORDER BY m.name, n.device",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, Option<Vlan>>(6)?,
+            r.get::<_, bool>(7)?,
+        ))
+    })?;
+    for row in rows {
+        let (machine, kind, device, switch, port, net, vlan, boot) = row?;
+        let kind = if kind == "hypervisor" {
+            MachineKind::Hypervisor
+        } else {
+            MachineKind::BareMetal
+        };
+        let network = match (net, vlan) {
+            (Some(name), Some(vlan)) => Some(NicNetwork { name, vlan }),
+            _ => None,
+        };
+        t.nics.push(MachineNic {
+            machine,
+            kind,
+            device,
+            port: PortRef { switch, port },
+            network,
+            boot,
+        });
+    }
+    let mut st = conn.prepare(
+        "SELECT vlan FROM networks WHERE role = 'storage' AND vlan IS NOT NULL ORDER BY vlan",
+    )?;
+    for row in st.query_map([], |r| r.get::<_, Vlan>(0))? {
+        t.storage_vlans.insert(row?);
+    }
     Ok(t)
 }
 
@@ -156,26 +204,41 @@ pub fn placement(conn: &Connection) -> Result<Placement> {
     Ok(p)
 }
 
-/// What each switch port carried when last read back (`switch_applied`).
-pub fn applied(conn: &Connection) -> Result<PortVlans> {
-    let mut out = PortVlans::new();
+/// What each switch port carried when last read back (`switch_applied`: its mode, every VLAN
+/// it carries, and its native VLAN).
+pub fn applied(conn: &Connection) -> Result<PortPlans> {
+    let mut out = PortPlans::new();
     let mut st = conn.prepare(
-        "SELECT s.name, a.port, a.vlans FROM switch_applied a JOIN switches s ON s.id = a.switch_id",
+        "SELECT s.name, a.port, a.mode, a.vlans, a.native_vlan FROM switch_applied a
+           JOIN switches s ON s.id = a.switch_id",
     )?;
     for row in st.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, Option<Vlan>>(4)?,
         ))
     })? {
-        let (switch, port, vlans) = row?;
-        let set: VlanSet = vlans.parse().map_err(|e| {
+        let (switch, port, mode, vlans, native) = row?;
+        let corrupt = |what: String| {
             Error::Invalid(format!(
-                "switch {switch} port {port}: corrupt VLAN list in switch_applied: {e}"
+                "switch {switch} port {port}: corrupt {what} in switch_applied"
             ))
-        })?;
-        out.entry(switch).or_default().insert(port, set);
+        };
+        let set: VlanSet = vlans
+            .parse()
+            .map_err(|e| corrupt(format!("VLAN list ({e})")))?;
+        let plan = match mode.as_str() {
+            "trunk" => PortPlan::trunk(native, set),
+            "access" => match native.or_else(|| set.iter().next()) {
+                Some(v) => PortPlan::access(v),
+                None => return Err(corrupt("access port without a VLAN".into())),
+            },
+            other => return Err(corrupt(format!("mode {other:?}"))),
+        };
+        out.entry(switch).or_default().insert(port, plan);
     }
     Ok(out)
 }

@@ -14,8 +14,12 @@
 //!   `[switch] snmp_max_varbinds` allows, in order, then the switch is walked again to confirm.
 //!   Agents apply a SET varbind by varbind without rollback, so a refused PDU can leave part
 //!   of the batch done; the next session starts from a fresh read-back and finishes it.
-//!   The planner only adds and removes tagged VLANs, so `dot1qPvid` is read (a trunk's native
-//!   VLAN) but never written, and an untagged list only changes when a port leaves the VLAN.
+//!   A port's native (or access) VLAN is its bit in that VLAN's `UntaggedPorts` plus its
+//!   `dot1qPvid`; the new untagged VLAN and the PVID are set before the old untagged
+//!   membership is cleared, so the port always has one (agents that allow a single untagged
+//!   VLAN per port move it in one step). Q-BRIDGE has no port mode: a port whose only VLAN is
+//!   untagged reads back as an access port, which satisfies a planned trunk with only a
+//!   native VLAN.
 //! - **Errors.** Timeouts (with the v2c hint that agents drop unknown communities silently),
 //!   SNMPv3 reports (wrong password, unknown user), and error-status answers (`wrongValue`,
 //!   `noAccess`, `notWritable`, `authorizationError`, …) become [`SnmpError`]s naming the
@@ -32,9 +36,9 @@ use async_snmp::{
     VarBind,
 };
 
-use super::plan::Action;
-use super::readback::{Mode, PortState, SwitchState};
-use super::templates::{PortChange, vlan_name};
+use super::plan::PortPlan;
+use super::readback::SwitchState;
+use super::templates::{PortChange, PortSteps, vlan_name};
 use super::vlans::{MAX_VLAN, Vlan, VlanSet};
 
 /// BRIDGE-MIB `dot1dBasePortIfIndex`.
@@ -203,36 +207,32 @@ pub fn portlist_encode(ports: &BTreeSet<u32>, octets: usize) -> Vec<u8> {
 }
 
 impl Tables {
-    /// The planner's view: per named port, the VLANs it carries (tagged or not); a port that
-    /// is an untagged member of exactly one VLAN and nothing else is an access port; a
-    /// trunk's native VLAN is its untagged VLAN, else its PVID if that is one of its VLANs.
+    /// The planner's view: per named port, the VLANs it carries; the VLAN it is an untagged
+    /// member of is its native VLAN (the PVID's, if it is untagged in several), and a port
+    /// whose only VLAN is untagged is an access port. A PVID alone (a tagged member) is not a
+    /// native VLAN: frames would leave tagged.
     pub fn state(&self) -> SwitchState {
         let mut st = SwitchState::default();
         for (num, name) in &self.ports {
             let mut vlans = VlanSet::new();
-            let mut untagged = None;
+            let mut untagged = Vec::new();
             for (v, row) in &self.vlans {
                 if row.egress.contains(num) {
                     vlans.insert(*v);
                     if row.untagged.contains(num) {
-                        untagged = Some(*v);
+                        untagged.push(*v);
                     }
                 }
             }
-            let access = vlans.len() == 1 && untagged.is_some();
-            let pvid = self
-                .pvid
-                .get(num)
-                .and_then(|p| Vlan::try_from(*p).ok())
-                .filter(|p| vlans.contains(*p));
-            st.ports.insert(
-                name.clone(),
-                PortState {
-                    mode: if access { Mode::Access } else { Mode::Trunk },
-                    native: if access { None } else { untagged.or(pvid) },
-                    vlans,
-                },
-            );
+            let pvid = self.pvid.get(num).and_then(|p| Vlan::try_from(*p).ok());
+            let native = pvid
+                .filter(|p| untagged.contains(p))
+                .or_else(|| untagged.first().copied());
+            let plan = match native {
+                Some(n) if vlans.len() == 1 => PortPlan::access(n),
+                _ => PortPlan::trunk(native, vlans),
+            };
+            st.ports.insert(name.clone(), plan);
         }
         st.vlans = self
             .vlans
@@ -285,83 +285,171 @@ fn oid_of(prefix: &[u32], suffix: &[u32]) -> Oid {
 
 /// The varbinds of one batch, in the order they must be applied. Errors (before anything is
 /// sent) if a change names a port the switch does not have.
+///
+/// Each port named by a change goes through the same steps as with a CLI
+/// ([`PortSteps`]); its bits in every VLAN's EgressPorts and UntaggedPorts, and its PVID, are
+/// set from the result; the other ports' bits stay as read. Order (make before break): create
+/// new VLANs; VLANs that gain egress ports (an untagged member leaving first: UntaggedPorts
+/// must stay a subset); VLANs that gain untagged ports; PVIDs; then VLANs that lose untagged
+/// ports, VLANs that lose egress ports, and VLANs left on no port are destroyed.
 pub fn batch_varbinds(
     tables: &Tables,
     changes: &[PortChange],
 ) -> Result<Vec<SetVarbind>, SnmpError> {
-    let mut egress: BTreeMap<Vlan, BTreeSet<u32>> = BTreeMap::new();
-    let mut grows = BTreeSet::new();
-    let mut shrinks = BTreeSet::new();
+    let mut by_port: BTreeMap<u32, (String, Vec<&PortChange>)> = BTreeMap::new();
     for c in changes {
         let num = tables.port_number(&c.port)?;
-        let set = egress.entry(c.vlan).or_insert_with(|| {
-            tables
-                .vlans
-                .get(&c.vlan)
-                .map(|r| r.egress.clone())
-                .unwrap_or_default()
-        });
-        match c.action {
-            Action::Add => {
-                if set.insert(num) {
-                    grows.insert(c.vlan);
-                }
+        by_port
+            .entry(num)
+            .or_insert_with(|| (c.port.clone(), Vec::new()))
+            .1
+            .push(c);
+    }
+    let state = tables.state();
+    let mut egress: BTreeMap<Vlan, BTreeSet<u32>> = tables
+        .vlans
+        .iter()
+        .map(|(v, r)| (*v, r.egress.clone()))
+        .collect();
+    let mut untagged: BTreeMap<Vlan, BTreeSet<u32>> = tables
+        .vlans
+        .iter()
+        .map(|(v, r)| (*v, r.untagged.clone()))
+        .collect();
+    let mut pvids: Vec<(u32, Vlan)> = Vec::new();
+    for (num, (name, cs)) in &by_port {
+        let before = state.ports.get(name).cloned().unwrap_or_default();
+        let Some(steps) = PortSteps::new(&before, cs.iter().copied()) else {
+            continue;
+        };
+        let after = &steps.after;
+        let touched: BTreeSet<Vlan> = egress
+            .keys()
+            .copied()
+            .chain(after.carried().iter())
+            .collect();
+        for v in touched {
+            let e = egress.entry(v).or_default();
+            let u = untagged.entry(v).or_default();
+            if after.contains(v) {
+                e.insert(*num);
+            } else {
+                e.remove(num);
             }
-            Action::Remove => {
-                if set.remove(&num) {
-                    shrinks.insert(c.vlan);
-                }
+            if after.native == Some(v) {
+                u.insert(*num);
+            } else {
+                u.remove(num);
             }
         }
+        if let Some(n) = after.native
+            && tables.pvid.get(num) != Some(&u32::from(n))
+        {
+            pvids.push((*num, n));
+        }
     }
+    let old_e = |v: &Vlan| {
+        tables
+            .vlans
+            .get(v)
+            .map(|r| r.egress.clone())
+            .unwrap_or_default()
+    };
+    let old_u = |v: &Vlan| {
+        tables
+            .vlans
+            .get(v)
+            .map(|r| r.untagged.clone())
+            .unwrap_or_default()
+    };
+    let grows_e: Vec<Vlan> = egress
+        .iter()
+        .filter(|(v, e)| !e.is_subset(&old_e(v)))
+        .map(|(v, _)| *v)
+        .collect();
+    let grows_u: Vec<Vlan> = untagged
+        .iter()
+        .filter(|(v, u)| !u.is_subset(&old_u(v)))
+        .map(|(v, _)| *v)
+        .collect();
     let octets = tables.octets;
     let mut out = Vec::new();
+    // The untagged list as sent so far (or as read).
+    let mut sent_u: BTreeMap<Vlan, BTreeSet<u32>> = BTreeMap::new();
+    let mut set_untagged = |out: &mut Vec<SetVarbind>, v: Vlan, ports: BTreeSet<u32>| {
+        let cur = sent_u.entry(v).or_insert_with(|| old_u(&v));
+        if *cur != ports {
+            out.push(SetVarbind {
+                oid: oid_of(STATIC_ENTRY, &[COL_UNTAGGED, u32::from(v)]),
+                value: Value::OctetString(portlist_encode(&ports, octets).into()),
+                what: format!("VLAN {v} untagged ports = {}", tables.names(&ports)),
+            });
+            *cur = ports;
+        }
+    };
     let egress_vb = |v: Vlan, ports: &BTreeSet<u32>| SetVarbind {
         oid: oid_of(STATIC_ENTRY, &[COL_EGRESS, u32::from(v)]),
         value: Value::OctetString(portlist_encode(ports, octets).into()),
         what: format!("VLAN {v} egress ports = {}", tables.names(ports)),
     };
-    // Make: new VLANs, then every VLAN that gains a port (its removes ride along).
-    for v in &grows {
-        if !tables.vlans.contains_key(v) {
-            out.push(SetVarbind {
-                oid: oid_of(STATIC_ENTRY, &[COL_ROW_STATUS, u32::from(*v)]),
-                value: Value::Integer(CREATE_AND_GO),
-                what: format!("create VLAN {v}"),
-            });
-            out.push(SetVarbind {
-                oid: oid_of(STATIC_ENTRY, &[COL_NAME, u32::from(*v)]),
-                value: Value::OctetString(vlan_name(*v).into_bytes().into()),
-                what: format!("name VLAN {v} {}", vlan_name(*v)),
-            });
+    // Make: new VLANs, every VLAN that gains a port (its removes ride along), new untagged
+    // members, PVIDs.
+    let created: BTreeSet<Vlan> = grows_e
+        .iter()
+        .chain(&grows_u)
+        .filter(|v| !tables.vlans.contains_key(v))
+        .copied()
+        .collect();
+    for v in created {
+        out.push(SetVarbind {
+            oid: oid_of(STATIC_ENTRY, &[COL_ROW_STATUS, u32::from(v)]),
+            value: Value::Integer(CREATE_AND_GO),
+            what: format!("create VLAN {v}"),
+        });
+        out.push(SetVarbind {
+            oid: oid_of(STATIC_ENTRY, &[COL_NAME, u32::from(v)]),
+            value: Value::OctetString(vlan_name(v).into_bytes().into()),
+            what: format!("name VLAN {v} {}", vlan_name(v)),
+        });
+    }
+    for v in &grows_e {
+        let new = &egress[v];
+        let old = old_u(v);
+        if !old.is_subset(new) {
+            set_untagged(&mut out, *v, old.intersection(new).copied().collect());
+        }
+        out.push(egress_vb(*v, new));
+    }
+    for v in &grows_u {
+        set_untagged(&mut out, *v, untagged[v].clone());
+    }
+    for (num, v) in &pvids {
+        out.push(SetVarbind {
+            oid: oid_of(PVID, &[*num]),
+            value: Value::Gauge32(u32::from(*v)),
+            what: format!(
+                "PVID of {} = {v}",
+                tables.names(&[*num].into_iter().collect())
+            ),
+        });
+    }
+    // Break: untagged members that leave (before their egress goes), VLANs that only lose
+    // ports, VLANs left on no port.
+    for (v, u) in &untagged {
+        if *u != old_u(v) && !grows_u.contains(v) {
+            set_untagged(&mut out, *v, u.clone());
         }
     }
-    // Untagged members that leave a VLAN leave its untagged list first (it must stay a
-    // subset of the egress list).
-    let set_vlan = |out: &mut Vec<SetVarbind>, v: Vlan| {
-        let new = &egress[&v];
-        let old = tables.vlans.get(&v).map(|r| &r.untagged);
-        if let Some(old) = old.filter(|u| !u.is_subset(new)) {
-            let untagged: BTreeSet<u32> = old.intersection(new).copied().collect();
-            out.push(SetVarbind {
-                oid: oid_of(STATIC_ENTRY, &[COL_UNTAGGED, u32::from(v)]),
-                value: Value::OctetString(portlist_encode(&untagged, octets).into()),
-                what: format!("VLAN {v} untagged ports = {}", tables.names(&untagged)),
-            });
-        }
-        out.push(egress_vb(v, new));
-    };
-    for v in &grows {
-        set_vlan(&mut out, *v);
-    }
-    // Break: VLANs that only lose ports.
     let mut destroy = Vec::new();
-    for v in shrinks.difference(&grows) {
+    for (v, e) in &egress {
+        if *e == old_e(v) || grows_e.contains(v) {
+            continue;
+        }
         let active = tables.vlans.get(v).is_some_and(|r| r.active);
-        if egress[v].is_empty() && *v != 1 && active {
+        if e.is_empty() && *v != 1 && active {
             destroy.push(*v);
         } else {
-            set_vlan(&mut out, *v);
+            out.push(egress_vb(*v, e));
         }
     }
     // A VLAN left on no port leaves the switch's database, as with the CLI drivers.
@@ -703,6 +791,7 @@ fn status_name(s: ErrorStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::switch::plan::{Action, Mode};
 
     fn tables() -> Tables {
         let set = |p: &[u32]| p.iter().copied().collect::<BTreeSet<u32>>();
@@ -773,17 +862,24 @@ mod tests {
     #[test]
     fn tables_become_the_planners_structure() {
         let st = tables().state();
-        assert_eq!(st.ports["swp1"].vlans.to_string(), "100,200");
-        assert_eq!(st.ports["swp1"].mode, Mode::Trunk);
-        // Native: the untagged VLAN, else a PVID that is one of the port's (tagged) VLANs.
-        assert_eq!(st.ports["swp1"].native, Some(100));
-        assert_eq!(st.ports["swp2"].native, None);
-        assert_eq!(st.ports["swp3"].native, Some(200));
+        let show: Vec<String> = st.ports.iter().map(|(p, s)| format!("{p}={s}")).collect();
         assert_eq!(
-            (st.ports["swp10"].mode, st.ports["swp10"].vlans.to_string()),
-            (Mode::Access, "1".to_owned())
+            show,
+            [
+                // A PVID alone (100 is a tagged member) is not a native VLAN.
+                "swp1=100,200",
+                "swp10=access 1",
+                "swp2=100",
+                // Native: the VLAN the port is an untagged member of.
+                "swp3=native 200 + 100",
+            ]
         );
+        assert_eq!(st.ports["swp10"].mode, Mode::Access);
         assert_eq!(st.vlans.to_string(), "1,100,200");
+    }
+
+    fn what(vbs: &[SetVarbind]) -> Vec<&str> {
+        vbs.iter().map(|v| v.what.as_str()).collect()
     }
 
     #[test]
@@ -796,7 +892,7 @@ mod tests {
                 change("swp3", Action::Add, 300),
                 change("swp1", Action::Add, 300),
                 change("swp2", Action::Remove, 100),
-                change("swp3", Action::Remove, 200),
+                change("swp3", Action::ClearNative, 200),
                 change("swp1", Action::Remove, 200),
             ],
         )
@@ -805,9 +901,8 @@ mod tests {
             .iter()
             .map(|v| format!("{} {:?}", object_name(&v.oid), v.value))
             .collect();
-        let what: Vec<&str> = vbs.iter().map(|v| v.what.as_str()).collect();
         assert_eq!(
-            what,
+            what(&vbs),
             [
                 "create VLAN 300",
                 "name VLAN 300 VLAN0300",
@@ -829,6 +924,64 @@ mod tests {
     }
 
     #[test]
+    fn a_native_vlan_is_untagged_and_pvid_before_the_old_one_leaves() {
+        let t = tables();
+        // swp2 (tagged 100) gets the service VLAN 20 untagged: a new VLAN.
+        let vbs = batch_varbinds(&t, &[change("swp2", Action::Native, 20)]).unwrap();
+        assert_eq!(
+            what(&vbs),
+            [
+                "create VLAN 20",
+                "name VLAN 20 VLAN0020",
+                "VLAN 20 egress ports = swp2",
+                "VLAN 20 untagged ports = swp2",
+                "PVID of swp2 = 20",
+            ]
+        );
+        assert_eq!(object_name(&vbs[4].oid), "dot1qPvid.2");
+        assert_eq!(vbs[4].value, Value::Gauge32(20));
+        assert_eq!(
+            vbs[3].value,
+            Value::OctetString(vec![0b0100_0000, 0].into())
+        );
+        // swp3 (native 200, tagged 100): 100 becomes native, 200 leaves after.
+        let vbs = batch_varbinds(&t, &[change("swp3", Action::Native, 100)]).unwrap();
+        assert_eq!(
+            what(&vbs),
+            [
+                "VLAN 100 untagged ports = swp3",
+                "PVID of swp3 = 100",
+                "VLAN 200 untagged ports = no ports",
+                "VLAN 200 egress ports = swp1",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_access_port_is_untagged_in_one_vlan_and_leaves_the_others_last() {
+        let t = tables();
+        let vbs = batch_varbinds(&t, &[change("swp1", Action::Access, 300)]).unwrap();
+        assert_eq!(
+            what(&vbs),
+            [
+                "create VLAN 300",
+                "name VLAN 300 VLAN0300",
+                "VLAN 300 egress ports = swp1",
+                "VLAN 300 untagged ports = swp1",
+                "PVID of swp1 = 300",
+                "VLAN 100 egress ports = swp2,swp3",
+                "VLAN 200 egress ports = swp3",
+            ]
+        );
+        // An access port already in the VLAN sends nothing.
+        assert!(
+            batch_varbinds(&t, &[change("swp10", Action::Access, 1)])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn a_vlan_left_on_no_port_is_destroyed_and_untagged_members_leave_first() {
         let t = tables();
         let vbs = batch_varbinds(
@@ -837,13 +990,12 @@ mod tests {
                 change("swp1", Action::Remove, 100),
                 change("swp2", Action::Remove, 100),
                 change("swp3", Action::Remove, 100),
-                change("swp3", Action::Remove, 200),
+                change("swp3", Action::ClearNative, 200),
             ],
         )
         .unwrap();
-        let what: Vec<&str> = vbs.iter().map(|v| v.what.as_str()).collect();
         assert_eq!(
-            what,
+            what(&vbs),
             [
                 "VLAN 200 untagged ports = no ports",
                 "VLAN 200 egress ports = swp1",
@@ -851,10 +1003,15 @@ mod tests {
             ]
         );
         assert_eq!(vbs[2].value, Value::Integer(6));
-        // VLAN 1 is never destroyed.
-        let vbs = batch_varbinds(&t, &[change("swp10", Action::Remove, 1)]).unwrap();
-        assert_eq!(vbs.len(), 2, "{vbs:?}");
-        assert_eq!(object_name(&vbs[1].oid), "dot1qVlanStaticEgressPorts.1");
+        // VLAN 1 is never destroyed: swp10 (access 1) cleared leaves it on no port.
+        let vbs = batch_varbinds(&t, &[change("swp10", Action::ClearNative, 1)]).unwrap();
+        assert_eq!(
+            what(&vbs),
+            [
+                "VLAN 1 untagged ports = no ports",
+                "VLAN 1 egress ports = no ports"
+            ]
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@ use rusqlite::Connection;
 
 use crate::inventory::Result;
 
+use super::plan::{Action, Change};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwitchStatus {
     pub name: String,
@@ -69,27 +71,29 @@ pub fn all(conn: &Connection) -> Result<Vec<SwitchStatus>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Pending intents of one switch with their reasons, oldest first.
+/// Pending intents of one switch with their reasons, oldest first, as the plan prints them.
 pub fn pending(conn: &Connection, switch: &str) -> Result<Vec<String>> {
     let mut st = conn.prepare(
-        "SELECT i.action, i.port, i.vlan, i.reason, i.created_at FROM switch_intents i
+        "SELECT i.action, i.native, i.port, i.vlan, i.reason, i.created_at FROM switch_intents i
          JOIN switches s ON s.id = i.switch_id
          WHERE s.name = ?1 AND i.state = 'pending' ORDER BY i.id",
     )?;
     let rows = st.query_map([switch], |r| {
-        let sign = if r.get::<_, String>(0)? == "add" {
-            '+'
-        } else {
-            '-'
-        };
-        Ok(format!(
-            "{sign} {}:{} VLAN {}: {} (queued {})",
-            switch,
-            r.get::<_, String>(1)?,
-            r.get::<_, u16>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?
-        ))
+        let (action, native) = (r.get::<_, String>(0)?, r.get::<_, bool>(1)?);
+        let queued: String = r.get(5)?;
+        Ok(match Action::from_row(&action, native) {
+            Some(action) => {
+                let c = Change {
+                    switch: switch.to_owned(),
+                    port: r.get(2)?,
+                    action,
+                    vlan: r.get(3)?,
+                    reason: r.get(4)?,
+                };
+                format!("{c} (queued {queued})")
+            }
+            None => format!("? unknown intent {action:?} (queued {queued})"),
+        })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

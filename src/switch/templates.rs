@@ -3,10 +3,14 @@
 //! suffixes, error patterns, read-back parser). The sets shipped in the repository are built
 //! into the binary; `[switch] templates_dir` replaces them with a folder of the same layout.
 //!
-//! [`render_batch`] turns a switch's read-back state and a batch of per-port VLAN changes into
-//! the one list of CLI lines sent in one session: enter configuration, create VLANs new to the
-//! switch, add VLANs to trunks, then remove (make before break), delete VLANs no port carries
-//! any more, leave configuration, save once.
+//! [`render_batch`] turns a switch's read-back state and a batch of per-port changes into the
+//! one list of CLI lines sent in one session: enter configuration, create VLANs new to the
+//! switch, then every port's *make* steps (access VLAN, native VLAN, tagged adds), then every
+//! port's *break* steps (native VLAN cleared, tagged removes: make before break), delete VLANs
+//! no port carries any more, leave configuration, save once. A port never loses its untagged
+//! VLAN before its new one is set: a native change is one command that replaces the old one
+//! (IOS/EOS `switchport trunk native vlan`, Junos `native-vlan-id`, NVUE `untagged`, OVS
+//! `tag=`), and the old VLAN leaves the allowed list only in the break steps.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +18,7 @@ use std::path::Path;
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde::Deserialize;
 
-use super::plan::Action;
+use super::plan::{Action, Mode, PortPlan};
 use super::readback::{Parser, SwitchState};
 use super::vlans::{Vlan, VlanSet};
 
@@ -25,6 +29,8 @@ pub const OPERATIONS: &[&str] = &[
     "delete_vlan",
     "trunk_add",
     "trunk_remove",
+    "native_vlan",
+    "native_remove",
     "access_vlan",
     "end",
     "save",
@@ -49,6 +55,8 @@ macro_rules! builtin_files {
             ($os, "delete_vlan", include_str!(concat!("../../switch-templates/", $os, "/delete_vlan.j2"))),
             ($os, "trunk_add", include_str!(concat!("../../switch-templates/", $os, "/trunk_add.j2"))),
             ($os, "trunk_remove", include_str!(concat!("../../switch-templates/", $os, "/trunk_remove.j2"))),
+            ($os, "native_vlan", include_str!(concat!("../../switch-templates/", $os, "/native_vlan.j2"))),
+            ($os, "native_remove", include_str!(concat!("../../switch-templates/", $os, "/native_remove.j2"))),
             ($os, "access_vlan", include_str!(concat!("../../switch-templates/", $os, "/access_vlan.j2"))),
             ($os, "end", include_str!(concat!("../../switch-templates/", $os, "/end.j2"))),
             ($os, "save", include_str!(concat!("../../switch-templates/", $os, "/save.j2"))),
@@ -244,7 +252,7 @@ impl Templates {
     }
 }
 
-/// One VLAN change on one port of the switch being configured.
+/// One change on one port of the switch being configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortChange {
     pub port: String,
@@ -252,16 +260,124 @@ pub struct PortChange {
     pub vlan: Vlan,
 }
 
-/// The CLI lines of one batch and the per-port VLANs the switch should report afterwards.
+/// The CLI lines of one batch and what every port should report afterwards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub lines: Vec<String>,
-    pub expected: BTreeMap<String, VlanSet>,
+    pub expected: BTreeMap<String, PortPlan>,
 }
 
 /// The name a VLAN gets when nhn creates it.
 pub fn vlan_name(v: Vlan) -> String {
     format!("VLAN{v:04}")
+}
+
+/// What a batch does to one port, in the order it is done.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortSteps {
+    pub before: PortPlan,
+    /// Make: the port becomes an access port in this VLAN.
+    pub access: Option<Vlan>,
+    /// Make: this VLAN becomes the trunk's native VLAN.
+    pub native: Option<Vlan>,
+    /// Make: tagged VLANs added.
+    pub add: VlanSet,
+    /// The port once the make steps are done.
+    pub made: PortPlan,
+    /// Break: this native VLAN is cleared.
+    pub clear_native: Option<Vlan>,
+    /// Break: VLANs taken off the trunk (tagged removes, and a former native VLAN that the port
+    /// no longer carries at all).
+    pub remove: VlanSet,
+    pub after: PortPlan,
+}
+
+impl PortSteps {
+    /// The steps that take a port in state `before` through `changes` (all on this port);
+    /// changes already true are dropped. `None` when nothing is left to do.
+    pub fn new<'c>(
+        before: &PortPlan,
+        changes: impl IntoIterator<Item = &'c PortChange>,
+    ) -> Option<Self> {
+        let mut access = None;
+        let mut native = None;
+        let mut clear_native = None;
+        let mut add = VlanSet::new();
+        let mut remove = VlanSet::new();
+        for c in changes {
+            if c.action.holds(c.vlan, before) {
+                continue;
+            }
+            match c.action {
+                Action::Access => access = Some(c.vlan),
+                Action::Native => native = Some(c.vlan),
+                Action::ClearNative => clear_native = Some(c.vlan),
+                Action::Add => add.insert(c.vlan),
+                Action::Remove => remove.insert(c.vlan),
+            }
+        }
+        let mut made = before.clone();
+        if let Some(v) = access {
+            made = PortPlan::access(v);
+        }
+        // An access port that gets tagged VLANs becomes a trunk that keeps its VLAN untagged.
+        if made.mode == Mode::Access && !add.is_empty() && native.is_none() {
+            native = made.native;
+        }
+        // A native VLAN replaced by another leaves the port unless it is wanted tagged.
+        let mut dropped = VlanSet::new();
+        // (An access port's tagged set is empty: these become trunks with what it had.)
+        if let Some(n) = native {
+            if let Some(old) = made.native.filter(|o| *o != n) {
+                dropped.insert(old);
+            }
+            made = PortPlan::trunk(Some(n), made.tagged.clone());
+        }
+        if !add.is_empty() {
+            let mut tagged = made.tagged.clone();
+            tagged.union_with(&add);
+            made = PortPlan::trunk(made.native, tagged);
+        }
+        let mut after = made.clone();
+        if let Some(m) = clear_native.filter(|m| after.native == Some(*m)) {
+            let mut tagged = after.tagged.clone();
+            // Added tagged while it was still native: it stays, tagged.
+            if add.contains(m) {
+                tagged.insert(m);
+            }
+            after = PortPlan::trunk(None, tagged);
+            dropped.insert(m);
+        } else {
+            clear_native = None;
+        }
+        // A tagged remove of the native VLAN changes nothing: the native VLAN stays carried.
+        remove = remove
+            .iter()
+            .filter(|v| after.tagged.contains(*v))
+            .collect();
+        after.tagged = after.tagged.minus(&remove);
+        for v in dropped.iter().filter(|v| !after.contains(*v)) {
+            remove.insert(v);
+        }
+        if access.is_none()
+            && native.is_none()
+            && add.is_empty()
+            && clear_native.is_none()
+            && remove.is_empty()
+        {
+            return None;
+        }
+        Some(PortSteps {
+            before: before.clone(),
+            access,
+            native,
+            add,
+            made,
+            clear_native,
+            remove,
+            after,
+        })
+    }
 }
 
 /// Renders one batch (see the module doc for the order). Changes that are already true on
@@ -272,24 +388,20 @@ pub fn render_batch(
     state: &SwitchState,
     changes: &[PortChange],
 ) -> Result<Batch, TemplateError> {
-    let mut expected = state.port_vlans();
-    let mut adds: BTreeMap<&str, VlanSet> = BTreeMap::new();
-    let mut removes: BTreeMap<&str, VlanSet> = BTreeMap::new();
+    let mut expected = state.ports.clone();
+    let mut by_port: BTreeMap<&str, Vec<&PortChange>> = BTreeMap::new();
     for c in changes {
-        let cur = expected.entry(c.port.clone()).or_default();
-        match c.action {
-            Action::Add if !cur.contains(c.vlan) => {
-                cur.insert(c.vlan);
-                adds.entry(&c.port).or_default().insert(c.vlan);
-            }
-            Action::Remove if cur.contains(c.vlan) => {
-                cur.remove(c.vlan);
-                removes.entry(&c.port).or_default().insert(c.vlan);
-            }
-            _ => {}
+        by_port.entry(&c.port).or_default().push(c);
+    }
+    let mut steps: Vec<(&str, PortSteps)> = Vec::new();
+    for (port, cs) in by_port {
+        let before = expected.get(port).cloned().unwrap_or_default();
+        if let Some(s) = PortSteps::new(&before, cs) {
+            expected.insert(port.to_owned(), s.after.clone());
+            steps.push((port, s));
         }
     }
-    if adds.is_empty() && removes.is_empty() {
+    if steps.is_empty() {
         return Ok(Batch {
             lines: Vec::new(),
             expected,
@@ -298,8 +410,8 @@ pub fn render_batch(
     let base = |extra: Value| context! { switch => switch, ..extra };
     let mut lines = set.render("begin", base(context! {}))?;
     let mut new_vlans = VlanSet::new();
-    for a in adds.values() {
-        new_vlans.union_with(a);
+    for (_, s) in &steps {
+        new_vlans.union_with(&s.made.carried().minus(&s.before.carried()));
     }
     for v in new_vlans.minus(&state.vlans).iter() {
         lines.extend(set.render(
@@ -307,32 +419,46 @@ pub fn render_batch(
             base(context! { vlan => v, name => vlan_name(v) }),
         )?);
     }
-    for (port, add) in &adds {
-        // The port after this batch's adds only: removes come later (make before break).
-        let mut vlans = state
-            .ports
-            .get(*port)
-            .map(|p| p.vlans.clone())
-            .unwrap_or_default();
-        vlans.union_with(add);
-        let vlans = vlans.to_vec();
-        lines.extend(set.render(
-            "trunk_add",
-            base(context! { port => *port, add => add.to_vec(), vlans => vlans }),
-        )?);
+    for (port, s) in &steps {
+        let port = *port;
+        if let Some(v) = s.access {
+            lines.extend(set.render("access_vlan", base(context! { port, vlan => v }))?);
+        }
+        if let Some(v) = s.native {
+            let vlans = s.made.tagged.to_vec();
+            lines.extend(set.render("native_vlan", base(context! { port, vlan => v, vlans }))?);
+        }
+        if !s.add.is_empty() {
+            let ctx = context! {
+                port,
+                add => s.add.to_vec(),
+                vlans => s.made.tagged.to_vec(),
+                native => s.made.native,
+            };
+            lines.extend(set.render("trunk_add", base(ctx))?);
+        }
     }
     let mut removed = VlanSet::new();
-    for (port, remove) in &removes {
-        removed.union_with(remove);
-        let vlans = expected.get(*port).map(VlanSet::to_vec).unwrap_or_default();
-        lines.extend(set.render(
-            "trunk_remove",
-            base(context! { port => *port, remove => remove.to_vec(), vlans => vlans }),
-        )?);
+    for (port, s) in &steps {
+        let port = *port;
+        removed.union_with(&s.before.carried().minus(&s.after.carried()));
+        if let Some(v) = s.clear_native {
+            let vlans = s.after.tagged.to_vec();
+            lines.extend(set.render("native_remove", base(context! { port, vlan => v, vlans }))?);
+        }
+        if !s.remove.is_empty() {
+            let ctx = context! {
+                port,
+                remove => s.remove.to_vec(),
+                vlans => s.after.tagged.to_vec(),
+                native => s.after.native,
+            };
+            lines.extend(set.render("trunk_remove", base(ctx))?);
+        }
     }
     let mut still_used = VlanSet::new();
-    for vlans in expected.values() {
-        still_used.union_with(vlans);
+    for p in expected.values() {
+        still_used.union_with(&p.carried());
     }
     for v in removed.minus(&still_used).iter() {
         if state.vlans.contains(v) && v != 1 {
@@ -385,28 +511,34 @@ fn merge(lines: Vec<String>, prefix: &str, sep: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::switch::readback::{Mode, PortState};
+
+    fn trunk(s: &str) -> PortPlan {
+        PortPlan::trunk(None, s.parse().unwrap())
+    }
 
     fn state() -> SwitchState {
-        let trunk = |s: &str| PortState {
-            mode: Mode::Trunk,
-            vlans: s.parse().unwrap(),
-            native: None,
-        };
         SwitchState {
             ports: [
                 ("swp1".to_owned(), trunk("100,200")),
                 ("swp2".to_owned(), trunk("100,200")),
                 ("swp3".to_owned(), trunk("200")),
+                ("swp4".to_owned(), trunk("none")),
+                (
+                    "swp5".to_owned(),
+                    PortPlan::trunk(Some(30), "100".parse().unwrap()),
+                ),
+                ("swp6".to_owned(), trunk("100")),
             ]
             .into_iter()
             .collect(),
-            vlans: "1,100,200".parse().unwrap(),
+            vlans: "1,30,100,200".parse().unwrap(),
         }
     }
 
     /// VM3-2 (VLAN 200) leaves Edge-Switch-3 and VLAN 300 arrives: adds on the host port and
-    /// uplink, 200 removed everywhere (so it is deleted from the VLAN database).
+    /// uplink, 200 removed everywhere (so it is deleted from the VLAN database). The host port
+    /// gets its boot network (VLAN 20) untagged and the storage VLAN (10) tagged; swp5 loses its
+    /// native VLAN 30 (so 30 is deleted too); swp6 becomes a bare-metal access port in 20.
     fn changes() -> Vec<PortChange> {
         let c = |port: &str, action, vlan| PortChange {
             port: port.into(),
@@ -422,6 +554,10 @@ mod tests {
             c("swp1", Action::Remove, 200),
             c("swp2", Action::Remove, 200),
             c("swp2", Action::Remove, 100),
+            c("swp3", Action::Native, 20),
+            c("swp3", Action::Add, 10),
+            c("swp5", Action::ClearNative, 30),
+            c("swp6", Action::Access, 20),
         ]
     }
 
@@ -483,7 +619,122 @@ mod tests {
         let t = Templates::builtin().unwrap();
         let b = render_batch(t.get("openvswitch").unwrap(), "s", &state(), &changes()).unwrap();
         let got: Vec<String> = b.expected.iter().map(|(p, v)| format!("{p}={v}")).collect();
-        assert_eq!(got, ["swp1=100,300", "swp2=none", "swp3=300-301"]);
+        assert_eq!(
+            got,
+            [
+                "swp1=100,300",
+                "swp2=none",
+                "swp3=native 20 + 10,300-301",
+                "swp4=none",
+                "swp5=100",
+                "swp6=access 20"
+            ]
+        );
+    }
+
+    /// Make before break for untagged VLANs, per port: (port before, changes, steps as
+    /// "make | break", port after).
+    #[test]
+    fn port_steps_set_the_new_untagged_vlan_before_the_old_one_goes() {
+        let p = |n: Option<Vlan>, t: &str| PortPlan::trunk(n, t.parse().unwrap());
+        let c = |action, vlan| PortChange {
+            port: "swp3".into(),
+            action,
+            vlan,
+        };
+        let show = |s: &PortSteps| {
+            let mut make = Vec::new();
+            if let Some(v) = s.access {
+                make.push(format!("access {v}"));
+            }
+            if let Some(v) = s.native {
+                make.push(format!("native {v}"));
+            }
+            if !s.add.is_empty() {
+                make.push(format!("add {}", s.add));
+            }
+            let mut brk = Vec::new();
+            if let Some(v) = s.clear_native {
+                brk.push(format!("clear native {v}"));
+            }
+            if !s.remove.is_empty() {
+                brk.push(format!("remove {}", s.remove));
+            }
+            format!("{} | {}", make.join(", "), brk.join(", "))
+        };
+        let cases = [
+            // A native VLAN replaced: the old one leaves the trunk after the new one is set.
+            (
+                p(Some(30), "10"),
+                vec![c(Action::Native, 20)],
+                "native 20 | remove 30",
+                "native 20 + 10",
+            ),
+            // ... unless it stays tagged.
+            (
+                p(Some(30), "10"),
+                vec![c(Action::Native, 20), c(Action::Add, 30)],
+                "native 20, add 30 | ",
+                "native 20 + 10,30",
+            ),
+            // A tagged VLAN becoming native is not taken off the trunk.
+            (
+                p(None, "10,20"),
+                vec![c(Action::Native, 20), c(Action::Remove, 20)],
+                "native 20 | ",
+                "native 20 + 10",
+            ),
+            // An access port in 20 that gets tagged VLANs becomes a trunk with 20 native...
+            (
+                PortPlan::access(20),
+                vec![c(Action::Native, 20), c(Action::Add, 10)],
+                "native 20, add 10 | ",
+                "native 20 + 10",
+            ),
+            // ... or, with 20 cleared, a trunk without one.
+            (
+                PortPlan::access(20),
+                vec![c(Action::Add, 10), c(Action::ClearNative, 20)],
+                "native 20, add 10 | clear native 20, remove 20",
+                "10",
+            ),
+            // A native VLAN cleared: it leaves the trunk unless wanted tagged.
+            (
+                p(Some(20), "10"),
+                vec![c(Action::ClearNative, 20)],
+                " | clear native 20, remove 20",
+                "10",
+            ),
+            (
+                p(Some(20), "10"),
+                vec![c(Action::Add, 20), c(Action::ClearNative, 20)],
+                "add 20 | clear native 20",
+                "10,20",
+            ),
+            // A trunk becomes an access port in one step.
+            (
+                p(Some(20), "10"),
+                vec![c(Action::Access, 300)],
+                "access 300 | ",
+                "access 300",
+            ),
+        ];
+        for (before, cs, steps, after) in cases {
+            let s = PortSteps::new(&before, &cs).unwrap();
+            assert_eq!(
+                (show(&s).as_str(), s.after.to_string().as_str()),
+                (steps, after),
+                "{before}"
+            );
+        }
+        // Changes that are already true leave nothing to do.
+        assert!(
+            PortSteps::new(
+                &p(Some(20), "10"),
+                &[c(Action::Native, 20), c(Action::Remove, 30)]
+            )
+            .is_none()
+        );
     }
 
     #[test]

@@ -268,6 +268,43 @@ impl<'lab> SeedLab<'lab> {
         );
     }
 
+    /// A machine's own NIC on hypervisor `host`: a namespace on a port of its bridge that
+    /// sends and receives untagged (OVS VLAN 0, untagged on the uplink too), as the
+    /// hypervisor's IP stack does on its boot network.
+    pub fn start_host_nic(&mut self, name: &str, host: &str, ip: &str) {
+        let ns = self.lab.netns(name);
+        let (hv, ovs) = &self.hypervisors[host];
+        self.lab.veth((hv, name), (&ns, "eth0"));
+        ovs.add_access_port("br0", name, 0);
+        ns.addr("eth0", &format!("{ip}/24"));
+        ns.tx_offload_off("eth0");
+        self.vms.insert(
+            name.to_owned(),
+            Vm {
+                ns,
+                ip: ip.to_owned(),
+            },
+        );
+    }
+
+    /// A bare-metal server: a namespace cabled to a new port `port` of `edge`, which starts as
+    /// a factory-default access port in VLAN 1; the server sends untagged from `ip`.
+    pub fn start_server(&mut self, name: &str, edge: &str, port: &str, ip: &str) {
+        let ns = self.lab.netns(name);
+        let sw = &self.switches[edge];
+        self.lab.veth((&sw.ns, port), (&ns, "eth0"));
+        sw.ovs.add_access_port("br0", port, 1);
+        ns.addr("eth0", &format!("{ip}/24"));
+        ns.tx_offload_off("eth0");
+        self.vms.insert(
+            name.to_owned(),
+            Vm {
+                ns,
+                ip: ip.to_owned(),
+            },
+        );
+    }
+
     /// Live-migrates a VM's network attachment: plugs it into `to` (same MAC, same IP), then
     /// unplugs it from `from`, as a hypervisor pair does at the end of a migration. The
     /// switches learn the new location from the VM's next frame.
@@ -359,8 +396,17 @@ impl<'lab> SeedLab<'lab> {
         wait_listening(&sw.ns, sw.address);
     }
 
-    /// The VLANs each port of `name` carries, read from its OVS directly (not through nhn).
+    /// What each port of `name` carries, read from its OVS directly (not through nhn), as a
+    /// plan prints it: `10,100` (a trunk), `native 20 + 10` (untagged 20), `access 300`.
     pub fn ports(&self, name: &str) -> BTreeMap<String, String> {
+        self.port_plans(name)
+            .into_iter()
+            .map(|(p, s)| (p, s.to_string()))
+            .collect()
+    }
+
+    /// What each `swpN` port of `name` carries, read from its OVS directly.
+    pub fn port_plans(&self, name: &str) -> BTreeMap<String, nhn::switch::PortPlan> {
         let out = self.switches[name].ovs.vsctl(&[
             "--format=csv",
             "--data=bare",
@@ -373,7 +419,6 @@ impl<'lab> SeedLab<'lab> {
         st.ports
             .into_iter()
             .filter(|(p, _)| p.starts_with("swp"))
-            .map(|(p, s)| (p, s.vlans.to_string()))
             .collect()
     }
 
@@ -443,6 +488,29 @@ impl<'lab> SeedLab<'lab> {
     pub fn cli_log(&self, name: &str) -> String {
         fs::read_to_string(self.dir.join(format!("{name}-cli.log"))).unwrap_or_default()
     }
+}
+
+/// The seed site plus bare-metal Server-1, PXE booting on the `service` network through
+/// Edge-Switch-2:swp4.
+pub fn with_bare_metal_server(seed: &str) -> String {
+    let edge2 = seed
+        .find("name = \"Edge-Switch-2\"")
+        .expect("Edge-Switch-2 in the seed");
+    let ports = edge2
+        + seed[edge2..]
+            .find("ports = [\"swp1\", \"swp2\", \"swp3\"]")
+            .expect("its ports");
+    let mut site = seed.to_owned();
+    site.replace_range(
+        ports..ports + "ports = [\"swp1\", \"swp2\", \"swp3\"]".len(),
+        "ports = [\"swp1\", \"swp2\", \"swp3\", \"swp4\"]",
+    );
+    site.push_str(
+        "\n[[machines]]\nname = \"Server-1\"\nkind = \"bare-metal\"\n\n[[machines.nics]]\n\
+         device = \"eth0\"\nmac = \"52:54:00:00:02:01\"\nport = \"Edge-Switch-2:swp4\"\n\
+         network = \"service\"\nip = \"10.20.0.101\"\nboot = true\n",
+    );
+    site
 }
 
 /// Starts sshd for switch `name` on `ip` inside `ns` with a fresh host key; returns the
