@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use support::bmc::{bmc_python, support_file};
 use support::cli::Nhn;
 use support::{Lab, Netns, Proc, lab_or_skip, wait_until};
 
@@ -24,31 +25,6 @@ const REDFISH_IP: &str = "10.77.0.3";
 const IPMI_PORT: u16 = 623;
 const REDFISH_PORT: u16 = 8000;
 const PASSWORD: &str = "s3cret-Bmc-pw";
-
-/// The Python that runs the BMC emulators, or `None` after printing SKIP (panics under CI).
-fn bmc_python(test: &str) -> Option<PathBuf> {
-    let python = std::env::var_os("NHN_BMC_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv-bmc/bin/python"),
-        PathBuf::from,
-    );
-    let usable = std::process::Command::new(&python)
-        .args(["-c", "import pyghmi, sushy_tools, bcrypt"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if usable {
-        return Some(python);
-    }
-    let reason = format!(
-        "{} cannot import pyghmi and sushy_tools (tests/run.sh creates that venv; \
-         NHN_BMC_PYTHON names another python)",
-        python.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: prerequisite missing (CI=true: failing, not skipping): {reason}");
-    }
-    eprintln!("SKIP {test}: {reason}");
-    None
-}
 
 /// A lab with the appliance's management namespace and a BMC namespace, an nhn data dir
 /// with two bare-metal machines (Server-1 on IPMI, Server-2 on Redfish), and the BMCs'
@@ -301,14 +277,6 @@ impl<'l> PowerLab<'l> {
         wait_log(&proc, "Running on");
         proc
     }
-}
-
-fn support_file(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/support/bmc")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 /// Waits until `proc` has logged `text` (at most 20 s); panics with its log otherwise.

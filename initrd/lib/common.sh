@@ -92,6 +92,21 @@ find_root() {
     log "root: target $ISCSI_TARGET lun ${ISCSI_LUN:-0} at $ISCSI_SERVER:${ISCSI_PORT:-3260} as $ISCSI_INITIATOR"
 }
 
+# nhn.storage=<vlan>:<ip>/<len>: a VLAN interface on the boot NIC for the iSCSI traffic (the
+# storage network is tagged on the machine's edge port; the boot network is its native VLAN).
+storage_vlan() {
+    spec=$(arg nhn.storage "")
+    [ -n "$spec" ] || return 0
+    vlan=${spec%%:*}
+    addr=${spec#*:}
+    case "$vlan" in *[!0-9]*|"") fail "join the storage VLAN" "nhn.storage=$spec: VLAN '$vlan' is not a number" ;; esac
+    ip link add link "$NIC" name "$NIC.$vlan" type vlan id "$vlan" ||
+        fail "join the storage VLAN" "cannot make $NIC.$vlan (is the 8021q module in the initrd?)"
+    ip addr add "$addr" dev "$NIC.$vlan" || fail "join the storage VLAN" "cannot add $addr to $NIC.$vlan"
+    ip link set "$NIC.$vlan" up
+    log "storage VLAN $vlan: $addr on $NIC.$vlan"
+}
+
 # Boot secrets (the target's CHAP account), fetched once from the one-time URL nhn.secrets=.
 # Without nhn.secrets= there are none (the target has no CHAP). Nothing here is ever printed.
 fetch_secrets() {

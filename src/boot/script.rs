@@ -14,6 +14,9 @@ pub struct Target {
     pub name: String,
     /// RFC 4173 root-path and initiator, when a boot volume is assigned.
     pub iscsi: Option<(String, String)>,
+    /// `<vlan>:<address>/<prefix>` on the storage network, tagged on the boot NIC's port,
+    /// when the site gives the NIC a `storage_ip`.
+    pub storage: Option<String>,
 }
 
 /// Boot settings from the configuration.
@@ -89,7 +92,30 @@ pub fn lookup(conn: &Connection, mac: &Mac) -> Result<Option<Target>> {
             initiator,
         ))
     });
-    Ok(Some(Target { name, iscsi }))
+    let storage = conn
+        .query_row(
+            "SELECT w.vlan, ip.address, w.subnet FROM nics n JOIN ip_addresses ip ON ip.nic_id = n.id
+             JOIN networks w ON w.id = ip.network_id
+             WHERE n.mac = ?1 AND w.role = 'storage' AND ip.network_id IS NOT n.network_id",
+            [mac.to_string()],
+            |r| {
+                Ok((
+                    r.get::<_, u16>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .optional()?
+        .and_then(|(vlan, ip, subnet)| {
+            let net: crate::net::Ipv4Net = subnet?.parse().ok()?;
+            Some(format!("{vlan}:{ip}/{}", net.prefix_len()))
+        });
+    Ok(Some(Target {
+        name,
+        iscsi,
+        storage,
+    }))
 }
 
 /// Characters that may appear in a kernel command-line value without quoting surprises.
@@ -139,13 +165,17 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
             );
         }
     };
+    let storage = match &t.storage {
+        Some(v) if cmdline_safe(v) => format!(" nhn.storage={v}"),
+        _ => String::new(),
+    };
     let base = s.base_url.trim_end_matches('/');
     // `initrd=<name>` on the kernel line: UEFI kernels' EFI stub needs it to find the initrd.
     let initrd_name = s.initrd.rsplit('/').next().unwrap_or(&s.initrd);
     format!(
         "#!ipxe\n\
          echo nhn: booting {name} ({mac}) from {root}\n\
-         kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}{secrets}\n\
+         kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}{storage}{secrets}\n\
          initrd {base}/boot/{initrd}\n\
          boot\n",
         name = t.name.replace(['\n', '\r'], " "),
@@ -176,7 +206,26 @@ mod tests {
                 "iscsi:10.96.0.1::3260:1:iqn.2026-11.test:vol-2".into(),
                 "iqn.2026-11.test:server-2".into(),
             )),
+            storage: None,
         }
+    }
+
+    #[test]
+    fn a_storage_address_on_a_tagged_vlan_goes_on_the_command_line() {
+        let mac: Mac = "52:54:00:96:00:01".parse().unwrap();
+        let mut t = server2();
+        t.storage = Some("10:10.10.0.12/24".into());
+        let s = render(&mac, Some(&t), &settings());
+        assert!(
+            s.contains("nhn.initiator=iqn.2026-11.test:server-2 nhn.storage=10:10.10.0.12/24\n"),
+            "{s}"
+        );
+        t.storage = Some("10:10.10.0.12/24 init=/bin/sh".into());
+        let s = render(&mac, Some(&t), &settings());
+        assert!(
+            !s.contains("nhn.storage") && !s.contains("init=/bin/sh"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -225,6 +274,7 @@ mod tests {
         let t = Target {
             name: "Server-9".into(),
             iscsi: None,
+            storage: None,
         };
         let s = render(&mac, Some(&t), &settings());
         assert!(

@@ -58,7 +58,9 @@ pub fn build(conn: &Connection, config: &Config, subnets: Vec<Subnet>) -> Result
          LEFT JOIN networks net ON net.id = ip.network_id
          LEFT JOIN ip_pools p ON p.id = COALESCE(ip.ip_pool_id, net.ip_pool_id)
          LEFT JOIN machines m ON m.id = n.machine_id
-         LEFT JOIN vms v ON v.id = n.vm_id",
+         LEFT JOIN vms v ON v.id = n.vm_id
+         -- A NIC's storage_ip is on its tagged storage VLAN, not what DHCP hands out.
+         WHERE net.role IS NOT 'storage' OR ip.network_id IS n.network_id",
     )?;
     let rows = st.query_map([], |r| {
         Ok((

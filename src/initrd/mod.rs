@@ -18,6 +18,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
     "virtio_blk",
+    "8021q",
     "e1000",
     "iscsi_tcp",
     "sd_mod",

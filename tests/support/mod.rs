@@ -21,6 +21,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bmc;
 pub mod cli;
 pub mod facility;
 pub mod kernel;

@@ -275,6 +275,10 @@ pub struct Nic {
     /// The machine PXE boots through this NIC.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub boot: bool,
+    /// Its address on the storage network, whose VLAN its port carries tagged: a diskless
+    /// machine's initrd reaches its iSCSI target through it (`nhn.storage=` on its command line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_ip: Option<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

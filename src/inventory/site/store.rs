@@ -223,10 +223,13 @@ pub fn export(conn: &Connection) -> Result<SiteFile> {
         ))
     })?;
     let mut nics_st = conn.prepare(
-        "SELECT n.device, n.mac, s.name, p.name, net.name, ip.address, n.boot FROM nics n
+        "SELECT n.device, n.mac, s.name, p.name, net.name, ip.address, n.boot,
+            (SELECT sip.address FROM ip_addresses sip JOIN networks sn ON sn.id = sip.network_id
+             WHERE sip.nic_id = n.id AND sn.role = 'storage' AND sip.network_id IS NOT n.network_id)
+         FROM nics n
          LEFT JOIN switch_ports p ON p.id = n.switch_port_id LEFT JOIN switches s ON s.id = p.switch_id
          LEFT JOIN networks net ON net.id = n.network_id
-         LEFT JOIN ip_addresses ip ON ip.nic_id = n.id
+         LEFT JOIN ip_addresses ip ON ip.nic_id = n.id AND ip.network_id IS n.network_id
          WHERE n.machine_id = ?1 ORDER BY n.device",
     )?;
     for row in rows {
@@ -242,10 +245,11 @@ pub fn export(conn: &Connection) -> Result<SiteFile> {
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, bool>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
         for nic in nic_rows {
-            let (device, mac, sw, port, network, ip, boot) = nic?;
+            let (device, mac, sw, port, network, ip, boot, storage_ip) = nic?;
             nics.push(spanned(Nic {
                 device,
                 mac: parse_col("nics", &mac)?,
@@ -253,6 +257,9 @@ pub fn export(conn: &Connection) -> Result<SiteFile> {
                 network,
                 ip: ip.map(|s| parse_col("ip_addresses", &s)).transpose()?,
                 boot,
+                storage_ip: storage_ip
+                    .map(|s| parse_col("ip_addresses", &s))
+                    .transpose()?,
             }));
         }
         out.machines.push(spanned(Machine {
@@ -726,6 +733,20 @@ fn port_id(conn: &Connection, p: &PortRef) -> Result<i64> {
     .ok_or_else(|| Error::Invalid(format!("port {p} is not in the inventory")))
 }
 
+/// The storage network whose subnet holds `ip`.
+fn storage_network(conn: &Connection, ip: std::net::Ipv4Addr) -> Result<Option<i64>> {
+    let mut st = conn.prepare("SELECT id, subnet FROM networks WHERE role = 'storage'")?;
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows.into_iter().find_map(|(id, subnet)| {
+        let net: crate::net::Ipv4Net = subnet?.parse().ok()?;
+        net.contains(ip).then_some(id)
+    }))
+}
+
 fn upsert_machine(conn: &Connection, m: &Machine, now: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO machines (site_id, name, kind, vcpus, memory_mb, power_driver, bmc_address, bmc_credentials,
@@ -806,6 +827,18 @@ fn upsert_machine(conn: &Connection, m: &Machine, now: &str) -> Result<()> {
             conn.execute(
                 "INSERT INTO ip_addresses (address, network_id, nic_id) VALUES (?1, ?2, ?3)",
                 params![ip.to_string(), network, nic_id],
+            )?;
+        }
+        if let Some(ip) = n.storage_ip {
+            let storage = storage_network(conn, ip)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "machine {:?} NIC {}: storage_ip {ip} is in no storage network",
+                    m.name, n.device
+                ))
+            })?;
+            conn.execute(
+                "INSERT INTO ip_addresses (address, network_id, nic_id) VALUES (?1, ?2, ?3)",
+                params![ip.to_string(), storage, nic_id],
             )?;
         }
     }

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use super::{At, MachineKind, PortRef, PowerDriver, SiteError, SiteFile, SwitchRole, line_col};
+use super::{
+    At, MachineKind, NetworkRole, PortRef, PowerDriver, SiteError, SiteFile, SwitchRole, line_col,
+};
 use crate::net::Ipv4Net;
 
 struct Checker<'a> {
@@ -405,6 +407,33 @@ fn check_machines(c: &mut Checker, site: &SiteFile) {
                 ),
                 (None, Some(ip)) => c.err(n, nic.clone(), format!("address {ip} needs a network")),
                 _ => {}
+            }
+            if let Some(ip) = n.storage_ip {
+                let storage = site
+                    .networks
+                    .iter()
+                    .find(|x| x.role == NetworkRole::Storage && x.subnet.contains(ip));
+                if storage.is_none() {
+                    c.err(
+                        n,
+                        nic.clone(),
+                        format!("storage_ip {ip} is in no network with role \"storage\""),
+                    );
+                }
+                if n.port.is_none() {
+                    c.err(
+                        n,
+                        nic.clone(),
+                        format!("storage_ip {ip} needs the NIC's port (the storage VLAN is tagged there)"),
+                    );
+                }
+                if let Some(other) = ips.insert(ip, nic.clone()) {
+                    c.err(
+                        n,
+                        nic.clone(),
+                        format!("address {ip} is also assigned to {other}"),
+                    );
+                }
             }
             if let Some(ip) = n.ip
                 && let Some(other) = ips.insert(ip, nic.clone())
