@@ -57,6 +57,43 @@ fn the_seed_scenario_runs_vms_on_hypervisors_and_the_vlans_follow() {
         "one VM per hypervisor (one vCPU each): {host_of:?}"
     );
 
+    // Each NIC is a tap tagged with its network's VLAN and capped at the VM type's bandwidth
+    // (V10: 100 Mbit/s); each disk goes through QEMU's initiator with the target's CHAP account,
+    // whose secret reaches QEMU in a file, never on its command line.
+    let key: [u8; 32] = std::fs::read(rig.nhn.dir().join("api-secret"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    for vm in [&a1, &a2, &b1] {
+        let h = host_of[vm];
+        let (_, ovs) = &rig.sl.hypervisors[&format!("Hypervisor-{h}")];
+        let tap = nhn::agent::ovs::tap_name(vm, "NET1");
+        let rate = ovs.vsctl(&["get", "interface", &tap, "ingress_policing_rate"]);
+        assert_eq!(rate.trim(), "100000", "{vm}: {tap}");
+        let tag = ovs.vsctl(&["get", "port", &tap, "tag"]);
+        assert_ne!(tag.trim(), "[]", "{vm}: {tap} is untagged");
+        let pid = rig.qemu_pid(h, vm).unwrap();
+        let argv = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+            .replace('\0', " ");
+        let target: String = rig
+            .db()
+            .query_row(
+                "SELECT vol.target_iqn FROM volumes vol JOIN vms v ON v.id = vol.vm_id WHERE v.public_id = ?1",
+                [vm],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let chap = nhn::storage::chap_for(&key, &target);
+        assert!(
+            argv.contains(&format!("user={}", chap.user)) && argv.contains("password-secret="),
+            "{argv}"
+        );
+        assert!(
+            !argv.contains(&chap.secret),
+            "the CHAP secret is on QEMU's command line"
+        );
+    }
+
     // The operator sees them: the status page lists each VM with its hypervisor, /metrics
     // counts VMs by state and agents by state.
     let get = |path: &str| {

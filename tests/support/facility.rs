@@ -367,7 +367,7 @@ impl<'lab> Rig<'lab> {
         ) + &format!(
             "\n[api]\ninternal_listen = \"{APPLIANCE}:{internal}\"\npower_deadline_secs = 120\n\
              mutating_per_second = 1000\nmutating_burst = 1000\nread_per_second = 100000\nread_burst = 100000\n\
-             [storage]\ndriver = \"tgt\"\ntgt_control_port = {tgt_ctl}\n\
+             [storage]\ndriver = \"tgt\"\ntgt_control_port = {tgt_ctl}\nchap = true\n\
              [boot]\ndir = \"{}\"\n\
              [facility]\nhost_dead_secs = 4\nvm_cmdline = \"console=ttyS0 panic=-1 quiet\"\n",
             boot.display()
