@@ -11,12 +11,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use support::bmc::{bmc_python, support_file};
 use support::cli::Nhn;
-use support::kernel::lab_with_kernel;
+use support::kernel::{boot_dir, busybox_root, lab_with_kernel, stop_tgtd, tgtd_targets};
 use support::switchlab::SeedLab;
 use support::wait_until;
 
@@ -26,38 +25,11 @@ const PASSWORD: &str = "lab-Bmc-pw1";
 
 /// A root filesystem whose init prints a marker and stays up (so that power-off is what stops it).
 fn marker_root(dir: &Path, name: &str) -> std::path::PathBuf {
-    let tree = dir.join(format!("{name}-tree"));
-    for d in ["bin", "sbin", "proc", "sys", "dev"] {
-        std::fs::create_dir_all(tree.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
-    for applet in ["sh", "mount", "grep", "sleep"] {
-        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(
-        tree.join("sbin/init"),
-        format!(
-            "#!/bin/sh\nmount -t proc proc /proc\necho \"ROOTFS-MARKER {name}: root=$(grep ' / ' /proc/mounts)\"\n\
-             while true; do sleep 1000; done\n"
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        tree.join("sbin/init"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let img = dir.join(format!("{name}.img"));
-    let ok = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("32M")
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "mke2fs failed");
-    img
+    let init = format!(
+        "#!/bin/sh\nmount -t proc proc /proc\necho \"ROOTFS-MARKER {name}: root=$(grep ' / ' /proc/mounts)\"\n\
+         while true; do sleep 1000; done\n"
+    );
+    busybox_root(dir, name, &["sh", "mount", "grep", "sleep"], &init, "32M")
 }
 
 /// The seed site with Hypervisor-2 on IPMI and Hypervisor-3 on Redfish (the seed gives each
@@ -172,23 +144,7 @@ fn diskless_hypervisors_powered_by_their_bmcs_pxe_boot_through_the_programmed_sw
         "import",
         nhn.dir().join("site.toml").to_str().unwrap(),
     ]);
-    let boot = nhn.dir().join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    std::fs::copy(
-        kroot.join(format!("boot/vmlinuz-{kver}")),
-        boot.join("vmlinuz"),
-    )
-    .unwrap();
-    let built = nhn.ok(&[
-        "initrd",
-        "build",
-        "--kernel-version",
-        &kver,
-        "--modules-dir",
-        kroot.join("lib/modules").to_str().unwrap(),
-        "--out",
-        boot.join("initrd.img").to_str().unwrap(),
-    ]);
+    let (boot, built) = boot_dir(&nhn, &kroot, &kver);
     assert!(built.contains("8021q.ko"), "{built}");
     for i in [2, 3] {
         let name = format!("Hypervisor-{i}");
@@ -247,18 +203,7 @@ fn diskless_hypervisors_powered_by_their_bmcs_pxe_boot_through_the_programmed_sw
         );
     }
     let exported = wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
-        let show = mgmt.try_run(&[
-            "tgtadm",
-            "-C",
-            &ctl.to_string(),
-            "--lld",
-            "iscsi",
-            "--op",
-            "show",
-            "--mode",
-            "target",
-        ]);
-        let show = String::from_utf8_lossy(&show.stdout).into_owned();
+        let show = tgtd_targets(mgmt, ctl);
         show.contains("hypervisor-2") && show.contains("hypervisor-3")
     });
     assert!(
@@ -394,16 +339,5 @@ fn diskless_hypervisors_powered_by_their_bmcs_pxe_boot_through_the_programmed_sw
     });
     assert!(gone, "a guest still runs after nhn power off");
 
-    let _ = mgmt.try_run(&[
-        "tgtadm",
-        "-C",
-        &ctl.to_string(),
-        "--op",
-        "delete",
-        "--mode",
-        "system",
-    ]);
-    if tgtd.wait_timeout(Duration::from_secs(2)).is_none() {
-        tgtd.kill();
-    }
+    stop_tgtd(mgmt, ctl, &tgtd);
 }

@@ -9,11 +9,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cli::{Nhn, data};
-use support::kernel::lab_with_kernel;
+use support::kernel::{boot_dir, busybox_root, lab_with_kernel, stop_tgtd, tgtd_targets};
 use support::{Lab, Netns, Proc, wait_until};
 
 const MAC: &str = "52:54:00:96:00:01";
@@ -21,36 +20,15 @@ const MAC: &str = "52:54:00:96:00:01";
 /// A tiny root filesystem: static busybox and an init that prints a marker and powers off.
 fn make_lun(dir: &Path) -> PathBuf {
     let tree = dir.join("lun-tree");
-    for d in ["bin", "sbin", "proc", "sys", "dev", "etc"] {
-        std::fs::create_dir_all(tree.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
-    for applet in ["sh", "mount", "cat", "grep", "echo", "poweroff"] {
-        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
-    }
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::write(tree.join("etc/hello"), "hello from the iSCSI root\n").unwrap();
-    std::fs::write(
-        tree.join("sbin/init"),
+    busybox_root(
+        dir,
+        "lun",
+        &["sh", "mount", "cat", "grep", "echo", "poweroff"],
         "#!/bin/sh\nmount -t proc proc /proc\necho \"ROOTFS-MARKER: root=$(grep ' / ' /proc/mounts)\"\ncat /etc/hello\npoweroff -f\n",
+        "64M",
     )
-    .unwrap();
-    std::fs::set_permissions(
-        tree.join("sbin/init"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let img = dir.join("lun.img");
-    let ok = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-L", "nhnroot", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("64M")
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "mke2fs failed");
-    img
 }
 
 /// The appliance's data dir: boot site, kernel + nhn initrd in the boot dir, Server-2's volume.
@@ -61,23 +39,7 @@ fn appliance(root: &Path, kver: &str) -> Nhn {
         "import",
         data().join("boot-site.toml").to_str().unwrap(),
     ]);
-    let boot = nhn.dir().join("boot");
-    std::fs::create_dir_all(&boot).unwrap();
-    std::fs::copy(
-        root.join("boot").join(format!("vmlinuz-{kver}")),
-        boot.join("vmlinuz"),
-    )
-    .unwrap();
-    let out = nhn.ok(&[
-        "initrd",
-        "build",
-        "--kernel-version",
-        kver,
-        "--modules-dir",
-        root.join("lib/modules").to_str().unwrap(),
-        "--out",
-        boot.join("initrd.img").to_str().unwrap(),
-    ]);
+    let (_, out) = boot_dir(&nhn, root, kver);
     assert!(out.contains("iscsi_tcp.ko"), "{out}");
     let vol = nhn.ok(&[
         "volume",
@@ -124,15 +86,6 @@ fn network<'a>(lab: &'a Lab, ctl: u16) -> (Netns<'a>, Proc) {
     });
     assert!(up, "tgtd did not start: {}", tgtd.log());
     (srv, tgtd)
-}
-
-/// tgtd ignores SIGTERM: empty it and shut it down through its control port.
-fn stop_tgtd(srv: &Netns, ctl: u16, tgtd: &Proc) {
-    let ctl = ctl.to_string();
-    let _ = srv.try_run(&["tgtadm", "-C", &ctl, "--op", "delete", "--mode", "system"]);
-    if tgtd.wait_timeout(Duration::from_secs(2)).is_none() {
-        tgtd.kill();
-    }
 }
 
 /// `boot` adds lines to the [boot] table (e.g. a kernel command line); `storage` adds tables.
@@ -286,17 +239,7 @@ fn diskless_boot(
     });
     // nhn's reconciler exports the volume with an ACL for Server-2's initiator.
     let exported = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let show = srv.run(&[
-            "tgtadm",
-            "-C",
-            &ctl.to_string(),
-            "--lld",
-            "iscsi",
-            "--op",
-            "show",
-            "--mode",
-            "target",
-        ]);
+        let show = tgtd_targets(&srv, ctl);
         show.contains("iqn.2026-11.test.nhn:vol-server-2")
             && show.contains("iqn.2026-11.test.nhn:initiator:server-2")
             && account.as_ref().is_none_or(|a| show.contains(&a.user))

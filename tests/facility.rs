@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::facility::{Rig, agent_ip, alive, guest_root, host_number};
-use support::kernel::lab_with_kernel;
+use support::kernel::{lab_with_kernel, stop_tgtd};
 use support::wait_until;
 
 #[test]
@@ -270,16 +270,5 @@ fn the_seed_scenario_runs_vms_on_hypervisors_and_the_vlans_follow() {
     ]);
     assert!(hosts.contains("unreachable"), "{hosts}");
 
-    let _ = rig.sl.mgmt.try_run(&[
-        "tgtadm",
-        "-C",
-        &rig.tgt_ctl.to_string(),
-        "--op",
-        "delete",
-        "--mode",
-        "system",
-    ]);
-    if rig.tgtd.wait_timeout(Duration::from_secs(2)).is_none() {
-        rig.tgtd.kill();
-    }
+    stop_tgtd(&rig.sl.mgmt, rig.tgt_ctl, &rig.tgtd);
 }

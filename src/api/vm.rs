@@ -12,19 +12,8 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::requests::command_status;
 use super::{Ctx, Outcome, Pending};
 use crate::inventory::record_event;
+use crate::jobs::complete::VM_STATES;
 use crate::util::now_rfc3339;
-
-/// The VM states of §2.1.
-pub const STATES: [&str; 8] = [
-    "stopped",
-    "starting",
-    "running",
-    "stopping",
-    "resetting",
-    "installing",
-    "configuring",
-    "error",
-];
 
 /// `power` is "on" for starting, running, stopping and resetting.
 pub fn power(state: &str) -> &'static str {
@@ -227,11 +216,11 @@ pub fn get_vm_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, 
     let (offset, limit) = args.page()?;
     let state = args.opt_str("state")?;
     if let Some(state) = state
-        && !STATES.contains(&state)
+        && !VM_STATES.contains(&state)
     {
         return fail(
             ErrorType::ParameterError,
-            format!("state {state:?}: use one of {}", STATES.join(", ")),
+            format!("state {state:?}: use one of {}", VM_STATES.join(", ")),
         );
     }
     let total: i64 = conn

@@ -10,6 +10,18 @@ use crate::facility::Status;
 use crate::inventory::{self, audit, record_event};
 use crate::util::now_rfc3339;
 
+/// The VM states of §2.1.
+pub const VM_STATES: [&str; 8] = [
+    "stopped",
+    "starting",
+    "running",
+    "stopping",
+    "resetting",
+    "installing",
+    "configuring",
+    "error",
+];
+
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

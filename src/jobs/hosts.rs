@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
+use super::complete::VM_STATES;
 use crate::inventory::{self, audit, record_event};
 use crate::util::{now_rfc3339, rfc3339, unix_now};
 
@@ -310,16 +311,6 @@ pub type StateCounts = Vec<(&'static str, i64)>;
 
 /// VM states and agent states with their counts, for /metrics.
 pub fn state_counts(conn: &Connection) -> inventory::Result<(StateCounts, StateCounts)> {
-    const VM_STATES: [&str; 8] = [
-        "stopped",
-        "starting",
-        "running",
-        "stopping",
-        "resetting",
-        "installing",
-        "configuring",
-        "error",
-    ];
     const HOST_STATES: [&str; 3] = ["unknown", "up", "unreachable"];
     let count = |sql: &str, state: &str| -> rusqlite::Result<i64> {
         conn.prepare_cached(sql)?.query_row([state], |r| r.get(0))

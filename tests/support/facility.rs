@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::api::{field, free_port, scripts};
 use super::cli::Nhn;
+use super::kernel::{boot_dir, busybox_root};
 use super::switchlab::SeedLab;
 use super::{Lab, Proc, wait_until};
 
@@ -20,16 +21,9 @@ pub fn agent_ip(i: usize) -> String {
 }
 
 /// A root filesystem for one guest: static busybox and an init that brings up eth0 with `ip`,
-/// pings `peer` until it answers, checks that `bad` never answers, and stays up.
+/// pings `peer` until it answers (at most `tries` times), checks that `bad` never answers,
+/// and stays up.
 pub fn guest_root(dir: &Path, name: &str, ip: &str, peer: &str, bad: &str, tries: u32) -> PathBuf {
-    let tree = dir.join(format!("{name}-tree"));
-    for d in ["bin", "sbin", "proc", "sys", "dev", "etc"] {
-        std::fs::create_dir_all(tree.join(d)).unwrap();
-    }
-    std::fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
-    for applet in ["sh", "mount", "ip", "ping", "sleep", "echo", "cat"] {
-        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
-    }
     let init = format!(
         "#!/bin/sh\nmount -t proc proc /proc\nmount -t sysfs sys /sys\n\
          ip link set lo up\nip link set eth0 up\nip addr add {ip}/24 dev eth0\necho \"G1 NET-UP {ip}\"\n\
@@ -38,24 +32,13 @@ pub fn guest_root(dir: &Path, name: &str, ip: &str, peer: &str, bad: &str, tries
          if ping -c 3 -W 1 {bad} >/dev/null 2>&1; then echo \"G4 ISOLATION-BROKEN {bad}\"; else echo \"G4 ISOLATION-OK {bad}\"; fi\n\
          echo G9 DONE\nwhile true; do sleep 1000; done\n"
     );
-    std::fs::write(tree.join("sbin/init"), init).unwrap();
-    std::fs::set_permissions(
-        tree.join("sbin/init"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    busybox_root(
+        dir,
+        name,
+        &["sh", "mount", "ip", "ping", "sleep", "echo", "cat"],
+        &init,
+        "32M",
     )
-    .unwrap();
-    let img = dir.join(format!("{name}.img"));
-    let ok = Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg("32M")
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok, "mke2fs failed");
-    img
 }
 
 /// Copies a filesystem image into the start of a volume's sparse backing file.
@@ -329,23 +312,7 @@ impl<'lab> Rig<'lab> {
         ]);
 
         // Boot files: Debian's kernel and nhn's initrd for it.
-        let boot = nhn.dir().join("boot");
-        std::fs::create_dir_all(&boot).unwrap();
-        std::fs::copy(
-            kroot.join(format!("boot/vmlinuz-{kver}")),
-            boot.join("vmlinuz"),
-        )
-        .unwrap();
-        nhn.ok(&[
-            "initrd",
-            "build",
-            "--kernel-version",
-            kver,
-            "--modules-dir",
-            kroot.join("lib/modules").to_str().unwrap(),
-            "--out",
-            boot.join("initrd.img").to_str().unwrap(),
-        ]);
+        let (boot, _) = boot_dir(&nhn, kroot, kver);
 
         // tgtd's control port must be below 32768; the other tests use 1000.. and 11000.. .
         let tgt_ctl = 21000 + (std::process::id() % 9000) as u16;
