@@ -8,6 +8,7 @@ step by step, between which it looks at hypervisors and switches):
   power_off KEY VM...   powerOffVm (force=False) the same way.
   status KEY VM         prints getVmStatus as JSON.
   start KEY VM          powerOnVm without waiting; prints the requestId.
+  stop KEY VM           powerOffVm (ACPI first) without waiting; prints the requestId.
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 
 For bench/power_on.rs:
@@ -121,6 +122,8 @@ def main():
         fairness(args[0], args[1].split(","), args[2], args[3])
     elif cmd == "start":
         print(Client(args[0]).powerOnVm(vmId=args[1])["requestId"])
+    elif cmd == "stop":
+        print(Client(args[0]).powerOffVm(vmId=args[1])["requestId"])
     elif cmd == "wait":
         info = wait_request(Client(args[0]), args[1], timeout=120)
         assert info["status"] == "succeeded", info
