@@ -203,6 +203,48 @@ fn the_seed_scenario_runs_vms_on_hypervisors_and_the_vlans_follow() {
         rig.trunks(&edge_a, "swp3")
     );
 
+    // A QEMU the agent did not start is reported, never killed.
+    let (hv1, _) = &rig.sl.hypervisors[&format!("Hypervisor-{h1}")];
+    let stray_pid = rig.nhn.dir().join("stray.pid");
+    hv1.run(&[
+        "qemu-system-x86_64",
+        "-machine",
+        "none",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+        "-name",
+        "stray-vm",
+        "-daemonize",
+        "-pidfile",
+        stray_pid.to_str().unwrap(),
+    ]);
+    let stray: u32 = std::fs::read_to_string(&stray_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let config = rig.nhn.dir().join("nhn.toml");
+    let show = |h: usize| {
+        rig.nhn.ok(&[
+            "--config",
+            config.to_str().unwrap(),
+            "host",
+            "show",
+            &format!("Hypervisor-{h}"),
+        ])
+    };
+    let reported = wait_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        show(h1).contains(&format!(
+            "unknown QEMU process (left alone): pid {stray} stray-vm"
+        ))
+    });
+    assert!(reported, "{}", show(h1));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(stray), "the agent killed a QEMU it did not start");
+    unsafe { libc::kill(stray as i32, libc::SIGKILL) };
+
     // kill -9 of the appliance in the middle of a power-on: after the restart the request
     // completes exactly once (one QEMU, one result).
     let rid = rig.api(&["start", "acme", &a1]).trim().to_owned();
