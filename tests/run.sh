@@ -21,7 +21,9 @@ PACKAGES=(
   busybox-static isc-dhcp-client isc-dhcp-relay   # DHCP clients (udhcpc, dhclient) and a relay
   tftp-hpa atftp                              # TFTP clients (atftp speaks RFC 7440 windowsize)
   qemu-system-x86 ipxe-qemu ovmf              # a PXE guest: QEMU with its iPXE NIC ROM (TCG), BIOS and UEFI
+  qemu-block-extra                            # QEMU's iSCSI initiator: nhn agent hands VM disks to QEMU through it
   tgt open-iscsi e2fsprogs cpio kmod          # iSCSI target, iscsistart, LUN images, depmod
+  tcpdump                                     # 802.1Q tags seen on the wire (switch lab)
   ipmitool python3-venv                       # the IPMI power driver's client; a venv for the BMC emulators
 )
 
