@@ -265,9 +265,18 @@ fn the_seed_scenario_runs_vms_on_hypervisors_and_the_vlans_follow() {
         "{a1} was powered on twice in all, each applied once"
     );
 
-    // A VM whose QEMU is killed from outside becomes `error`, with the reason.
+    // resetVm restarts the guest in the same QEMU: its init runs a second time.
     let hb = host_of[&b1];
     let bpid = rig.qemu_pid(hb, &b1).expect("B's QEMU pid");
+    rig.api(&["reset", "globex", &b1]);
+    assert_eq!(rig.qemu_pid(hb, &b1), Some(bpid));
+    assert_eq!(rig.vm_row(&b1).0, "running");
+    let rebooted = wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        rig.console(hb, &b1).matches("G1 NET-UP").count() == 2
+    });
+    assert!(rebooted, "{}", rig.console(hb, &b1));
+
+    // A VM whose QEMU is killed from outside becomes `error`, with the reason.
     unsafe { libc::kill(bpid as i32, libc::SIGKILL) };
     let errored = wait_until(Duration::from_secs(15), Duration::from_millis(200), || {
         rig.vm_row(&b1).0 == "error"

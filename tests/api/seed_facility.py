@@ -9,6 +9,7 @@ step by step, between which it looks at hypervisors and switches):
   status KEY VM         prints getVmStatus as JSON.
   start KEY VM          powerOnVm without waiting; prints the requestId.
   stop KEY VM           powerOffVm (ACPI first) without waiting; prints the requestId.
+  reset KEY VM          resetVm and wait until it succeeded.
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 
 For bench/power_on.rs:
@@ -122,6 +123,9 @@ def main():
         fairness(args[0], args[1].split(","), args[2], args[3])
     elif cmd == "start":
         print(Client(args[0]).powerOnVm(vmId=args[1])["requestId"])
+    elif cmd == "reset":
+        c = Client(args[0])
+        finish(c, c.resetVm(vmId=args[1])["requestId"], poll=0.05)
     elif cmd == "stop":
         print(Client(args[0]).powerOffVm(vmId=args[1])["requestId"])
     elif cmd == "wait":

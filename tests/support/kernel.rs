@@ -72,8 +72,9 @@ pub fn busybox_root(dir: &Path, name: &str, applets: &[&str], init: &str, size: 
         .arg(&tree)
         .arg(&img)
         .arg(size)
-        .status()
+        .output()
         .expect("run mke2fs")
+        .status
         .success();
     assert!(ok, "mke2fs failed");
     img

@@ -572,11 +572,15 @@ pub fn start_sshd(
             support_dir().join("ios_cli.py").display()
         ),
     };
+    // sshd runs the forced command through root's login shell, which reads $HOME/.bashrc: a
+    // HOME of the lab's own keeps the machine's dotfiles (a pyenv rehash waiting on a stale
+    // lock, seen here) out of every switch session.
     let cfg = dir.join(format!("{node}-sshd_config"));
     fs::write(&cfg, format!(
-        "Port 22\nListenAddress {ip}\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nPrintLastLog no\nUseDNS no\nMaxStartups 50:30:100\nLogLevel VERBOSE\nForceCommand {command}\n",
+        "Port 22\nListenAddress {ip}\nHostKey {}\nPidFile none\nAuthorizedKeysFile {}\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nAllowTcpForwarding no\nX11Forwarding no\nPrintMotd no\nPrintLastLog no\nUseDNS no\nMaxStartups 50:30:100\nLogLevel VERBOSE\nSetEnv HOME={}\nForceCommand {command}\n",
         key.display(),
-        authorized.display()
+        authorized.display(),
+        dir.display()
     )).expect("write sshd_config");
     let cfg_s = cfg.display().to_string();
     let sshd_log = dir.join(format!("{name}-sshd.log")).display().to_string();
