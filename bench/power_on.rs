@@ -42,6 +42,18 @@ fn floor_argv(argv: &[String], dir: &Path) -> Vec<String> {
             "-pidfile" => Some(d("pid")),
             "-qmp" => Some(format!("unix:{},server=on,wait=off", d("qmp.sock"))),
             "-serial" => Some(format!("file:{}", d("console.log"))),
+            // The CHAP secret file: the agent removes its own once QEMU runs.
+            "-object" => it
+                .clone()
+                .next()
+                .filter(|o| o.starts_with("secret,"))
+                .map(|o| {
+                    let id = o
+                        .split(',')
+                        .find_map(|kv| kv.strip_prefix("id="))
+                        .unwrap_or("chap0");
+                    format!("secret,id={id},file={}", d(id))
+                }),
             _ => None,
         };
         if let Some(n) = next {
@@ -123,6 +135,21 @@ fn main() {
     let dir = rig.nhn.dir().join("floor");
     std::fs::create_dir_all(&dir).unwrap();
     let args = floor_argv(&argv[1..], &dir);
+    // The target's CHAP account, as the appliance derives it, for the floor's secret file.
+    if let Some(target) = args
+        .iter()
+        .find_map(|a| a.split(',').find_map(|kv| kv.strip_prefix("target=")))
+    {
+        let key: [u8; 32] = std::fs::read(rig.nhn.dir().join("api-secret"))
+            .unwrap()
+            .try_into()
+            .unwrap();
+        std::fs::write(
+            dir.join("chap0"),
+            nhn::storage::chap_for(&key, target).secret,
+        )
+        .unwrap();
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut floor = Vec::new();
     for _ in 0..RUNS {
