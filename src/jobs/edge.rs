@@ -13,7 +13,7 @@ use crate::inventory::{self, Inventory};
 use crate::switch::vlans::VlanSet;
 
 /// How often the gate looks again.
-const POLL: Duration = Duration::from_millis(50);
+const POLL: Duration = Duration::from_millis(10);
 
 /// What still keeps the VM from starting on `host` (`None`: every edge port confirmed it).
 pub fn missing(conn: &Connection, host: &str, vlans: &[u16]) -> inventory::Result<Option<String>> {
