@@ -68,7 +68,7 @@ fn main() {
     let Some((lab, kroot, kver)) = lab_with_kernel("power_on") else {
         return;
     };
-    let rig = Rig::build(&lab, &kroot, &kver, 32);
+    let mut rig = Rig::build(&lab, &kroot, &kver, 32);
     rig.db()
         .execute(
             "INSERT OR REPLACE INTO quotas SELECT id, 100, 100, 1000000, 100, 100000, 10, 10, 10, 10, 100 FROM customers",
@@ -222,6 +222,23 @@ fn main() {
     rig.api(&["power_on", "acme", &a[20]]);
     rig.api(&["power_on", "globex", &b[1]]);
     fairness(&rig, "warm", &a20, &b[0]);
+    // The same with one request per customer in flight ([api] max_in_flight = 1).
+    for vm in a20.iter().chain([&b[0]]) {
+        rig.api(&["off", if vm == &b[0] { "globex" } else { "acme" }, vm]);
+    }
+    let cfg = rig.nhn.dir().join("nhn.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "power_deadline_secs = 120\n",
+            "power_deadline_secs = 120\nmax_in_flight = 1\n",
+        ),
+    )
+    .unwrap();
+    rig.kill9_serve();
+    rig.start_serve();
+    fairness(&rig, "warm, max_in_flight = 1", &a20, &b[0]);
 }
 
 fn fairness(rig: &Rig, what: &str, a: &[String], b: &str) {
