@@ -76,19 +76,9 @@ fn guest_cmd(hv_ns: &str, serial: &Path, mac: &str) -> String {
     )
 }
 
-/// A QEMU process (not, say, the BMC whose command line names it) runs with NIC `mac`.
+/// A guest's QEMU runs with NIC `mac`.
 fn qemu_running(mac: &str) -> bool {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
-                String::from_utf8_lossy(argv0).ends_with("qemu-system-x86_64")
-                    && String::from_utf8_lossy(&c).contains(&format!("mac={mac}"))
-            })
-        })
+    support::qemu_processes(&format!("mac={mac}")) > 0
 }
 
 #[test]

@@ -93,16 +93,7 @@ impl Rig<'_> {
 
     /// QEMU processes running `vm` (by its `-name`), on any host.
     pub fn qemu_count(&self, vm: &str) -> usize {
-        let needle = format!("{vm},process=nhn-{vm}");
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-            })
-            .count()
+        super::qemu_processes(&format!("{vm},process=nhn-{vm}"))
     }
 
     pub fn url_port(&self) -> &str {

@@ -627,3 +627,20 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     .join()
     .expect("netns thread")
 }
+
+/// How many QEMU processes (argv[0] `qemu-system-x86_64`; not, say, a BMC whose command line
+/// names one) run with `needle` in their command line, on the whole machine.
+pub fn qemu_processes(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                String::from_utf8_lossy(argv0).ends_with("qemu-system-x86_64")
+                    && String::from_utf8_lossy(&c).contains(needle)
+            })
+        })
+        .count()
+}
