@@ -30,7 +30,7 @@ use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::Agent as AgentConfig;
 use crate::facility::agent::{Handover, RequestStatus};
@@ -64,7 +64,10 @@ struct Agent {
     /// VMs that ended without being asked, reported until the appliance has heard it.
     ended: Mutex<Vec<VmReport>>,
     /// One operation at a time per VM.
-    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    vm_turns: Turns,
+    /// One VM start at a time per owner (customer), first come first served: a customer's
+    /// burst queues behind itself, not in front of other customers.
+    start_turns: Turns,
     /// CHAP accounts of running requests (memory only).
     chap: Mutex<HashMap<String, Vec<Chap>>>,
 }
@@ -107,7 +110,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         requests: Mutex::new(requests),
         vms: Mutex::new(running),
         ended: Mutex::new(ended),
-        locks: Mutex::default(),
+        vm_turns: Turns::default(),
+        start_turns: Turns::default(),
         chap: Mutex::default(),
         config,
     });
@@ -247,6 +251,32 @@ async fn status(
     axum::Json(st).into_response()
 }
 
+/// Keyed FIFO turns: one holder per key at a time, waiters served in arrival order (tokio's
+/// mutex is fair).
+#[derive(Default)]
+struct Turns(Mutex<HashMap<String, Arc<Mutex<()>>>>);
+
+impl Turns {
+    async fn slot(&self, key: &str) -> Arc<Mutex<()>> {
+        self.0
+            .lock()
+            .await
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits for `key`'s turn.
+    async fn take(&self, key: &str) -> OwnedMutexGuard<()> {
+        self.slot(key).await.lock_owned().await
+    }
+
+    /// `key`'s turn if nobody holds it.
+    async fn try_take(&self, key: &str) -> Option<OwnedMutexGuard<()>> {
+        self.slot(key).await.try_lock_owned().ok()
+    }
+}
+
 /// Request ids are the appliance's `xxxxxxxx-…` hex groups: safe as file names.
 fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
@@ -263,15 +293,6 @@ impl Agent {
         let tmp = dir.join(format!("{id}.tmp"));
         std::fs::write(&tmp, serde_json::to_vec(record).unwrap_or_default())?;
         std::fs::rename(tmp, dir.join(format!("{id}.json")))
-    }
-
-    async fn lock_vm(&self, vm: &str) -> Arc<Mutex<()>> {
-        self.locks
-            .lock()
-            .await
-            .entry(vm.to_owned())
-            .or_default()
-            .clone()
     }
 
     /// Carries out a request and delivers its result.
@@ -348,13 +369,13 @@ impl Agent {
         result.insert("host".into(), self.config.host.clone().into());
         match command {
             Command::PowerOn(spec) => {
-                let lock = self.lock_vm(&spec.vm).await;
-                let _held = lock.lock().await;
+                let _vm = self.vm_turns.take(&spec.vm).await;
                 result.insert("vmId".into(), spec.vm.clone().into());
                 if self.vms.lock().await.get(&spec.vm).is_some_and(Vm::alive) {
                     return Ok(result);
                 }
                 let chap = self.chap.lock().await.get(id).cloned().unwrap_or_default();
+                let _owner = self.start_turns.take(&spec.owner).await;
                 let vm = self.power_on(spec, &chap).await?;
                 tracing::info!(vm = %spec.vm, pid = vm.pid, "VM started");
                 self.vms.lock().await.insert(spec.vm.clone(), vm);
@@ -362,8 +383,7 @@ impl Agent {
             }
             Command::PowerOff { force } => {
                 let vm = self.target_vm(id).await?;
-                let lock = self.lock_vm(&vm).await;
-                let _held = lock.lock().await;
+                let _vm = self.vm_turns.take(&vm).await;
                 result.insert("vmId".into(), vm.clone().into());
                 let Some(running) = self.vms.lock().await.get(&vm).cloned() else {
                     return Ok(result);
@@ -378,8 +398,7 @@ impl Agent {
             }
             Command::Reset => {
                 let vm = self.target_vm(id).await?;
-                let lock = self.lock_vm(&vm).await;
-                let _held = lock.lock().await;
+                let _vm = self.vm_turns.take(&vm).await;
                 result.insert("vmId".into(), vm.clone().into());
                 let running = self.vms.lock().await.get(&vm).cloned();
                 let running = running
@@ -449,8 +468,7 @@ impl Agent {
         for vm in known {
             let id = vm.spec.vm.clone();
             // Skip VMs busy with an operation: its result tells the appliance.
-            let lock = self.lock_vm(&id).await;
-            let Ok(_held) = lock.try_lock() else {
+            let Some(_vm) = self.vm_turns.try_take(&id).await else {
                 vms.push(VmReport {
                     vm_id: id,
                     state: "busy".into(),

@@ -45,6 +45,11 @@ impl Command {
 pub struct VmSpec {
     /// The VM's public id (`vm-…`): its directory and QEMU name on the hypervisor.
     pub vm: String,
+    /// The customer the VM belongs to. The agent starts one VM at a time per owner, so one
+    /// customer's burst of power-ons shares a host's CPUs with another's single one instead of
+    /// crowding it out (HAAS-API.md §3.2 layer 3, carried onto the host).
+    #[serde(default)]
+    pub owner: String,
     pub vcpus: u32,
     pub memory_mb: u32,
     /// The VM type's bandwidth cap, per NIC.

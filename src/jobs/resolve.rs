@@ -49,12 +49,14 @@ pub fn command(
 
 /// The VM as its hypervisor must run it.
 pub fn vm_spec(conn: &Connection, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec> {
-    let (id, vcpus, memory_mb, bandwidth_mbps): (i64, u32, u32, u32) = conn.query_row(
-        "SELECT v.id, t.vcpus, t.memory_mb, t.bandwidth_mbps FROM vms v
-         JOIN vm_types t ON t.name = v.vm_type WHERE v.public_id = ?1",
-        [vm],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+    let (id, owner, vcpus, memory_mb, bandwidth_mbps): (i64, String, u32, u32, u32) = conn
+        .query_row(
+            "SELECT v.id, COALESCE(c.name, ''), t.vcpus, t.memory_mb, t.bandwidth_mbps FROM vms v
+             JOIN vm_types t ON t.name = v.vm_type LEFT JOIN customers c ON c.id = v.customer_id
+             WHERE v.public_id = ?1",
+            [vm],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
     let nics = conn
         .prepare_cached(
             "SELECT n.device, n.mac, w.vlan FROM nics n LEFT JOIN networks w ON w.id = n.network_id
@@ -102,6 +104,7 @@ pub fn vm_spec(conn: &Connection, vm: &str, boot: &VmBoot) -> inventory::Result<
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(VmSpec {
         vm: vm.to_owned(),
+        owner,
         vcpus,
         memory_mb,
         bandwidth_mbps,
