@@ -84,7 +84,6 @@ enum Command {
     Vm(VmCmd),
     /// Bare-metal machines' power, through their BMC (IPMI or Redfish).
     #[command(
-        subcommand,
         long_about = "Bare-metal machines' power, through their BMC (IPMI or Redfish).\n\n\
                       The machine's power_driver (\"ipmi\" or \"redfish\"), bmc_address and \
                       bmc_credentials come from the site file (`nhn inventory import`); \
@@ -96,9 +95,15 @@ enum Command {
                       Every change waits until the BMC reports the new state (at most --timeout, \
                       default [power] timeout_secs) and only then succeeds. One command at a \
                       time goes to a BMC; transient failures are retried ([power] retries).\n\n\
+                      Changes (on, off, reset, pxe) are requests to the running appliance: \
+                      `nhn serve`'s job engine carries them out, so they never overlap the \
+                      appliance's own commands to that BMC and each is kept in the requests \
+                      table. A request nothing picks up within 10 s is canceled, and this \
+                      command says so. --direct talks to the BMC from this command instead \
+                      (for when no appliance runs). `status` always asks the BMC directly.\n\n\
                       Example:\n  nhn power pxe Server-1 && nhn power reset Server-1"
     )]
-    Power(PowerCmd),
+    Power(PowerArgs),
     /// The hypervisor agent: enroll one (on the appliance), or run one (on a hypervisor).
     ///
     /// `nhn agent` runs on every hypervisor and starts, stops and resets the VMs the appliance
@@ -152,6 +157,15 @@ enum HostCmd {
     List,
     /// One hypervisor in detail: its VMs with their states and reasons, and its last report.
     Show { host: String },
+}
+
+#[derive(clap::Args)]
+struct PowerArgs {
+    /// Drive the BMC from this command, not through the running appliance (`nhn serve`).
+    #[arg(long, global = true)]
+    direct: bool,
+    #[command(subcommand)]
+    cmd: PowerCmd,
 }
 
 #[derive(Subcommand)]
@@ -1014,28 +1028,109 @@ fn vm(inv: &Inventory, config: &Config, cmd: VmCmd) -> Result<()> {
     Ok(())
 }
 
-fn power(inv: &Inventory, config: &Config, cmd: PowerCmd) -> Result<()> {
-    use nhn::facility::power::{self, PowerAction};
-    enum Op {
-        Status,
-        Pxe,
-        Set(PowerAction, Option<u64>),
-    }
-    let (machine, op) = match cmd {
-        PowerCmd::Status { machine } => (machine, Op::Status),
-        PowerCmd::Pxe { machine } => (machine, Op::Pxe),
-        PowerCmd::On { machine, timeout } => (machine, Op::Set(PowerAction::On, timeout)),
+fn power(inv: &Inventory, config: &Config, args: PowerArgs) -> Result<()> {
+    use nhn::facility::command::MachineOp;
+    let (machine, op, timeout) = match args.cmd {
+        PowerCmd::Status { machine } => return power_direct(inv, config, &machine, None, None),
+        PowerCmd::Pxe { machine } => (machine, MachineOp::PxeOnce, None),
+        PowerCmd::On { machine, timeout } => (machine, MachineOp::On, timeout),
         PowerCmd::Off {
             machine,
-            force: true,
+            force,
             timeout,
-        } => (machine, Op::Set(PowerAction::ForceOff, timeout)),
-        PowerCmd::Off {
-            machine, timeout, ..
-        } => (machine, Op::Set(PowerAction::Off, timeout)),
-        PowerCmd::Reset { machine, timeout } => (machine, Op::Set(PowerAction::Reset, timeout)),
+        } => {
+            let op = if force {
+                MachineOp::ForceOff
+            } else {
+                MachineOp::Off
+            };
+            (machine, op, timeout)
+        }
+        PowerCmd::Reset { machine, timeout } => (machine, MachineOp::Reset, timeout),
     };
-    let name = machine.clone();
+    if args.direct {
+        power_direct(inv, config, &machine, Some(op), timeout)
+    } else {
+        power_request(inv, config, &machine, op, timeout)
+    }
+}
+
+/// `nhn power` through the running appliance: queue the request, wait for its result.
+fn power_request(
+    inv: &Inventory,
+    config: &Config,
+    machine: &str,
+    op: nhn::facility::command::MachineOp,
+    timeout: Option<u64>,
+) -> Result<()> {
+    use nhn::jobs::machine::{self, Progress};
+    const PICKUP: std::time::Duration = std::time::Duration::from_secs(10);
+    let timeout = timeout.unwrap_or(config.power.timeout_secs);
+    let name = machine.to_owned();
+    let id = inv
+        .write_blocking(move |c| machine::enqueue(c, &name, op, timeout, "operator"))?
+        .map_err(anyhow::Error::msg)?;
+    let started = std::time::Instant::now();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("{machine}: {} (request {id}) queued", op.method()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    loop {
+        let rid = id.clone();
+        let progress = inv.read_blocking(move |c| machine::progress(c, &rid))?;
+        match progress {
+            Some(Progress::Queued) if started.elapsed() > PICKUP => {
+                let rid = id.clone();
+                let canceled = inv.write_blocking(move |c| {
+                    machine::cancel_if_queued(c, &rid, "nothing picked it up within 10 s")
+                })?;
+                if canceled {
+                    spinner.finish_and_clear();
+                    anyhow::bail!(
+                        "{machine}: request {id} was not picked up within 10 s and is canceled: is `nhn serve` running with this inventory? Start it, or pass --direct to drive the BMC from this command"
+                    );
+                }
+            }
+            Some(Progress::Queued) => {}
+            Some(Progress::Running) => {
+                spinner.set_message(format!("{machine}: {} (request {id}) running", op.method()))
+            }
+            Some(Progress::Succeeded(result)) => {
+                spinner.finish_and_clear();
+                let state = nhn::codec::text(&result, "power");
+                let secs = started.elapsed().as_secs_f64();
+                if op == nhn::facility::command::MachineOp::PxeOnce {
+                    println!(
+                        "{machine}: next boot from the network (PXE), once; now {state} (request {id})"
+                    );
+                } else {
+                    println!(
+                        "{machine}: {state} ({} observed after {secs:.1} s, request {id})",
+                        op.method()
+                    );
+                }
+                return Ok(());
+            }
+            Some(Progress::Failed(why)) => {
+                spinner.finish_and_clear();
+                anyhow::bail!("{machine}: {} failed (request {id}): {why}", op.method());
+            }
+            None => anyhow::bail!("request {id} vanished from the inventory"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `nhn power` from this process: status, or a change with `--direct`.
+fn power_direct(
+    inv: &Inventory,
+    config: &Config,
+    machine: &str,
+    op: Option<nhn::facility::command::MachineOp>,
+    timeout: Option<u64>,
+) -> Result<()> {
+    use nhn::facility::command::MachineOp;
+    use nhn::facility::power::{self, PowerAction};
+    let name = machine.to_owned();
     let bmc = inv
         .read_blocking(move |c| power::machine_bmc(c, &name))?
         .with_context(|| {
@@ -1051,24 +1146,28 @@ fn power(inv: &Inventory, config: &Config, cmd: PowerCmd) -> Result<()> {
     let started = std::time::Instant::now();
     let bmc = driver.bmc();
     runtime.block_on(async {
-        match op {
-            Op::Status => {
+        let action = match op {
+            None => {
                 let state = driver.get_state().await?;
                 println!("{machine}: {state} (BMC {bmc})");
+                return Ok(());
             }
-            Op::Pxe => {
+            Some(MachineOp::PxeOnce) => {
                 driver.set_boot_once_pxe().await?;
                 println!("{machine}: next boot from the network (PXE), once (BMC {bmc})");
+                return Ok(());
             }
-            Op::Set(action, timeout) => {
-                let timeout = timeout.unwrap_or(config.power.timeout_secs);
-                let state = driver
-                    .set_state(action, std::time::Duration::from_secs(timeout))
-                    .await?;
-                let secs = started.elapsed().as_secs_f64();
-                println!("{machine}: {state} (BMC {bmc}, {action} observed after {secs:.1} s)");
-            }
-        }
+            Some(MachineOp::On) => PowerAction::On,
+            Some(MachineOp::Off) => PowerAction::Off,
+            Some(MachineOp::ForceOff) => PowerAction::ForceOff,
+            Some(MachineOp::Reset) => PowerAction::Reset,
+        };
+        let timeout = timeout.unwrap_or(config.power.timeout_secs);
+        let state = driver
+            .set_state(action, std::time::Duration::from_secs(timeout))
+            .await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!("{machine}: {state} (BMC {bmc}, {action} observed after {secs:.1} s)");
         Ok(())
     })
 }

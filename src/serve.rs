@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::dhcp;
 use crate::facility::agent::AgentDriver;
 use crate::facility::http::HttpDriver;
+use crate::facility::machine::MachineRoute;
 use crate::facility::router::Router;
 use crate::http::{self, AppState};
 use crate::inventory::Inventory;
@@ -165,9 +166,11 @@ pub async fn run(config: Config) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("[api] facility_url: {e}"))?;
         Some(d)
     };
+    let (machine_results, finished) = tokio::sync::mpsc::unbounded_channel();
     let router = Router {
         agents: AgentDriver::new(inventory.clone(), config.storage.chap.then_some(secret)),
         legacy,
+        machines: MachineRoute::new(inventory.clone(), Arc::new(config.clone()), machine_results),
     };
     let engine = Engine::new(
         inventory.clone(),
@@ -187,7 +190,8 @@ pub async fn run(config: Config) -> Result<()> {
         config.api.max_xml_depth,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    let engine_task = tokio::spawn(engine.run(stopping.clone()));
+    let engine_task = tokio::spawn(engine.clone().run(stopping.clone()));
+    let results_task = tokio::spawn(engine.clone().apply_results(finished));
     let call_log_task = tokio::spawn(
         api.call_log
             .clone()
@@ -235,6 +239,8 @@ pub async fn run(config: Config) -> Result<()> {
         );
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, engine_task).await;
+    // A machine power command still running is dispatched again at the next start.
+    results_task.abort();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, call_log_task).await;
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, internal_task).await;
     upkeep.abort();

@@ -2,7 +2,8 @@
 //! lab (tests/support/switchlab.rs), Hypervisor-2 and Hypervisor-3 are diskless QEMU guests
 //! whose NIC is cabled to their edge port (swp3). nhn plans that port with the boot network
 //! (service, VLAN 20) untagged and the storage network (VLAN 10) tagged; the appliance sits
-//! behind Core-Switch-A on both networks. `nhn power pxe|on|off` drives Hypervisor-2's BMC over
+//! behind Core-Switch-A on both networks. `nhn power pxe|on|off` (requests that the running
+//! `nhn serve` carries out and records) drives Hypervisor-2's BMC over
 //! IPMI (pyghmi's BMC, through ipmitool) and Hypervisor-3's over Redfish (sushy-tools' fake
 //! driver); each BMC's "power" is the guest's QEMU, which PXE boots from nhn (DHCP and HTTP on
 //! the native VLAN), joins the storage VLAN in nhn's initrd (`nhn.storage=`), logs into its
@@ -328,6 +329,16 @@ fn diskless_hypervisors_powered_by_their_bmcs_pxe_boot_through_the_programmed_sw
         !qemu_running("52:54:00:00:01:02") && !qemu_running("52:54:00:00:01:03")
     });
     assert!(gone, "a guest still runs after nhn power off");
+    // Each change was a request the appliance carried out.
+    let done: i64 = nhn
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM requests WHERE resource_type = 'machine' AND status = 'succeeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(done, 6, "pxe, on and off for two machines");
 
     stop_tgtd(mgmt, ctl, &tgtd);
 }

@@ -187,14 +187,21 @@ impl<'l> PowerLab<'l> {
         std::fs::write(self.nhn.dir().join("nhn.toml"), text).expect("write nhn.toml");
     }
 
-    /// `nhn power ARGS` in the management namespace, with how long it took.
+    /// `nhn power --direct ARGS` in the management namespace (no appliance runs), with how
+    /// long it took.
     fn power(&self, args: &[&str]) -> (Output, Duration) {
+        self.power_via(true, args)
+    }
+
+    /// `nhn power ARGS`, through the appliance unless `direct`.
+    fn power_via(&self, direct: bool, args: &[&str]) -> (Output, Duration) {
         let mut cmd = self.mgr.cmd(env!("CARGO_BIN_EXE_nhn"));
         cmd.arg("--data-dir")
             .arg(self.nhn.dir())
             .arg("--config")
             .arg(self.nhn.dir().join("nhn.toml"))
             .arg("power")
+            .args(direct.then_some("--direct"))
             .args(args)
             .env_remove("NHN_CONFIG")
             .env_remove("NHN_LOG");
@@ -228,6 +235,51 @@ impl<'l> PowerLab<'l> {
             stderr(&out)
         );
         (stderr(&out), took)
+    }
+
+    /// `nhn power ARGS` through the appliance, which must succeed; its stdout.
+    fn request_ok(&self, args: &[&str]) -> String {
+        let (out, _) = self.power_via(false, args);
+        assert!(
+            out.status.success(),
+            "nhn power {args:?} failed:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// `nhn power ARGS` through the appliance, which must fail; its stderr and duration.
+    fn request_fails(&self, args: &[&str]) -> (String, Duration) {
+        let (out, took) = self.power_via(false, args);
+        assert!(
+            !out.status.success(),
+            "nhn power {args:?} succeeded:\n{}",
+            stdout(&out)
+        );
+        (stderr(&out), took)
+    }
+
+    /// `nhn serve` in the management namespace, on the lab's nhn.toml.
+    fn serve(&self) -> Proc {
+        let config = std::fs::read_to_string(self.nhn.dir().join("nhn.toml")).expect("nhn.toml");
+        self.nhn
+            .serve_in(self.lab, &self.mgr, &config, "127.0.0.1:8080")
+    }
+
+    /// The machine requests in the inventory, oldest first: (method, status, error).
+    fn machine_requests(&self) -> Vec<(String, String, String)> {
+        let db = self.nhn.db();
+        let mut st = db
+            .prepare(
+                "SELECT method, status, error_message FROM requests
+                 WHERE resource_type = 'machine' ORDER BY accepted_at, rowid",
+            )
+            .expect("prepare");
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
     }
 
     /// pyghmi's BMC on 10.77.0.2:623 powering `cmd`.
@@ -302,6 +354,100 @@ macro_rules! power_lab {
         };
         let $pl = PowerLab::new(&$lab, python);
     };
+}
+
+// ---- Through the appliance ------------------------------------------------------------------
+
+#[test]
+fn power_requests_go_through_the_running_appliance_and_are_recorded() {
+    power_lab!(
+        lab,
+        pl,
+        "power_requests_go_through_the_running_appliance_and_are_recorded"
+    );
+    let m = Machine::new(&lab, "ipmi");
+    let _bmc = pl.ipmi_bmc(&m.sleeper());
+    let serve = pl.serve();
+
+    let out = pl.request_ok(&["pxe", "Server-1"]);
+    assert!(
+        out.starts_with("Server-1: next boot from the network (PXE), once; now off (request "),
+        "{out}"
+    );
+    let out = pl.request_ok(&["on", "Server-1"]);
+    assert!(
+        out.starts_with("Server-1: on (powerOnMachine observed after"),
+        "{out}"
+    );
+    let pid = m.started_pid();
+    assert_eq!(m.read("bootdev").as_deref(), Some("network"));
+    let out = pl.request_ok(&["off", "--force", "Server-1"]);
+    assert!(out.starts_with("Server-1: off"), "{out}");
+    assert!(!alive(pid), "the machine still runs after a forced off");
+
+    let done = |m: &str| (m.to_owned(), "succeeded".to_owned(), String::new());
+    assert_eq!(
+        pl.machine_requests(),
+        [
+            done("pxeBootMachine"),
+            done("powerOnMachine"),
+            done("forcePowerOffMachine")
+        ]
+    );
+    assert!(
+        serve.log().contains("machine power done"),
+        "{}",
+        serve.log()
+    );
+}
+
+#[test]
+fn a_dead_bmc_fails_the_request_saying_it_did_not_answer() {
+    power_lab!(
+        lab,
+        pl,
+        "a_dead_bmc_fails_the_request_saying_it_did_not_answer"
+    );
+    let m = Machine::new(&lab, "ipmi");
+    let bmc = pl.ipmi_bmc(&m.sleeper());
+    bmc.kill();
+    let _serve = pl.serve();
+    let (err, took) = pl.request_fails(&["on", "Server-1"]);
+    assert!(
+        err.contains("powerOnMachine failed (request ")
+            && err.contains("machine Server-1: BMC 10.77.0.2:623 did not answer"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let requests = pl.machine_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].1, "failed");
+    assert!(requests[0].2.contains("did not answer"), "{requests:?}");
+}
+
+#[test]
+fn without_a_running_appliance_a_request_is_canceled_and_says_what_to_do() {
+    power_lab!(
+        lab,
+        pl,
+        "without_a_running_appliance_a_request_is_canceled_and_says_what_to_do"
+    );
+    let m = Machine::new(&lab, "ipmi");
+    let _bmc = pl.ipmi_bmc(&m.sleeper());
+    let (err, took) = pl.request_fails(&["on", "Server-1"]);
+    assert!(
+        err.contains("was not picked up within 10 s and is canceled")
+            && err.contains("is `nhn serve` running")
+            && err.contains("--direct"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(pl.machine_requests()[0].1, "canceled");
+    assert!(m.read("pid").is_none(), "the machine was powered on");
+    // Starting the appliance later does not run the canceled request.
+    let _serve = pl.serve();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(m.read("pid").is_none(), "a canceled request ran");
 }
 
 // ---- IPMI -------------------------------------------------------------------------------

@@ -406,6 +406,10 @@ impl Agent {
                 vm::reset(&running).await.map_err(|e| e.to_string())?;
                 Ok(result)
             }
+            Command::Machine { .. } => Err(format!(
+                "{} is for a bare-metal machine's BMC, not a hypervisor's agent",
+                command.kind()
+            )),
             Command::Restore { .. } | Command::Configure { .. } => Err(format!(
                 "{} is not carried out by nhn agent yet (install and configure modes come with image import)",
                 command.kind()

@@ -15,20 +15,7 @@ use super::{Ctx, Method, Outcome, WriteFn};
 use crate::inventory;
 use crate::util::{now_rfc3339, rfc3339, unix_now};
 
-/// A fresh request id: five groups of eight hex digits (IIJ's form).
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 20];
-    rand::fill(&mut b);
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..16],
-        &hex[16..24],
-        &hex[24..32],
-        &hex[32..40]
-    )
-}
+pub use crate::jobs::new_request_id;
 
 /// A struct as stored in `requests.response`/`result` (its XML-RPC encoding).
 pub use crate::codec::{decode, encode};

@@ -25,6 +25,49 @@ pub enum Command {
         method: String,
         settings: serde_json::Value,
     },
+    /// A bare-metal machine's power, through its BMC (`power_driver` ipmi or redfish); a
+    /// success only once the BMC reports the new state, within `timeout_secs`.
+    Machine { op: MachineOp, timeout_secs: u64 },
+}
+
+/// What an operator asks of a bare-metal machine (`nhn power`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineOp {
+    On,
+    /// ACPI soft-off, forced after `[power] soft_off_secs`.
+    Off,
+    ForceOff,
+    /// Hard reset; a machine that is off is powered on.
+    Reset,
+    /// Boot from the network (PXE) once, at the next power on or reset.
+    PxeOnce,
+}
+
+impl MachineOp {
+    /// The request method that asks for it (`requests.method`).
+    pub fn method(self) -> &'static str {
+        match self {
+            MachineOp::On => "powerOnMachine",
+            MachineOp::Off => "powerOffMachine",
+            MachineOp::ForceOff => "forcePowerOffMachine",
+            MachineOp::Reset => "resetMachine",
+            MachineOp::PxeOnce => "pxeBootMachine",
+        }
+    }
+
+    /// The op a request method asks for, if it is a machine method.
+    pub fn from_method(method: &str) -> Option<MachineOp> {
+        [
+            MachineOp::On,
+            MachineOp::Off,
+            MachineOp::ForceOff,
+            MachineOp::Reset,
+            MachineOp::PxeOnce,
+        ]
+        .into_iter()
+        .find(|op| op.method() == method)
+    }
 }
 
 impl Command {
@@ -36,6 +79,7 @@ impl Command {
             Command::Reset => "reset",
             Command::Restore { .. } => "restore",
             Command::Configure { .. } => "configure",
+            Command::Machine { .. } => "machine_power",
         }
     }
 }
@@ -125,6 +169,30 @@ mod tests {
             serde_json::to_string(&Command::Reset).unwrap(),
             r#"{"kind":"reset"}"#
         );
+    }
+
+    #[test]
+    fn machine_ops_map_to_their_methods_and_back() {
+        for op in [
+            MachineOp::On,
+            MachineOp::Off,
+            MachineOp::ForceOff,
+            MachineOp::Reset,
+            MachineOp::PxeOnce,
+        ] {
+            assert_eq!(MachineOp::from_method(op.method()), Some(op));
+        }
+        assert_eq!(MachineOp::from_method("powerOnVm"), None);
+        let c = Command::Machine {
+            op: MachineOp::ForceOff,
+            timeout_secs: 30,
+        };
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            j,
+            r#"{"kind":"machine","op":"force_off","timeout_secs":30}"#
+        );
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
     }
 
     #[test]

@@ -3,15 +3,17 @@
 //! the outcome from the facility's `reportRequestResult` callback on the internal listener, or
 //! by asking [`Driver::status`] when a callback is late.
 //!
-//! [`router::Router`] is the driver the engine uses: a VM's request goes to the `nhn agent` of
-//! the hypervisor it is placed on ([`agent::AgentDriver`]); anything else to the legacy facility
-//! at `[api] facility_url` ([`http::HttpDriver`]), when one is configured.
+//! [`router::Router`] is the driver the engine uses: a bare-metal machine's power request goes
+//! to its BMC ([`machine::MachineRoute`], in this process); a VM's request goes to the
+//! `nhn agent` of the hypervisor it is placed on ([`agent::AgentDriver`]); anything else to the
+//! legacy facility at `[api] facility_url` ([`http::HttpDriver`]), when one is configured.
 //!
 //! This layer imports the inventory, the codec and the signing helpers, never the API.
 
 pub mod agent;
 pub mod command;
 pub mod http;
+pub mod machine;
 pub mod power;
 pub mod router;
 
@@ -29,9 +31,9 @@ pub struct Dispatch {
     pub request_id: String,
     /// The API method that made the request, e.g. `powerOnVm` (for logs and the legacy facility).
     pub method: String,
-    /// The VM's public id.
+    /// The VM's public id, or the bare-metal machine's name.
     pub resource_id: String,
-    /// The machine that carries it out: the hypervisor the VM is placed on.
+    /// The machine that carries it out: the hypervisor the VM is placed on, or the machine.
     pub host: Option<String>,
     pub command: Command,
 }

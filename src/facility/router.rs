@@ -1,15 +1,18 @@
 //! The driver the job engine uses: routes each request by the machine that carries it out. A
-//! VM placed on a hypervisor with an enrolled `nhn agent` goes to that agent; otherwise to the
-//! legacy facility at `[api] facility_url` when one is configured; otherwise the request fails
-//! at once with what to do (enroll an agent), instead of waiting in the queue for nobody.
+//! bare-metal machine's power request goes to its BMC ([`MachineRoute`]). A VM placed on a
+//! hypervisor with an enrolled `nhn agent` goes to that agent; otherwise to the legacy facility
+//! at `[api] facility_url` when one is configured; otherwise the request fails at once with
+//! what to do (enroll an agent), instead of waiting in the queue for nobody.
 
 use super::agent::AgentDriver;
 use super::http::HttpDriver;
+use super::machine::{MachineRoute, op_of};
 use super::{BoxFuture, Dispatch, Driver, Error, Status};
 
 pub struct Router {
     pub agents: AgentDriver,
     pub legacy: Option<HttpDriver>,
+    pub machines: MachineRoute,
 }
 
 impl Router {
@@ -29,6 +32,9 @@ impl Router {
 impl Driver for Router {
     fn dispatch(&self, job: Dispatch) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
+            if let Some((op, timeout)) = op_of(&job.command) {
+                return self.machines.dispatch(job, op, timeout).await;
+            }
             if let Some(host) = &job.host
                 && let Some(ep) = self.agents.endpoint(host).await?
             {
@@ -43,6 +49,9 @@ impl Driver for Router {
 
     fn status(&self, job: Dispatch) -> BoxFuture<'_, Result<Status, Error>> {
         Box::pin(async move {
+            if op_of(&job.command).is_some() {
+                return Ok(self.machines.status(&job));
+            }
             if let Some(host) = &job.host
                 && let Some(ep) = self.agents.endpoint(host).await?
             {

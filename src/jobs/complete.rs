@@ -63,6 +63,11 @@ pub fn success_state(method: &str) -> &'static str {
     }
 }
 
+/// A method on a VM (not an operator's request on a bare-metal machine).
+fn vm_method(method: &str) -> bool {
+    crate::facility::command::MachineOp::from_method(method).is_none()
+}
+
 /// What happened: `Applied`, or `Ignored` for an unknown or already terminal request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -94,7 +99,9 @@ pub fn apply(
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
             let state = success_state(&method);
-            r.insert("state".into(), s(state));
+            if vm_method(&method) {
+                r.insert("state".into(), s(state));
+            }
             (
                 "succeeded",
                 r,

@@ -13,6 +13,7 @@ pub mod boot;
 pub mod complete;
 pub mod edge;
 pub mod hosts;
+pub mod machine;
 pub mod resolve;
 
 use std::collections::HashMap;
@@ -31,11 +32,29 @@ use boot::BootFiles;
 use complete::Outcome;
 use resolve::VmBoot;
 
+/// A fresh request id: five groups of eight hex digits (IIJ's form).
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 20];
+    rand::fill(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..16],
+        &hex[16..24],
+        &hex[24..32],
+        &hex[32..40]
+    )
+}
+
 /// How long the facility has for each async method (§3.3), counted from dispatch.
 pub fn deadline_secs(config: &config::Api, method: &str) -> i64 {
     let secs = match method {
         "restoreImage" => config.restore_deadline_secs,
         "powerOnVm" | "powerOffVm" | "resetVm" => config.power_deadline_secs,
+        m if crate::facility::command::MachineOp::from_method(m).is_some() => {
+            config.power_deadline_secs
+        }
         _ => config.init_deadline_secs,
     };
     i64::try_from(secs).unwrap_or(i64::MAX)
@@ -87,12 +106,15 @@ struct Snapshot {
 
 fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
     let queued = conn
-        .prepare_cached("SELECT DISTINCT customer_id FROM requests WHERE status = 'queued'")?
+        .prepare_cached(
+            "SELECT DISTINCT COALESCE(customer_id, 0) FROM requests WHERE status = 'queued'",
+        )?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<i64>>>()?;
     let running: HashMap<i64, u32> = conn
         .prepare_cached(
-            "SELECT customer_id, COUNT(*) FROM requests WHERE status = 'running' GROUP BY customer_id",
+            "SELECT COALESCE(customer_id, 0), COUNT(*) FROM requests WHERE status = 'running'
+             GROUP BY COALESCE(customer_id, 0)",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -107,10 +129,12 @@ fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
 /// What a dispatch needs of a request: itself, its command once claimed, and the machine it
 /// went to (or, before that, the hypervisor its VM is placed on).
 const DISPATCH_COLUMNS: &str =
-    "SELECT r.id, r.method, r.resource_id, r.args, r.command, COALESCE(h.name, m.name) FROM requests r
+    "SELECT r.id, r.method, r.resource_id, r.args, r.command, COALESCE(h.name, m.name, b.name)
+    FROM requests r
     LEFT JOIN machines h ON h.id = r.host_id
     LEFT JOIN vms v ON r.resource_type = 'vm' AND v.public_id = r.resource_id
-    LEFT JOIN machines m ON m.id = v.hypervisor_id";
+    LEFT JOIN machines m ON m.id = v.hypervisor_id
+    LEFT JOIN machines b ON r.resource_type = 'machine' AND b.name = r.resource_id";
 
 struct Row {
     request_id: String,
@@ -168,7 +192,7 @@ fn claim(
 ) -> inventory::Result<Option<Dispatch>> {
     let found = inventory::optional(conn.query_row(
         &format!(
-            "{DISPATCH_COLUMNS} WHERE r.customer_id = ?1 AND r.status = 'queued' ORDER BY r.accepted_at, r.rowid LIMIT 1"
+            "{DISPATCH_COLUMNS} WHERE COALESCE(r.customer_id, 0) = ?1 AND r.status = 'queued' ORDER BY r.accepted_at, r.rowid LIMIT 1"
         ),
         [customer],
         row,
@@ -350,6 +374,19 @@ impl Engine {
             tracing::error!(error = %e, "cannot record a request result");
         }
         self.wake.notify_one();
+    }
+
+    /// Applies the results of requests carried out in this process (bare-metal power,
+    /// [`crate::facility::machine`]) until every sender is gone.
+    pub async fn apply_results(
+        self: Arc<Self>,
+        mut results: tokio::sync::mpsc::UnboundedReceiver<crate::facility::machine::Finished>,
+    ) {
+        while let Some((id, status)) = results.recv().await {
+            if let Some(outcome) = Outcome::from_status(status) {
+                self.finish(id, outcome, "power").await;
+            }
+        }
     }
 
     /// A facility callback: applies the outcome; `Ok(false)` if the request was unknown or

@@ -6,7 +6,7 @@
 use rusqlite::Connection;
 
 use crate::codec::{Struct, text};
-use crate::facility::command::{BootSpec, Command, DiskSpec, NicSpec, VmSpec};
+use crate::facility::command::{BootSpec, Command, DiskSpec, MachineOp, NicSpec, VmSpec};
 use crate::inventory;
 use crate::storage::default_initiator;
 
@@ -23,7 +23,8 @@ pub struct VmBoot {
     pub chap: bool,
 }
 
-/// The command of an async API call on VM `vm`.
+/// The command of an async request: an API call on VM `vm`, or an operator's power request on
+/// bare-metal machine `vm` ([`super::machine`]).
 pub fn command(
     conn: &Connection,
     method: &str,
@@ -31,6 +32,13 @@ pub fn command(
     args: &Struct,
     boot: &VmBoot,
 ) -> inventory::Result<Command> {
+    if let Some(op) = MachineOp::from_method(method) {
+        let timeout_secs = match args.get("timeoutSecs") {
+            Some(dxr::Value::Integer(t)) => u64::try_from(*t).unwrap_or(0),
+            _ => 0,
+        };
+        return Ok(Command::Machine { op, timeout_secs });
+    }
     Ok(match method {
         "powerOnVm" => Command::PowerOn(vm_spec(conn, vm, boot)?),
         "powerOffVm" => Command::PowerOff {

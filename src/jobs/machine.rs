@@ -1,0 +1,131 @@
+//! Operators' power requests on bare-metal machines (`nhn power on|off|reset|pxe`). They are
+//! requests like the API's async calls, owned by no customer: queued here, dispatched by the
+//! job engine to the machine's BMC ([`crate::facility::machine`]), finished by its result. So
+//! the appliance is the one place that drives a BMC: the same machine's commands never
+//! overlap, and each leaves a row and an audit entry.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::codec::{Struct, decode, encode};
+use crate::facility::command::MachineOp;
+use crate::inventory::{self, audit, record_event};
+use crate::util::now_rfc3339;
+
+/// Queues `op` on `machine`; its request id, or why not (no such machine, no BMC).
+pub fn enqueue(
+    conn: &Connection,
+    machine: &str,
+    op: MachineOp,
+    timeout_secs: u64,
+    actor: &str,
+) -> inventory::Result<Result<String, String>> {
+    let driver: Option<String> = conn
+        .query_row(
+            "SELECT power_driver FROM machines WHERE name = ?1",
+            [machine],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match driver.as_deref() {
+        None => {
+            return Ok(Err(format!(
+                "no machine named {machine:?} in the inventory; `nhn inventory show` lists them"
+            )));
+        }
+        Some("ipmi" | "redfish") => {}
+        Some(other) => {
+            return Ok(Err(format!(
+                "machine {machine} has power_driver {other:?}, not a BMC; set power_driver = \"ipmi\" or \"redfish\" and bmc_address in the site file"
+            )));
+        }
+    }
+    let id = super::new_request_id();
+    let mut args = Struct::new();
+    args.insert(
+        "timeoutSecs".into(),
+        dxr::Value::Integer(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
+    );
+    conn.execute(
+        "INSERT INTO requests (id, key_id, method, resource_type, resource_id, status, args, accepted_at)
+         VALUES (?1, ?2, ?3, 'machine', ?4, 'queued', ?5, ?6)",
+        params![id, actor, op.method(), machine, encode(&args), now_rfc3339()],
+    )?;
+    record_event(conn, "request", &id)?;
+    audit(conn, actor, op.method(), machine, "queued")?;
+    Ok(Ok(id))
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Queued,
+    Running,
+    Succeeded(Struct),
+    Failed(String),
+}
+
+/// The state of request `id` (`None`: no such request).
+pub fn progress(conn: &Connection, id: &str) -> inventory::Result<Option<Progress>> {
+    let row: Option<(String, String, String)> = conn
+        .query_row(
+            "SELECT status, result, error_message FROM requests WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(row.map(|(status, result, error)| match status.as_str() {
+        "queued" => Progress::Queued,
+        "running" => Progress::Running,
+        "succeeded" => Progress::Succeeded(decode(&result)),
+        "canceled" => Progress::Failed("canceled".into()),
+        _ => Progress::Failed(error),
+    }))
+}
+
+/// Cancels request `id` if nothing has picked it up yet; whether it did.
+pub fn cancel_if_queued(conn: &Connection, id: &str, why: &str) -> inventory::Result<bool> {
+    let n = conn.execute(
+        "UPDATE requests SET status = 'canceled', error_type = 'Canceled', error_message = ?2,
+            finished_at = ?3 WHERE id = ?1 AND status = 'queued'",
+        params![id, why, now_rfc3339()],
+    )?;
+    if n > 0 {
+        record_event(conn, "request", id)?;
+    }
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Inventory;
+
+    #[test]
+    fn only_machines_with_a_bmc_take_power_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
+        let out = inv
+            .write_blocking(|c| {
+                c.execute_batch(
+                    "INSERT INTO machines (name, kind, power_driver, bmc_address, created_at) VALUES
+                        ('bm1', 'bare-metal', 'ipmi', '127.0.0.1:623', ''),
+                        ('hv1', 'hypervisor', 'agent', NULL, '')",
+                )?;
+                let ok = enqueue(c, "bm1", MachineOp::Reset, 30, "operator")?;
+                let agent = enqueue(c, "hv1", MachineOp::On, 30, "operator")?;
+                let none = enqueue(c, "nope", MachineOp::On, 30, "operator")?;
+                let id = ok.clone().unwrap();
+                let queued = progress(c, &id)?;
+                let canceled = cancel_if_queued(c, &id, "test")?;
+                let again = cancel_if_queued(c, &id, "test")?;
+                Ok((ok, agent, none, queued, canceled, again, progress(c, &id)?))
+            })
+            .unwrap();
+        assert!(out.0.is_ok());
+        assert!(out.1.unwrap_err().contains("not a BMC"));
+        assert!(out.2.unwrap_err().contains("no machine named"));
+        assert_eq!(out.3, Some(Progress::Queued));
+        assert!(out.4 && !out.5);
+        assert_eq!(out.6, Some(Progress::Failed("canceled".into())));
+    }
+}
