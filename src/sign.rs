@@ -8,7 +8,9 @@
 //! signature older (or newer) than [`MAX_SKEW_SECS`] is refused; within that window a replay
 //! changes nothing, because every call is idempotent per request id.
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// How far a signature's time may be from the receiver's clock.
 pub const MAX_SKEW_SECS: i64 = 300;
@@ -16,21 +18,16 @@ pub const MAX_SKEW_SECS: i64 = 300;
 /// The header that carries the signature.
 pub const HEADER: &str = "x-nhn-signature";
 
-/// HMAC-SHA256 (RFC 2104) with a key of at most 64 bytes.
+/// HMAC-SHA256 (RFC 2104) from the `hmac` crate: keys of any length (longer than the block
+/// are hashed first).
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    block[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
-    let inner: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner_hash = Sha256::new()
-        .chain_update(&inner)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(&outer)
-        .chain_update(inner_hash)
-        .finalize()
-        .into()
+    mac(key, message).finalize().into_bytes().into()
+}
+
+fn mac(key: &[u8], message: &[u8]) -> Hmac<Sha256> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    m.update(message);
+    m
 }
 
 /// Lowercase hex.
@@ -55,9 +52,9 @@ pub fn credential_key(credential: &str) -> [u8; 32] {
     Sha256::digest(credential.trim().as_bytes()).into()
 }
 
-/// Equality that takes the same time wherever the inputs differ.
+/// Equality that takes the same time wherever the inputs differ (`subtle`).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// The signature header value for `body` sent at `now`.
@@ -91,11 +88,9 @@ pub fn verify(key: &[u8; 32], header: Option<&str>, body: &[u8], now: i64) -> Re
     }
     let mut message = format!("{time}\n").into_bytes();
     message.extend_from_slice(body);
-    if constant_time_eq(&hmac_sha256(key, &message), &mac) {
-        Ok(())
-    } else {
-        Err(Refused::Mismatch)
-    }
+    self::mac(key, &message)
+        .verify_slice(&mac)
+        .map_err(|_| Refused::Mismatch)
 }
 
 #[cfg(test)]
@@ -109,6 +104,21 @@ mod tests {
             hex(&mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn hmac_hashes_keys_longer_than_a_block_first() {
+        // RFC 4231 test case 6: a 131-byte key.
+        let mac = hmac_sha256(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+        );
+        assert_eq!(
+            hex(&mac),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd") && !constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Small helpers shared by every module: wall-clock time as RFC 3339 text (the inventory's and
-//! the API's timestamp format) without pulling in a date crate.
+//! the API's timestamp format), with `jiff` doing the calendar.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,56 +16,25 @@ pub fn now_rfc3339() -> String {
     rfc3339(unix_now())
 }
 
-/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), proleptic Gregorian calendar.
+/// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC); instants beyond jiff's range (years
+/// -9999..=9999) are clamped to it.
 pub fn rfc3339(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let t = jiff::Timestamp::from_second(unix).unwrap_or(if unix < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SSZ` (the form [`rfc3339`] writes) into Unix seconds.
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` (exactly the form [`rfc3339`] writes: UTC, no fraction, no
+/// offset) into Unix seconds.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
     let b = text.as_bytes();
-    if b.len() != 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-        || b[19] != b'Z'
-    {
+    if b.len() != 20 || b[10] != b'T' || b[19] != b'Z' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 #[cfg(test)]
@@ -79,6 +48,8 @@ mod tests {
         }
         assert_eq!(parse_rfc3339("2010-06-10T01:02:03+09:00"), None);
         assert_eq!(parse_rfc3339("2010-13-10T01:02:03Z"), None);
+        assert_eq!(parse_rfc3339("2010-06-10 01:02:03Z"), None);
+        assert_eq!(parse_rfc3339("2010-06-10T01:02:03.5Z"), None);
     }
 
     #[test]
