@@ -37,6 +37,15 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
     text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
+/// The 1-based line and column (in characters) of byte `offset` in `text`, for errors about
+/// TOML files (site files, the configuration).
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{parse_rfc3339, rfc3339};

@@ -9,8 +9,8 @@ use std::time::Duration;
 use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
 use sha2::{Digest, Sha256};
 
+use crate::facility::agent::HostReport;
 use crate::facility::agent::RequestStatus;
-use crate::jobs::hosts::HostReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -33,9 +33,8 @@ use axum::routing::{get, post};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::Agent as AgentConfig;
-use crate::facility::agent::{Handover, RequestStatus};
+use crate::facility::agent::{Handover, HostReport, RequestStatus, VmReport};
 use crate::facility::command::{Chap, Command, VmSpec};
-use crate::jobs::hosts::{HostReport, VmReport};
 use crate::sign::{HEADER, credential_key, verify};
 use crate::util::unix_now;
 use appliance::Appliance;

@@ -88,7 +88,7 @@ pub fn lookup(conn: &Connection, mac: &Mac) -> Result<Option<Target>> {
             initiator
         };
         Some((
-            crate::dhcp::snapshot::root_path(portal, port, lun, &target),
+            crate::storage::root_path(portal, port, lun, &target),
             initiator,
         ))
     });

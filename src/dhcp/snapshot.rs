@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use crate::storage::root_path;
 use rusqlite::Connection;
 
 use super::decide::{BootFiles, IscsiBoot, Snapshot, Static, Subnet};
@@ -40,11 +41,6 @@ pub fn subnets(config: &Config) -> Result<Vec<Subnet>> {
             })
         })
         .collect()
-}
-
-/// RFC 4173 root-path for a portal, LUN and target.
-pub fn root_path(portal: Ipv4Addr, port: u16, lun: u32, target: &str) -> String {
-    format!("iscsi:{portal}::{port}:{lun}:{target}")
 }
 
 /// Reads the snapshot: static answers for every NIC with an address, and all known MACs.

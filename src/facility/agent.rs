@@ -36,6 +36,36 @@ pub struct Handover {
     pub chap: Vec<Chap>,
 }
 
+/// What an agent reports every `[agent] report_secs` (`reportHostState`): its VMs and their
+/// state, free capacity, and QEMU processes it does not know.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostReport {
+    /// `kvm` or `tcg`.
+    #[serde(default)]
+    pub accel: String,
+    #[serde(default)]
+    pub vcpus_free: i64,
+    #[serde(default)]
+    pub memory_free_mb: i64,
+    #[serde(default)]
+    pub vms: Vec<VmReport>,
+    /// QEMU processes on the host that the agent did not start (left alone).
+    #[serde(default)]
+    pub unknown_processes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmReport {
+    pub vm_id: String,
+    /// `running`, `paused`, `starting`, `stopping`, `shutdown` (the guest powered off) or
+    /// `gone` (its QEMU exited without being asked).
+    pub state: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The answer of `GET /v1/requests/<id>`, and what the agent keeps per request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

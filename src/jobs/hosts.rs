@@ -16,42 +16,15 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::complete::VM_STATES;
+pub use crate::facility::agent::{HostReport, VmReport};
 use crate::inventory::{self, audit, record_event};
 use crate::util::{now_rfc3339, rfc3339, unix_now};
 
 /// Reports in a row that must miss a VM before it counts as gone.
 pub const MISSES: u32 = 3;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostReport {
-    /// `kvm` or `tcg`.
-    #[serde(default)]
-    pub accel: String,
-    #[serde(default)]
-    pub vcpus_free: i64,
-    #[serde(default)]
-    pub memory_free_mb: i64,
-    #[serde(default)]
-    pub vms: Vec<VmReport>,
-    /// QEMU processes on the host that the agent did not start (left alone).
-    #[serde(default)]
-    pub unknown_processes: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VmReport {
-    pub vm_id: String,
-    /// `running`, `paused`, `starting`, `stopping`, `shutdown` (the guest powered off) or
-    /// `gone` (its QEMU exited without being asked).
-    pub state: String,
-    #[serde(default)]
-    pub reason: String,
-}
 
 /// Consecutive misses per VM, across reports.
 #[derive(Default)]

@@ -57,6 +57,11 @@ const CHAP_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz
 /// The CHAP account of target `iqn`, derived from the appliance secret: the same after every
 /// restart (tgtd forgets accounts), different per target, never stored. 16 characters, the
 /// longest every initiator accepts.
+/// RFC 4173 root-path for a portal, LUN and target (what DHCP and iPXE hand a machine).
+pub fn root_path(portal: std::net::Ipv4Addr, port: u16, lun: u32, target: &str) -> String {
+    format!("iscsi:{portal}::{port}:{lun}:{target}")
+}
+
 pub fn chap_for(secret: &[u8; 32], iqn: &str) -> Chap {
     let user = crate::secret::derive(secret, "chap user", iqn);
     let hex: String = user[..6].iter().map(|b| format!("{b:02x}")).collect();

@@ -468,21 +468,13 @@ impl fmt::Display for SiteErrors {
 
 impl std::error::Error for SiteErrors {}
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 /// Parses a site file. Syntax errors, unknown keys and malformed values (MACs, prefixes,
 /// addresses) are reported with line and column.
 pub fn parse(file: &str, text: &str) -> Result<SiteFile, SiteErrors> {
     toml::from_str::<SiteFile>(text).map_err(|e| {
         let (line, column) = match e.span() {
             Some(span) => {
-                let (l, c) = line_col(text, span.start);
+                let (l, c) = crate::util::line_col(text, span.start);
                 (Some(l), Some(c))
             }
             None => (None, None),

@@ -5,10 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use super::{
-    At, MachineKind, NetworkRole, PortRef, PowerDriver, SiteError, SiteFile, SwitchRole, line_col,
-};
+use super::{At, MachineKind, NetworkRole, PortRef, PowerDriver, SiteError, SiteFile, SwitchRole};
 use crate::net::Ipv4Net;
+use crate::util::line_col;
 
 struct Checker<'a> {
     text: &'a str,
