@@ -517,7 +517,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 VolumeCmd::List => {
-                    let list = inv.read_blocking(nhn::storage::volumes::list)?;
+                    let list = inv.read_blocking(|c| nhn::storage::volumes::list(c))?;
                     if list.is_empty() {
                         println!("no volumes");
                     }
@@ -534,7 +534,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lease(LeaseCmd::List) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
-            let leases = inv.read_blocking(nhn::dhcp::service::list)?;
+            let leases = inv.read_blocking(|c| nhn::dhcp::service::list(c))?;
             if leases.is_empty() {
                 println!("no leases");
             }
@@ -585,7 +585,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Host(cmd) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
-            let hosts = inv.read_blocking(nhn::jobs::hosts::list)?;
+            let hosts = inv.read_blocking(|c| nhn::jobs::hosts::list(c))?;
             host_cmd(&hosts, cmd)
         }
         Command::Power(cmd) => {
@@ -614,7 +614,7 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
                 KeyCmd::List => {
-                    let list = inv.read_blocking(keys::list)?;
+                    let list = inv.read_blocking(|c| keys::list(c))?;
                     if list.is_empty() {
                         println!(
                             "no keys; create one with `nhn key create --customer NAME --scope read|operate|full`"
@@ -814,7 +814,7 @@ fn import(inv: &Inventory, file: &Path) -> Result<()> {
 }
 
 fn export(inv: &Inventory, out: Option<&Path>) -> Result<()> {
-    let site = inv.read_blocking(store::export)?;
+    let site = inv.read_blocking(|c| store::export(c))?;
     let text = format!(
         "# nhn site export (nhn {}); import with `nhn inventory import FILE`\n{}",
         env!("CARGO_PKG_VERSION"),

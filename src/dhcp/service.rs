@@ -114,7 +114,7 @@ pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Runni
             leases.add_pool(first);
         }
     }
-    for l in inventory.read(load_leases).await? {
+    for l in inventory.read(|c| load_leases(c)).await? {
         leases.insert(l);
     }
     let snap = {

@@ -93,7 +93,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = match state.inventory.read(queries::counts).await {
+    let counts = match state.inventory.read(|c| queries::counts(c)).await {
         Ok(c) => c,
         Err(e) => return internal_error(e),
     };
@@ -113,7 +113,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         metrics::gauge!("nhn_inventory_objects", "kind" => kind).set(n as f64);
     }
-    match state.inventory.read(crate::jobs::hosts::state_counts).await {
+    match state
+        .inventory
+        .read(|c| crate::jobs::hosts::state_counts(c))
+        .await
+    {
         Ok((vms, hosts)) => {
             for (s, n) in vms {
                 metrics::gauge!("nhn_vms", "state" => s).set(n as f64);
@@ -135,7 +139,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Response {
-    match state.inventory.read(status::gather).await {
+    match state.inventory.read(|c| status::gather(c)).await {
         Ok(page) => Html(status::render(&page)).into_response(),
         Err(e) => internal_error(e),
     }

@@ -290,7 +290,7 @@ impl Engine {
         cursor: &mut Option<i64>,
     ) -> inventory::Result<()> {
         loop {
-            let snap = self.inventory.read(snapshot).await?;
+            let snap = self.inventory.read(|c| snapshot(c)).await?;
             if snap.total_running >= self.config.workers {
                 return Ok(());
             }

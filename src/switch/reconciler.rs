@@ -1041,7 +1041,9 @@ mod tests {
             })
             .unwrap();
         assert!(first && !second);
-        let applied = inv.read_blocking(crate::switch::snapshot::applied).unwrap();
+        let applied = inv
+            .read_blocking(|c| crate::switch::snapshot::applied(c))
+            .unwrap();
         assert_eq!(applied["Edge-Switch-1"]["swp1"].to_string(), "100,200");
         assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "access 100");
     }
