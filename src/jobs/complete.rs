@@ -3,12 +3,12 @@
 //! a timeout to `error`) and clears the VM's `currentRequestId`. Idempotent: a request that is
 //! already terminal is left alone, so repeated or late callbacks change nothing.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::codec::{Struct, decode, encode, s};
 use crate::facility::Status;
-use crate::inventory::{self, audit, record_event};
-use crate::util::now_rfc3339;
+use crate::inventory::requests::{Ending, Pending, Requests};
+use crate::inventory::vms::Vms;
+use crate::inventory::{self, Tx, audit, record_event};
+use crate::util::unix_now;
 
 /// The VM states of §2.1.
 pub const VM_STATES: [&str; 8] = [
@@ -76,25 +76,24 @@ pub enum Applied {
 }
 
 pub fn apply(
-    conn: &Connection,
+    tx: &Tx<'_>,
     request_id: &str,
     outcome: &Outcome,
     actor: &str,
 ) -> inventory::Result<Applied> {
-    let row: Option<(String, String, String, Option<String>)> = conn
-        .query_row(
-            "SELECT method, resource_id, status, previous_state FROM requests WHERE id = ?1",
-            [request_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let Some((method, vm, status, previous)) = row else {
+    let Some(Pending {
+        method,
+        resource_id: vm,
+        status,
+        previous_state,
+    }) = tx.pending(request_id)?
+    else {
         return Ok(Applied::Ignored);
     };
     if status != "queued" && status != "running" {
         return Ok(Applied::Ignored);
     }
-    let previous = previous.unwrap_or_else(|| "stopped".into());
+    let previous = previous_state.unwrap_or_else(|| "stopped".into());
     let (status, result, error_type, message, vm_state) = match outcome {
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
@@ -130,66 +129,36 @@ pub fn apply(
             "error".to_owned(),
         ),
     };
-    let now = now_rfc3339();
-    conn.execute(
-        "UPDATE requests SET status = ?2, result = ?3, error_type = ?4, error_message = ?5, finished_at = ?6,
-            started_at = COALESCE(started_at, ?6)
-         WHERE id = ?1",
-        params![request_id, status, encode(&result), error_type, message, now],
+    let now = unix_now();
+    tx.end(
+        request_id,
+        &Ending {
+            status,
+            result: &encode(&result),
+            error_type: &error_type,
+            error_message: &message,
+            at: now,
+        },
     )?;
-    let vm_row: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM vms WHERE public_id = ?1 AND current_request_id = ?2",
-            params![vm, request_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(vm_id) = vm_row {
-        // A stopped VM holds no hypervisor slot (powerOnVm places it again): its VLANs leave
-        // the edge. A VM in `error` keeps its host until an operator looks.
-        let reason = if vm_state == "error" {
-            message.as_str()
-        } else {
-            ""
-        };
-        conn.execute(
-            "UPDATE vms SET state = ?2, current_request_id = NULL, updated_at = ?3, state_reason = ?4,
-                hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END
-             WHERE id = ?1",
-            params![vm_id, vm_state, now, reason],
-        )?;
-        if method == "restoreImage" && status == "succeeded" {
-            let image = restored_image(conn, request_id)?;
-            conn.execute(
-                "UPDATE volumes SET image_id = ?2 WHERE vm_id = ?1 AND device = 'DISK1'",
-                params![vm_id, image],
-            )?;
-            conn.execute(
-                "UPDATE vms SET image_id = ?2 WHERE id = ?1",
-                params![vm_id, image],
-            )?;
+    if tx.end_request(&vm, request_id, &vm_state, &message, now)? {
+        if method == "restoreImage"
+            && status == "succeeded"
+            && let Some(image) = restored_image(tx, request_id)?
+        {
+            tx.set_installed_image(&vm, &image)?;
         }
-        record_event(conn, "vm", &vm)?;
+        record_event(tx, "vm", &vm)?;
     }
-    record_event(conn, "request", request_id)?;
-    audit(conn, actor, &format!("{method}.result"), &vm, status)?;
+    record_event(tx, "request", request_id)?;
+    audit(tx, actor, &format!("{method}.result"), &vm, status)?;
     Ok(Applied::Applied)
 }
 
 /// The image a restoreImage request installed (its `imageId` argument).
-fn restored_image(conn: &Connection, request_id: &str) -> inventory::Result<Option<i64>> {
-    let args: String = conn.query_row(
-        "SELECT args FROM requests WHERE id = ?1",
-        [request_id],
-        |r| r.get(0),
-    )?;
-    let args = decode(&args);
-    let Some(dxr::Value::String(image)) = args.get("imageId") else {
-        return Ok(None);
-    };
-    Ok(conn
-        .query_row("SELECT id FROM images WHERE public_id = ?1", [image], |r| {
-            r.get(0)
-        })
-        .optional()?)
+fn restored_image(tx: &Tx<'_>, request_id: &str) -> inventory::Result<Option<String>> {
+    let args = decode(&tx.args(request_id)?.unwrap_or_default());
+    Ok(match args.get("imageId") {
+        Some(dxr::Value::String(image)) => Some(image.clone()),
+        _ => None,
+    })
 }

@@ -4,29 +4,22 @@
 //! the appliance is the one place that drives a BMC: the same machine's commands never
 //! overlap, and each leaves a row and an audit entry.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use crate::codec::{Struct, decode, encode};
 use crate::facility::command::MachineOp;
-use crate::inventory::{self, audit, record_event};
-use crate::util::now_rfc3339;
+use crate::inventory::machines::Machines;
+use crate::inventory::requests::{OperatorRequest, Requests};
+use crate::inventory::{self, Tx, audit, record_event};
+use crate::util::unix_now;
 
 /// Queues `op` on `machine`; its request id, or why not (no such machine, no BMC).
 pub fn enqueue(
-    conn: &Connection,
+    tx: &Tx<'_>,
     machine: &str,
     op: MachineOp,
     timeout_secs: u64,
     actor: &str,
 ) -> inventory::Result<Result<String, String>> {
-    let driver: Option<String> = conn
-        .query_row(
-            "SELECT power_driver FROM machines WHERE name = ?1",
-            [machine],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match driver.as_deref() {
+    match tx.power_driver(machine)?.as_deref() {
         None => {
             return Ok(Err(format!(
                 "no machine named {machine:?} in the inventory; `nhn inventory show` lists them"
@@ -45,13 +38,17 @@ pub fn enqueue(
         "timeoutSecs".into(),
         dxr::Value::Integer(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
     );
-    conn.execute(
-        "INSERT INTO requests (id, key_id, method, resource_type, resource_id, status, args, accepted_at)
-         VALUES (?1, ?2, ?3, 'machine', ?4, 'queued', ?5, ?6)",
-        params![id, actor, op.method(), machine, encode(&args), now_rfc3339()],
-    )?;
-    record_event(conn, "request", &id)?;
-    audit(conn, actor, op.method(), machine, "queued")?;
+    tx.queue_operator(&OperatorRequest {
+        id: &id,
+        actor,
+        method: op.method(),
+        resource_type: "machine",
+        resource_id: machine,
+        args: &encode(&args),
+        at: unix_now(),
+    })?;
+    record_event(tx, "request", &id)?;
+    audit(tx, actor, op.method(), machine, "queued")?;
     Ok(Ok(id))
 }
 
@@ -65,34 +62,23 @@ pub enum Progress {
 }
 
 /// The state of request `id` (`None`: no such request).
-pub fn progress(conn: &Connection, id: &str) -> inventory::Result<Option<Progress>> {
-    let row: Option<(String, String, String)> = conn
-        .query_row(
-            "SELECT status, result, error_message FROM requests WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    Ok(row.map(|(status, result, error)| match status.as_str() {
+pub fn progress(tx: &Tx<'_>, id: &str) -> inventory::Result<Option<Progress>> {
+    Ok(tx.stored(id)?.map(|s| match s.status.as_str() {
         "queued" => Progress::Queued,
         "running" => Progress::Running,
-        "succeeded" => Progress::Succeeded(decode(&result)),
+        "succeeded" => Progress::Succeeded(decode(&s.result)),
         "canceled" => Progress::Failed("canceled".into()),
-        _ => Progress::Failed(error),
+        _ => Progress::Failed(s.error_message),
     }))
 }
 
 /// Cancels request `id` if nothing has picked it up yet; whether it did.
-pub fn cancel_if_queued(conn: &Connection, id: &str, why: &str) -> inventory::Result<bool> {
-    let n = conn.execute(
-        "UPDATE requests SET status = 'canceled', error_type = 'Canceled', error_message = ?2,
-            finished_at = ?3 WHERE id = ?1 AND status = 'queued'",
-        params![id, why, now_rfc3339()],
-    )?;
-    if n > 0 {
-        record_event(conn, "request", id)?;
+pub fn cancel_if_queued(tx: &Tx<'_>, id: &str, why: &str) -> inventory::Result<bool> {
+    let canceled = tx.cancel_queued(id, why, unix_now())?;
+    if canceled {
+        record_event(tx, "request", id)?;
     }
-    Ok(n > 0)
+    Ok(canceled)
 }
 
 #[cfg(test)]

@@ -20,14 +20,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
 use tokio::sync::{Notify, watch};
 
 use crate::codec::decode;
 use crate::config;
 use crate::facility::{Command, Dispatch, Driver, Error, Status};
-use crate::inventory::{self, Inventory};
-use crate::util::{now_rfc3339, rfc3339, unix_now};
+use crate::inventory::requests::{Job, Requests};
+use crate::inventory::{self, Inventory, Tx};
+use crate::util::unix_now;
 use boot::BootFiles;
 use complete::Outcome;
 use resolve::VmBoot;
@@ -98,123 +98,51 @@ pub struct Options {
     pub host_dead_secs: u64,
 }
 
-struct Snapshot {
-    queued: Vec<i64>,
-    running: HashMap<i64, u32>,
-    total_running: u32,
-}
-
-fn snapshot(conn: &Connection) -> inventory::Result<Snapshot> {
-    let queued = conn
-        .prepare_cached(
-            "SELECT DISTINCT COALESCE(customer_id, 0) FROM requests WHERE status = 'queued'",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<i64>>>()?;
-    let running: HashMap<i64, u32> = conn
-        .prepare_cached(
-            "SELECT COALESCE(customer_id, 0), COUNT(*) FROM requests WHERE status = 'running'
-             GROUP BY COALESCE(customer_id, 0)",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let total_running = running.values().sum();
-    Ok(Snapshot {
-        queued,
-        running,
-        total_running,
-    })
-}
-
-/// What a dispatch needs of a request: itself, its command once claimed, and the machine it
-/// went to (or, before that, the hypervisor its VM is placed on).
-const DISPATCH_COLUMNS: &str =
-    "SELECT r.id, r.method, r.resource_id, r.args, r.command, COALESCE(h.name, m.name, b.name)
-    FROM requests r
-    LEFT JOIN machines h ON h.id = r.host_id
-    LEFT JOIN vms v ON r.resource_type = 'vm' AND v.public_id = r.resource_id
-    LEFT JOIN machines m ON m.id = v.hypervisor_id
-    LEFT JOIN machines b ON r.resource_type = 'machine' AND b.name = r.resource_id";
-
-struct Row {
-    request_id: String,
-    method: String,
-    resource_id: String,
-    args: String,
-    command: Option<String>,
-    host: Option<String>,
-}
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok(Row {
-        request_id: r.get(0)?,
-        method: r.get(1)?,
-        resource_id: r.get(2)?,
-        args: r.get(3)?,
-        command: r.get(4)?,
-        host: r.get(5)?,
-    })
-}
-
 /// The request as a dispatch: its stored command, or (not claimed yet, or claimed by an nhn
 /// that stored none) the command resolved now.
-fn dispatch_of(conn: &Connection, row: Row, boot: &VmBoot) -> inventory::Result<Dispatch> {
-    let stored = row
+fn dispatch_of(tx: &Tx<'_>, job: Job, boot: &VmBoot) -> inventory::Result<Dispatch> {
+    let stored = job
         .command
         .as_deref()
         .and_then(|c| serde_json::from_str::<Command>(c).ok());
     let command = match stored {
         Some(c) => c,
-        None => resolve::command(
-            conn,
-            &row.method,
-            &row.resource_id,
-            &decode(&row.args),
-            boot,
-        )?,
+        None => resolve::command(tx, &job.method, &job.resource_id, &decode(&job.args), boot)?,
     };
     Ok(Dispatch {
-        request_id: row.request_id,
-        method: row.method,
-        resource_id: row.resource_id,
-        host: row.host,
+        request_id: job.id,
+        method: job.method,
+        resource_id: job.resource_id,
+        host: job.host,
         command,
     })
+}
+
+fn dispatches(tx: &Tx<'_>, jobs: Vec<Job>, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
+    jobs.into_iter().map(|j| dispatch_of(tx, j, boot)).collect()
 }
 
 /// Claims the customer's oldest queued request: `running`, deadline from now, its command
 /// resolved and stored with the machine it goes to.
 fn claim(
-    conn: &Connection,
+    tx: &Tx<'_>,
     config: &config::Api,
     customer: i64,
     boot: &VmBoot,
 ) -> inventory::Result<Option<Dispatch>> {
-    let found = inventory::optional(conn.query_row(
-        &format!(
-            "{DISPATCH_COLUMNS} WHERE COALESCE(r.customer_id, 0) = ?1 AND r.status = 'queued' ORDER BY r.accepted_at, r.rowid LIMIT 1"
-        ),
-        [customer],
-        row,
-    ))?;
-    let Some(found) = found else {
+    let Some(found) = tx.oldest_queued(customer)? else {
         return Ok(None);
     };
-    let job = dispatch_of(conn, found, boot)?;
+    let job = dispatch_of(tx, found, boot)?;
     let now = unix_now();
-    conn.execute(
-        "UPDATE requests SET status = 'running', started_at = ?2, deadline_at = ?3, command = ?4,
-            host_id = (SELECT id FROM machines WHERE name = ?5)
-         WHERE id = ?1",
-        params![
-            job.request_id,
-            rfc3339(now),
-            rfc3339(now + deadline_secs(config, &job.method)),
-            serde_json::to_string(&job.command).unwrap_or_default(),
-            job.host,
-        ],
+    tx.start(
+        &job.request_id,
+        now,
+        now + deadline_secs(config, &job.method),
+        &serde_json::to_string(&job.command).unwrap_or_default(),
+        job.host.as_deref(),
     )?;
-    inventory::record_event(conn, "request", &job.request_id)?;
+    inventory::record_event(tx, "request", &job.request_id)?;
     Ok(Some(job))
 }
 
@@ -290,8 +218,8 @@ impl Engine {
         cursor: &mut Option<i64>,
     ) -> inventory::Result<()> {
         loop {
-            let snap = self.inventory.read(|c| snapshot(c)).await?;
-            if snap.total_running >= self.config.workers {
+            let snap = self.inventory.read(|tx| tx.queue()).await?;
+            if snap.running.values().sum::<u32>() >= self.config.workers {
                 return Ok(());
             }
             let Some(customer) = pick(
@@ -403,7 +331,11 @@ impl Engine {
     /// At start: running requests from before a crash are applied, left to run, or re-sent.
     async fn recover(self: &Arc<Self>, driver: &Arc<dyn Driver>) {
         let boot = self.options.boot.current().await;
-        let running = match self.inventory.read(move |c| running_jobs(c, &boot)).await {
+        let running = match self
+            .inventory
+            .read(move |tx| dispatches(tx, tx.running()?, &boot))
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read running requests at start");
@@ -443,11 +375,11 @@ impl Engine {
     /// Fails running requests past their deadline (unless the facility has the answer), and
     /// purges terminal requests past the retention period.
     pub async fn reconcile(&self, driver: &Arc<dyn Driver>) {
-        let now = now_rfc3339();
+        let now = unix_now();
         let boot = self.options.boot.current().await;
         let overdue = match self
             .inventory
-            .read(move |c| overdue_jobs(c, &now, &boot))
+            .read(move |tx| dispatches(tx, tx.overdue(now)?, &boot))
             .await
         {
             Ok(o) => o,
@@ -465,7 +397,7 @@ impl Engine {
             self.finish(job.request_id, outcome, "reconciler").await;
         }
         let days = self.config.request_retention_days;
-        match self.inventory.write(move |c| Ok(purge(c, days)?)).await {
+        match self.inventory.write(move |tx| purge(tx, days)).await {
             Ok(n) if n > 0 => tracing::info!(purged = n, "old requests purged"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot purge old requests"),
@@ -473,40 +405,9 @@ impl Engine {
     }
 }
 
-fn jobs_where(
-    conn: &Connection,
-    filter: &str,
-    p: impl rusqlite::Params,
-    boot: &VmBoot,
-) -> inventory::Result<Vec<Dispatch>> {
-    let mut st = conn.prepare(&format!("{DISPATCH_COLUMNS} WHERE {filter}"))?;
-    let rows = st
-        .query_map(p, row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter()
-        .map(|r| dispatch_of(conn, r, boot))
-        .collect()
-}
-
-fn running_jobs(conn: &Connection, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(conn, "r.status = 'running' ORDER BY r.started_at", [], boot)
-}
-
-fn overdue_jobs(conn: &Connection, now: &str, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
-    jobs_where(
-        conn,
-        "r.status = 'running' AND r.deadline_at < ?1",
-        [now],
-        boot,
-    )
-}
-
 /// Deletes terminal requests older than the retention period.
-pub fn purge(conn: &Connection, retention_days: u32) -> rusqlite::Result<usize> {
-    conn.execute(
-        "DELETE FROM requests WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1",
-        [rfc3339(unix_now() - i64::from(retention_days) * 86_400)],
-    )
+pub fn purge(tx: &Tx<'_>, retention_days: u32) -> inventory::Result<usize> {
+    tx.purge_finished_before(unix_now() - i64::from(retention_days) * 86_400)
 }
 
 #[cfg(test)]
@@ -534,36 +435,51 @@ mod tests {
 
     #[test]
     fn terminal_requests_are_purged_after_the_retention_period_and_pending_ones_never() {
+        use crate::inventory::requests::{Ending, OperatorRequest};
         let dir = tempfile::tempdir().unwrap();
         let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
-        let days_ago = |d: i64| rfc3339(unix_now() - d * 86_400);
+        let days_ago = |d: i64| unix_now() - d * 86_400;
         let rows = [
-            ("old", "succeeded", Some(days_ago(8))),
-            ("old-failed", "failed", Some(days_ago(8))),
-            ("recent", "succeeded", Some(days_ago(6))),
+            ("old", "succeeded", Some(8)),
+            ("old-failed", "failed", Some(8)),
+            ("recent", "succeeded", Some(6)),
             ("old-queued", "queued", None),
         ];
-        let purged = inv
-            .write_blocking(move |c| {
-                for (id, status, finished) in &rows {
-                    c.execute(
-                        "INSERT INTO requests (id, method, status, accepted_at, finished_at)
-                         VALUES (?1, 'getVmList', ?2, ?3, ?4)",
-                        params![id, status, days_ago(9), finished],
-                    )?;
+        let (purged, left) = inv
+            .write_blocking(move |tx| {
+                for (id, status, finished) in rows {
+                    tx.queue_operator(&OperatorRequest {
+                        id,
+                        actor: "test",
+                        method: "resetMachine",
+                        resource_type: "machine",
+                        resource_id: "m1",
+                        args: "",
+                        at: days_ago(9),
+                    })?;
+                    if let Some(d) = finished {
+                        tx.end(
+                            id,
+                            &Ending {
+                                status,
+                                result: "",
+                                error_type: "",
+                                error_message: "",
+                                at: days_ago(d),
+                            },
+                        )?;
+                    }
                 }
-                Ok(purge(c, 7)?)
+                let purged = purge(tx, 7)?;
+                let left: Vec<&str> = rows
+                    .iter()
+                    .map(|r| r.0)
+                    .filter(|id| tx.stored(id).is_ok_and(|s| s.is_some()))
+                    .collect();
+                Ok((purged, left))
             })
             .unwrap();
         assert_eq!(purged, 2);
-        let left: Vec<String> = inv
-            .read_blocking(|c| {
-                let mut st = c.prepare("SELECT id FROM requests ORDER BY id")?;
-                Ok(st
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .unwrap();
-        assert_eq!(left, ["old-queued", "recent"]);
+        assert_eq!(left, ["recent", "old-queued"]);
     }
 }

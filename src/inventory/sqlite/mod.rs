@@ -3,6 +3,10 @@
 //! after each commit and polled from other processes through `PRAGMA data_version`, and the
 //! schema migrations. [`Tx`] is what read and write closures get.
 
+mod machines;
+mod requests;
+mod vms;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;

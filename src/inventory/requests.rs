@@ -1,0 +1,113 @@
+//! The requests aggregate (HAAS-API.md §3.3) as the job engine and the operator's machine
+//! requests use it: a backend-neutral repository, implemented for SQLite in
+//! `sqlite/requests.rs`. Times are Unix seconds here; the backend keeps its own text form.
+//! Customers are numbered by the backend, and 0 stands for the operator (requests with no
+//! customer, such as `nhn power`).
+
+use std::collections::HashMap;
+
+use super::Result;
+
+/// A queued or running request as the engine dispatches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    /// The API method (or operator method) that made it.
+    pub method: String,
+    pub resource_id: String,
+    /// The caller's arguments, encoded as the API stored them.
+    pub args: String,
+    /// The typed command (JSON) stored when the request was first claimed.
+    pub command: Option<String>,
+    /// The machine it was handed to, or (not claimed yet) the hypervisor its VM is placed on,
+    /// or the bare-metal machine itself.
+    pub host: Option<String>,
+}
+
+/// Who has work waiting and how much runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Queue {
+    /// Customers with queued requests.
+    pub queued: Vec<i64>,
+    /// Running requests per customer.
+    pub running: HashMap<i64, u32>,
+}
+
+/// What finishing a request needs to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub method: String,
+    pub resource_id: String,
+    /// `queued`, `running`, or a terminal status.
+    pub status: String,
+    /// The VM state to go back to on failure.
+    pub previous_state: Option<String>,
+}
+
+/// How a request ended, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending<'a> {
+    /// `succeeded` or `failed`.
+    pub status: &'a str,
+    /// The result struct, encoded.
+    pub result: &'a str,
+    pub error_type: &'a str,
+    pub error_message: &'a str,
+    pub at: i64,
+}
+
+/// A request's status, result and error as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub status: String,
+    pub result: String,
+    pub error_message: String,
+}
+
+/// An operator's request on a machine (no customer, no client token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRequest<'a> {
+    pub id: &'a str,
+    pub actor: &'a str,
+    pub method: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub args: &'a str,
+    pub at: i64,
+}
+
+/// The requests the job engine works on.
+pub trait Requests {
+    /// Customers with queued requests, and how many each has running.
+    fn queue(&self) -> Result<Queue>;
+    /// The customer's oldest queued request.
+    fn oldest_queued(&self, customer: i64) -> Result<Option<Job>>;
+    /// Every running request, oldest start first.
+    fn running(&self) -> Result<Vec<Job>>;
+    /// Running requests whose deadline is before `now`.
+    fn overdue(&self, now: i64) -> Result<Vec<Job>>;
+    /// Marks a request running since `at` until `deadline`, with the command it was handed
+    /// (JSON) and the machine that carries it out.
+    fn start(
+        &self,
+        id: &str,
+        at: i64,
+        deadline: i64,
+        command: &str,
+        host: Option<&str>,
+    ) -> Result<()>;
+    /// What finishing request `id` needs (`None`: no such request).
+    fn pending(&self, id: &str) -> Result<Option<Pending>>;
+    /// Stores a request's end.
+    fn end(&self, id: &str, ending: &Ending<'_>) -> Result<()>;
+    /// The arguments request `id` was made with, encoded.
+    fn args(&self, id: &str) -> Result<Option<String>>;
+    /// Status, result and error of request `id`.
+    fn stored(&self, id: &str) -> Result<Option<Stored>>;
+    /// Queues an operator's request.
+    fn queue_operator(&self, r: &OperatorRequest<'_>) -> Result<()>;
+    /// Cancels request `id` if it is still queued; whether it was.
+    fn cancel_queued(&self, id: &str, why: &str, at: i64) -> Result<bool>;
+    /// Deletes terminal requests that finished before `cutoff`; how many.
+    fn purge_finished_before(&self, cutoff: i64) -> Result<usize>;
+}

@@ -1,0 +1,192 @@
+//! [`Requests`] on SQLite. Customers are `COALESCE(customer_id, 0)`; ties in acceptance time
+//! (whole seconds) go by insertion order.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Tx;
+use crate::inventory::Result;
+use crate::inventory::requests::{Ending, Job, OperatorRequest, Pending, Queue, Requests, Stored};
+use crate::util::rfc3339;
+
+/// A request with the machine it goes to: the one it was handed to, the hypervisor its VM is
+/// placed on, or the bare-metal machine it is about.
+const JOB_COLUMNS: &str =
+    "SELECT r.id, r.method, r.resource_id, r.args, r.command, COALESCE(h.name, m.name, b.name)
+    FROM requests r
+    LEFT JOIN machines h ON h.id = r.host_id
+    LEFT JOIN vms v ON r.resource_type = 'vm' AND v.public_id = r.resource_id
+    LEFT JOIN machines m ON m.id = v.hypervisor_id
+    LEFT JOIN machines b ON r.resource_type = 'machine' AND b.name = r.resource_id";
+
+fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        method: r.get(1)?,
+        resource_id: r.get(2)?,
+        args: r.get(3)?,
+        command: r.get(4)?,
+        host: r.get(5)?,
+    })
+}
+
+impl Tx<'_> {
+    fn jobs(&self, filter: &str, p: impl rusqlite::Params) -> Result<Vec<Job>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!("{JOB_COLUMNS} WHERE {filter}"))?;
+        Ok(st.query_map(p, job)?.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl Requests for Tx<'_> {
+    fn queue(&self) -> Result<Queue> {
+        let queued = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT COALESCE(customer_id, 0) FROM requests WHERE status = 'queued'",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        let running = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(customer_id, 0), COUNT(*) FROM requests WHERE status = 'running'
+                 GROUP BY COALESCE(customer_id, 0)",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Queue { queued, running })
+    }
+
+    fn oldest_queued(&self, customer: i64) -> Result<Option<Job>> {
+        Ok(self
+            .jobs(
+                "COALESCE(r.customer_id, 0) = ?1 AND r.status = 'queued'
+                 ORDER BY r.accepted_at, r.rowid LIMIT 1",
+                [customer],
+            )?
+            .pop())
+    }
+
+    fn running(&self) -> Result<Vec<Job>> {
+        self.jobs("r.status = 'running' ORDER BY r.started_at", [])
+    }
+
+    fn overdue(&self, now: i64) -> Result<Vec<Job>> {
+        self.jobs(
+            "r.status = 'running' AND r.deadline_at < ?1",
+            [rfc3339(now)],
+        )
+    }
+
+    fn start(
+        &self,
+        id: &str,
+        at: i64,
+        deadline: i64,
+        command: &str,
+        host: Option<&str>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET status = 'running', started_at = ?2, deadline_at = ?3, command = ?4,
+                host_id = (SELECT id FROM machines WHERE name = ?5)
+             WHERE id = ?1",
+            params![id, rfc3339(at), rfc3339(deadline), command, host],
+        )?;
+        Ok(())
+    }
+
+    fn pending(&self, id: &str) -> Result<Option<Pending>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT method, resource_id, status, previous_state FROM requests WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Pending {
+                        method: r.get(0)?,
+                        resource_id: r.get(1)?,
+                        status: r.get(2)?,
+                        previous_state: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn end(&self, id: &str, e: &Ending<'_>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE requests SET status = ?2, result = ?3, error_type = ?4, error_message = ?5, finished_at = ?6,
+                started_at = COALESCE(started_at, ?6)
+             WHERE id = ?1",
+            params![
+                id,
+                e.status,
+                e.result,
+                e.error_type,
+                e.error_message,
+                rfc3339(e.at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn args(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT args FROM requests WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn stored(&self, id: &str) -> Result<Option<Stored>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status, result, error_message FROM requests WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Stored {
+                        status: r.get(0)?,
+                        result: r.get(1)?,
+                        error_message: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn queue_operator(&self, r: &OperatorRequest<'_>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO requests (id, key_id, method, resource_type, resource_id, status, args, accepted_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
+            params![
+                r.id,
+                r.actor,
+                r.method,
+                r.resource_type,
+                r.resource_id,
+                r.args,
+                rfc3339(r.at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn cancel_queued(&self, id: &str, why: &str, at: i64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE requests SET status = 'canceled', error_type = 'Canceled', error_message = ?2,
+                finished_at = ?3 WHERE id = ?1 AND status = 'queued'",
+            params![id, why, rfc3339(at)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn purge_finished_before(&self, cutoff: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM requests WHERE status IN ('succeeded', 'failed', 'canceled') AND finished_at < ?1",
+            [rfc3339(cutoff)],
+        )?)
+    }
+}
