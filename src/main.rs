@@ -585,7 +585,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Host(cmd) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
-            let hosts = inv.read_blocking(|c| nhn::jobs::hosts::list(c))?;
+            let hosts = inv.read_blocking(nhn::jobs::hosts::list)?;
             host_cmd(&hosts, cmd)
         }
         Command::Power(cmd) => {

@@ -27,10 +27,11 @@ use super::args::{Struct, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::rpc::prescan;
 use crate::codec::{text, to_json};
+use crate::inventory::hosts::Hosts;
 use crate::inventory::{self, Inventory};
 use crate::jobs::Engine;
 use crate::jobs::complete::Outcome;
-use crate::jobs::hosts::{HostReport, host_of_credential};
+use crate::jobs::hosts::HostReport;
 use crate::sign::{constant_time_eq, credential_key, hex};
 
 /// Largest callback body (results are small).
@@ -88,7 +89,7 @@ impl Internal {
         let hash = hex(&credential_key(credential));
         let host = self
             .inventory
-            .read(move |c| host_of_credential(c, &hash))
+            .read(move |tx| tx.host_of_credential(&hash))
             .await?;
         match host {
             Some((id, name)) => Ok(Caller::Host { id, name }),

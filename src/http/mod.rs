@@ -113,11 +113,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         metrics::gauge!("nhn_inventory_objects", "kind" => kind).set(n as f64);
     }
-    match state
-        .inventory
-        .read(|c| crate::jobs::hosts::state_counts(c))
-        .await
-    {
+    match state.inventory.read(crate::jobs::hosts::state_counts).await {
         Ok((vms, hosts)) => {
             for (s, n) in vms {
                 metrics::gauge!("nhn_vms", "state" => s).set(n as f64);
@@ -139,7 +135,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn status_page(State(state): State<AppState>) -> Response {
-    match state.inventory.read(|c| status::gather(c)).await {
+    match state.inventory.read(status::gather).await {
         Ok(page) => Html(status::render(&page)).into_response(),
         Err(e) => internal_error(e),
     }

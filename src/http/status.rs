@@ -3,11 +3,9 @@
 
 use std::fmt::Write;
 
-use rusqlite::Connection;
-
-use crate::inventory;
 use crate::inventory::queries::{self, Counts};
 use crate::inventory::site::{SiteFile, store};
+use crate::inventory::{self, Tx};
 use crate::jobs::hosts::{self, HostRow, VmRow};
 use crate::switch::status::{self as switch_status, SwitchStatus};
 
@@ -19,13 +17,13 @@ pub struct Page {
     vms: Vec<VmRow>,
 }
 
-pub fn gather(conn: &Connection) -> inventory::Result<Page> {
+pub fn gather(tx: &Tx<'_>) -> inventory::Result<Page> {
     Ok(Page {
-        counts: queries::counts(conn)?,
-        site: store::export(conn)?,
-        switches: switch_status::all(conn)?,
-        hosts: hosts::list(conn)?,
-        vms: hosts::vms(conn)?,
+        counts: queries::counts(tx)?,
+        site: store::export(tx)?,
+        switches: switch_status::all(tx)?,
+        hosts: hosts::list(tx)?,
+        vms: hosts::vms(tx)?,
     })
 }
 

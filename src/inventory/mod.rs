@@ -23,11 +23,13 @@
 //!   see the database. (Modules not yet moved behind repositories reach the connection through
 //!   `Tx`'s `Deref`; ARCHITECTURE.md lists them.)
 
+pub mod hosts;
 pub mod machines;
 pub mod queries;
 pub mod requests;
 pub mod site;
 pub mod sqlite;
+pub mod switches;
 pub mod vms;
 
 use std::path::PathBuf;

@@ -4,7 +4,44 @@
 
 use super::Result;
 
+/// A VM as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VmOverview {
+    pub vm: String,
+    pub customer: String,
+    pub vm_type: String,
+    pub state: String,
+    pub host: String,
+    pub reason: String,
+}
+
+/// What a VM runs with: its type's size, its NICs and attached disks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardware {
+    /// The customer's name ("" for an operator's VM).
+    pub owner: String,
+    pub vcpus: u32,
+    pub memory_mb: u32,
+    pub bandwidth_mbps: u32,
+    /// Device, MAC, and the access VLAN of its network (if attached), by device.
+    pub nics: Vec<(String, String, Option<u16>)>,
+    pub disks: Vec<AttachedDisk>,
+}
+
+/// A volume attached to a VM, with the portal that exports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedDisk {
+    pub device: String,
+    pub address: String,
+    pub port: u16,
+    pub target: String,
+    pub lun: u32,
+    pub iqn_prefix: String,
+}
+
 pub trait Vms {
+    /// VM `vm`'s hardware (an error if there is no such VM).
+    fn hardware(&self, vm: &str) -> Result<Hardware>;
     /// Ends request `request` on VM `vm` (public id): the VM takes `state` (with `reason`,
     /// kept only for `error`) and no longer has a current request. A VM that is `stopped`
     /// holds no hypervisor slot (a power-on places it again). Nothing happens unless the
@@ -17,6 +54,13 @@ pub trait Vms {
         reason: &str,
         at: i64,
     ) -> Result<bool>;
+    /// Sets VM `vm`'s state from what its host saw (not from a request): `stopped` also frees
+    /// its hypervisor slot.
+    fn set_observed_state(&self, vm: &str, state: &str, reason: &str, at: i64) -> Result<()>;
+    /// Every VM for the operator's views, by public id.
+    fn overview(&self) -> Result<Vec<VmOverview>>;
+    /// How many VMs are in `state`.
+    fn count_in_state(&self, state: &str) -> Result<i64>;
     /// Records that image `image` (public id) is installed on the VM's DISK1.
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()>;
 }

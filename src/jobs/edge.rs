@@ -5,39 +5,27 @@
 
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tokio::time::Instant;
 
 use crate::facility::command::VmSpec;
-use crate::inventory::{self, Inventory};
+use crate::inventory::switches::{EdgePort, Switches};
+use crate::inventory::{self, Inventory, Tx};
 use crate::switch::vlans::VlanSet;
 
 /// How often the gate looks again.
 const POLL: Duration = Duration::from_millis(10);
 
 /// What still keeps the VM from starting on `host` (`None`: every edge port confirmed it).
-pub fn missing(conn: &Connection, host: &str, vlans: &[u16]) -> inventory::Result<Option<String>> {
+pub fn missing(tx: &Tx<'_>, host: &str, vlans: &[u16]) -> inventory::Result<Option<String>> {
     if vlans.is_empty() {
         return Ok(None);
     }
-    let mut st = conn.prepare_cached(
-        "SELECT s.name, p.name, a.vlans FROM nics n
-         JOIN machines m ON m.id = n.machine_id
-         JOIN switch_ports p ON p.id = n.switch_port_id
-         JOIN switches s ON s.id = p.switch_id
-         LEFT JOIN switch_applied a ON a.switch_id = s.id AND a.port = p.name
-         WHERE m.name = ?1 AND s.role = 'edge'",
-    )?;
-    let ports = st
-        .query_map([host], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    for (switch, port, applied) in ports {
+    for EdgePort {
+        switch,
+        port,
+        applied,
+    } in tx.edge_ports_of(host)?
+    {
         let have: VlanSet = applied
             .as_deref()
             .and_then(|v| v.parse().ok())

@@ -3,11 +3,10 @@
 //! never reads the inventory or the caller's XML-RPC arguments. This is the one place that
 //! knows which API method means which command.
 
-use rusqlite::Connection;
-
 use crate::codec::{Struct, text};
 use crate::facility::command::{BootSpec, Command, DiskSpec, MachineOp, NicSpec, VmSpec};
-use crate::inventory;
+use crate::inventory::vms::{Hardware, Vms};
+use crate::inventory::{self, Tx};
 use crate::storage::default_initiator;
 
 /// What a VM boots, prepared by the engine outside the writer (hashing files takes time).
@@ -26,7 +25,7 @@ pub struct VmBoot {
 /// The command of an async request: an API call on VM `vm`, or an operator's power request on
 /// bare-metal machine `vm` ([`super::machine`]).
 pub fn command(
-    conn: &Connection,
+    tx: &Tx<'_>,
     method: &str,
     vm: &str,
     args: &Struct,
@@ -40,7 +39,7 @@ pub fn command(
         return Ok(Command::Machine { op, timeout_secs });
     }
     Ok(match method {
-        "powerOnVm" => Command::PowerOn(vm_spec(conn, vm, boot)?),
+        "powerOnVm" => Command::PowerOn(vm_spec(tx, vm, boot)?),
         "powerOffVm" => Command::PowerOff {
             force: matches!(args.get("force"), Some(dxr::Value::Boolean(true))),
         },
@@ -56,60 +55,30 @@ pub fn command(
 }
 
 /// The VM as its hypervisor must run it.
-pub fn vm_spec(conn: &Connection, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec> {
-    let (id, owner, vcpus, memory_mb, bandwidth_mbps): (i64, String, u32, u32, u32) = conn
-        .query_row(
-            "SELECT v.id, COALESCE(c.name, ''), t.vcpus, t.memory_mb, t.bandwidth_mbps FROM vms v
-             JOIN vm_types t ON t.name = v.vm_type LEFT JOIN customers c ON c.id = v.customer_id
-             WHERE v.public_id = ?1",
-            [vm],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-    let nics = conn
-        .prepare_cached(
-            "SELECT n.device, n.mac, w.vlan FROM nics n LEFT JOIN networks w ON w.id = n.network_id
-             WHERE n.vm_id = ?1 ORDER BY n.device",
-        )?
-        .query_map([id], |r| {
-            Ok(NicSpec {
-                device: r.get(0)?,
-                mac: r.get(1)?,
-                vlan: r.get(2)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let disks = conn
-        .prepare_cached(
-            "SELECT vol.device, p.address, p.port, vol.target_iqn, vol.lun, p.iqn_prefix FROM volumes vol
-             JOIN iscsi_portals p ON p.id = vol.portal_id
-             WHERE vol.vm_id = ?1 AND vol.device IS NOT NULL ORDER BY vol.device",
-        )?
-        .query_map([id], |r| {
-            let (device, address, port, target, lun, prefix): (
-                String,
-                String,
-                u16,
-                String,
-                u32,
-                String,
-            ) = (
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            );
-            Ok(DiskSpec {
-                device,
-                portal: format!("{address}:{port}"),
-                target,
-                lun,
-                initiator: default_initiator(&prefix, vm),
-                chap: boot.chap,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+pub fn vm_spec(tx: &Tx<'_>, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec> {
+    let Hardware {
+        owner,
+        vcpus,
+        memory_mb,
+        bandwidth_mbps,
+        nics,
+        disks,
+    } = tx.hardware(vm)?;
+    let nics = nics
+        .into_iter()
+        .map(|(device, mac, vlan)| NicSpec { device, mac, vlan })
+        .collect();
+    let disks = disks
+        .into_iter()
+        .map(|d| DiskSpec {
+            device: d.device,
+            portal: format!("{}:{}", d.address, d.port),
+            target: d.target,
+            lun: d.lun,
+            initiator: default_initiator(&d.iqn_prefix, vm),
+            chap: boot.chap,
+        })
+        .collect();
     Ok(VmSpec {
         vm: vm.to_owned(),
         owner,

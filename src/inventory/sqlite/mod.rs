@@ -3,8 +3,10 @@
 //! after each commit and polled from other processes through `PRAGMA data_version`, and the
 //! schema migrations. [`Tx`] is what read and write closures get.
 
+mod hosts;
 mod machines;
 mod requests;
+mod switches;
 mod vms;
 
 use std::path::{Path, PathBuf};

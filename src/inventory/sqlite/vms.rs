@@ -4,10 +4,55 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::inventory::Result;
-use crate::inventory::vms::Vms;
+use crate::inventory::vms::{AttachedDisk, Hardware, VmOverview, Vms};
 use crate::util::rfc3339;
 
 impl Vms for Tx<'_> {
+    fn hardware(&self, vm: &str) -> Result<Hardware> {
+        let (id, owner, vcpus, memory_mb, bandwidth_mbps): (i64, String, u32, u32, u32) =
+            self.conn.query_row(
+                "SELECT v.id, COALESCE(c.name, ''), t.vcpus, t.memory_mb, t.bandwidth_mbps FROM vms v
+                 JOIN vm_types t ON t.name = v.vm_type LEFT JOIN customers c ON c.id = v.customer_id
+                 WHERE v.public_id = ?1",
+                [vm],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
+        let nics = self
+            .conn
+            .prepare_cached(
+                "SELECT n.device, n.mac, w.vlan FROM nics n LEFT JOIN networks w ON w.id = n.network_id
+                 WHERE n.vm_id = ?1 ORDER BY n.device",
+            )?
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let disks = self
+            .conn
+            .prepare_cached(
+                "SELECT vol.device, p.address, p.port, vol.target_iqn, vol.lun, p.iqn_prefix FROM volumes vol
+                 JOIN iscsi_portals p ON p.id = vol.portal_id
+                 WHERE vol.vm_id = ?1 AND vol.device IS NOT NULL ORDER BY vol.device",
+            )?
+            .query_map([id], |r| {
+                Ok(AttachedDisk {
+                    device: r.get(0)?,
+                    address: r.get(1)?,
+                    port: r.get(2)?,
+                    target: r.get(3)?,
+                    lun: r.get(4)?,
+                    iqn_prefix: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Hardware {
+            owner,
+            vcpus,
+            memory_mb,
+            bandwidth_mbps,
+            nics,
+            disks,
+        })
+    }
+
     fn end_request(
         &self,
         vm: &str,
@@ -24,6 +69,42 @@ impl Vms for Tx<'_> {
             params![vm, request, state, rfc3339(at), reason],
         )?;
         Ok(n > 0)
+    }
+
+    fn set_observed_state(&self, vm: &str, state: &str, reason: &str, at: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE vms SET state = ?2, state_reason = ?3, updated_at = ?4,
+                hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END
+             WHERE public_id = ?1",
+            params![vm, state, reason, rfc3339(at)],
+        )?;
+        Ok(())
+    }
+
+    fn overview(&self) -> Result<Vec<VmOverview>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT v.public_id, COALESCE(c.name, ''), v.vm_type, v.state, COALESCE(m.name, ''), v.state_reason
+             FROM vms v LEFT JOIN customers c ON c.id = v.customer_id LEFT JOIN machines m ON m.id = v.hypervisor_id
+             ORDER BY v.public_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(VmOverview {
+                vm: r.get(0)?,
+                customer: r.get(1)?,
+                vm_type: r.get(2)?,
+                state: r.get(3)?,
+                host: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn count_in_state(&self, state: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM vms WHERE state = ?1")?
+            .query_row([state], |r| r.get(0))?)
     }
 
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()> {
