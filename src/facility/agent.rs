@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::command::{Chap, Command};
 use super::{BoxFuture, Dispatch, Error, Status};
 use crate::codec::{Struct, s};
-use crate::inventory::{self, Inventory};
+use crate::inventory::hosts::Hosts;
+use crate::inventory::{self, Inventory, Tx};
 use crate::sign::{HEADER, parse_hex32, sign};
 use crate::util::unix_now;
 
@@ -116,14 +117,8 @@ pub struct Endpoint {
 }
 
 /// The enrolled agent of `host`, if any.
-pub fn endpoint(conn: &rusqlite::Connection, host: &str) -> inventory::Result<Option<Endpoint>> {
-    let row: Option<(String, String)> = inventory::optional(conn.query_row(
-        "SELECT a.url, a.credential_sha256 FROM agents a JOIN machines m ON m.id = a.machine_id
-         WHERE m.name = ?1",
-        [host],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    ))?;
-    Ok(row.and_then(|(url, hash)| {
+pub fn endpoint(tx: &Tx<'_>, host: &str) -> inventory::Result<Option<Endpoint>> {
+    Ok(tx.agent_of(host)?.and_then(|(url, hash)| {
         Some(Endpoint {
             host: host.to_owned(),
             url: url.trim_end_matches('/').to_owned(),

@@ -30,6 +30,8 @@ pub type PlacedVm = (String, String, String);
 pub trait Hosts {
     /// The host whose agent holds the credential with this SHA-256 (hex): id and name.
     fn host_of_credential(&self, credential_sha256: &str) -> Result<Option<(i64, String)>>;
+    /// The URL and credential SHA-256 (hex) of host `name`'s enrolled agent.
+    fn agent_of(&self, name: &str) -> Result<Option<(String, String)>>;
     /// Stores a report of host `id` received at `at`; the host's name and its agent's state
     /// before.
     fn record_report(&self, id: i64, report_json: &str, at: i64) -> Result<(String, String)>;

@@ -23,10 +23,10 @@ use std::fmt;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
 use crate::config::{Config, Credential, Power};
 use crate::facility::BoxFuture;
+use crate::inventory::Tx;
+use crate::inventory::machines::Machines;
 use crate::inventory::site::PowerDriver as DriverKind;
 
 /// What a BMC reports. Only a BMC that says "off" counts as off: a machine that is
@@ -231,50 +231,11 @@ pub trait PowerDriver: Send + Sync {
     fn set_boot_once_pxe(&self) -> BoxFuture<'_, Result<(), Error>>;
 }
 
-/// A machine's power settings as the inventory has them (`machines` row).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineBmc {
-    pub name: String,
-    pub driver: DriverKind,
-    pub address: Option<String>,
-    /// The name of the `[credentials.NAME]` section.
-    pub credential: Option<String>,
-}
+pub use crate::inventory::machines::MachineBmc;
 
 /// The power settings of machine `name`, or `None` if the inventory has no such machine.
-pub fn machine_bmc(conn: &Connection, name: &str) -> crate::inventory::Result<Option<MachineBmc>> {
-    let row = crate::inventory::optional(conn.query_row(
-        "SELECT name, power_driver, bmc_address, bmc_credentials FROM machines WHERE name = ?1",
-        [name],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        },
-    ))?;
-    let Some((name, driver, address, credential)) = row else {
-        return Ok(None);
-    };
-    let driver = match driver.as_str() {
-        "none" => DriverKind::None,
-        "agent" => DriverKind::Agent,
-        "ipmi" => DriverKind::Ipmi,
-        "redfish" => DriverKind::Redfish,
-        other => {
-            return Err(crate::inventory::Error::Invalid(format!(
-                "corrupt power_driver {other:?} of machine {name:?}"
-            )));
-        }
-    };
-    Ok(Some(MachineBmc {
-        name,
-        driver,
-        address,
-        credential,
-    }))
+pub fn machine_bmc(tx: &Tx<'_>, name: &str) -> crate::inventory::Result<Option<MachineBmc>> {
+    tx.bmc(name)
 }
 
 /// The power driver for `machine`, from its `power_driver`, `bmc_address` and

@@ -20,6 +20,18 @@ impl Hosts for Tx<'_> {
             .optional()?)
     }
 
+    fn agent_of(&self, name: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT a.url, a.credential_sha256 FROM agents a JOIN machines m ON m.id = a.machine_id
+                 WHERE m.name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     fn record_report(&self, id: i64, report_json: &str, at: i64) -> Result<(String, String)> {
         let (name, was): (String, String) = self.conn.query_row(
             "SELECT m.name, a.state FROM agents a JOIN machines m ON m.id = a.machine_id
