@@ -11,10 +11,11 @@
 //! they change nothing.
 //!
 //! Timing follows RFC 4861 §6.2.4 and §6.2.6: three unsolicited advertisements at start, 16 s
-//! apart, then one every [`MIN_INTERVAL`]..[`MAX_INTERVAL`] (random); a solicitation is answered
-//! after a random 0–500 ms, by unicast to the soliciting host (RFC 7772's recommendation, and
-//! free of the 3 s limit between multicast advertisements), or to all nodes when it came from
-//! the unspecified address. Solicitations are checked as §6.1.1 says (hop limit 255, code 0,
+//! apart (one that cannot go out yet, while the link-local address is tentative, is retried
+//! 3 s later), then one every [`MIN_INTERVAL`]..[`MAX_INTERVAL`] (random); a solicitation is
+//! answered after a random 0–500 ms, by unicast to the soliciting host (RFC 7772's
+//! recommendation, and free of the 3 s limit between multicast advertisements), or to all
+//! nodes when it came from the unspecified address. Solicitations are checked as §6.1.1 says (hop limit 255, code 0,
 //! well-formed options) before they count.
 //!
 //! One thread per interface, like the DHCP workers; the socket work is in `socket`.
@@ -182,6 +183,14 @@ impl Planner {
         out
     }
 
+    /// The periodic advertisement `due` just returned could not be sent (the link-local
+    /// address is still tentative, or missing): try again as soon as the 3 s spacing allows,
+    /// without using up one of the initial advertisements.
+    pub fn periodic_unsent(&mut self, now: Instant) {
+        self.next_periodic = now;
+        self.initial_left = (self.initial_left + 1).min(MAX_INITIAL_ADVERTISEMENTS);
+    }
+
     /// The next moment something may be due.
     pub fn next_wakeup(&self) -> Instant {
         let periodic = match self.last_multicast {
@@ -255,8 +264,11 @@ fn advertise(name: &str, sock: &std::net::UdpSocket, stop: &AtomicBool) {
     let mut buf = [0u8; 1500];
     let mut missing_warned = false;
     while !stop.load(Ordering::Relaxed) {
-        for (to, reason) in planner.due(Instant::now(), &mut random_jitter) {
-            send(name, sock, to, reason, &mut missing_warned);
+        let now = Instant::now();
+        for (to, reason) in planner.due(now, &mut random_jitter) {
+            if !send(name, sock, to, reason, &mut missing_warned) && reason == Reason::Periodic {
+                planner.periodic_unsent(now);
+            }
         }
         let wait = planner
             .next_wakeup()
@@ -286,13 +298,19 @@ fn advertise(name: &str, sock: &std::net::UdpSocket, stop: &AtomicBool) {
 }
 
 /// Sends one advertisement from the interface's current link-local address (looked up each
-/// time: it appears with carrier and changes with the MAC).
-fn send(name: &str, sock: &std::net::UdpSocket, to: Ipv6Addr, reason: Reason, warned: &mut bool) {
+/// time: it appears with carrier and changes with the MAC). False if it could not.
+fn send(
+    name: &str,
+    sock: &std::net::UdpSocket,
+    to: Ipv6Addr,
+    reason: Reason,
+    warned: &mut bool,
+) -> bool {
     let link = match socket::ipv6_link(name) {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(interface = %name, error = %e, "router advertiser: interface lookup");
-            return;
+            return false;
         }
     };
     let Some(source) = link.link_local else {
@@ -302,7 +320,7 @@ fn send(name: &str, sock: &std::net::UdpSocket, to: Ipv6Addr, reason: Reason, wa
                 "no IPv6 link-local address on {name}: router advertisements wait for one"
             );
         }
-        return;
+        return false;
     };
     *warned = false;
     match socket::send_icmpv6(sock, &advertisement(link.mac), source, to, link.index) {
@@ -313,11 +331,13 @@ fn send(name: &str, sock: &std::net::UdpSocket, to: Ipv6Addr, reason: Reason, wa
             };
             metrics::counter!("nhn_ipv6_ra_sent_total", "reason" => label).increment(1);
             tracing::debug!(interface = %name, %to, %source, reason = label, "router advertisement sent");
+            true
         }
         // A tentative link-local (duplicate address detection, ~1 s after carrier) cannot
-        // send yet; the next one will.
+        // send yet (EINVAL).
         Err(e) => {
-            tracing::debug!(interface = %name, error = %e, %to, "router advertisement not sent")
+            tracing::debug!(interface = %name, error = %e, %to, "router advertisement not sent");
+            false
         }
     }
 }
@@ -420,6 +440,26 @@ mod tests {
             p.due(t, &mut lo);
         }
         assert_eq!(p.next_wakeup() - t0, Duration::from_secs(16 * 2 + 66));
+    }
+
+    #[test]
+    fn an_unsent_periodic_advertisement_is_retried_3_s_later_and_still_counts_as_initial() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(t0);
+        assert_eq!(p.due(t0, &mut hi), [(ALL_NODES, Reason::Periodic)]);
+        p.periodic_unsent(t0);
+        assert_eq!(p.next_wakeup(), t0 + MIN_DELAY_BETWEEN_RAS);
+        let t1 = t0 + MIN_DELAY_BETWEEN_RAS;
+        assert_eq!(p.due(t1, &mut hi), [(ALL_NODES, Reason::Periodic)]);
+        // Three initial advertisements still follow, 16 s apart, from the first one sent.
+        assert_eq!(p.next_wakeup(), t1 + MAX_INITIAL_INTERVAL);
+        p.due(t1 + MAX_INITIAL_INTERVAL, &mut hi);
+        assert_eq!(p.next_wakeup(), t1 + MAX_INITIAL_INTERVAL * 2);
+        p.due(t1 + MAX_INITIAL_INTERVAL * 2, &mut hi);
+        assert_eq!(
+            p.next_wakeup(),
+            t1 + MAX_INITIAL_INTERVAL * 2 + MAX_INTERVAL
+        );
     }
 
     #[test]
