@@ -99,6 +99,13 @@ pub struct Dhcp {
     /// Per-MAC flood limit: packets per second a client may send, and the burst it may save up.
     pub per_mac_rate: u32,
     pub per_mac_burst: u32,
+    /// IPv6 router advertisements on every interface in `interfaces` (on by default). Debian's
+    /// iPXE otherwise waits ~13 s for IPv6 autoconfiguration at every boot. The advertisement
+    /// has router lifetime 0 and no prefix and no managed/other flags: other hosts on the
+    /// segment take no default route, no address and no DHCPv6 hint from it. Turn it off where
+    /// a router of yours advertises on the segment: iPXE takes the first advertisement it
+    /// hears, so nhn's could win over one that starts DHCPv6.
+    pub ipv6_ra: bool,
     /// Subnets served directly (on an interface with an address in it) or through relays
     /// (giaddr inside it). Unknown MACs get addresses from `pool_first`..`pool_last`.
     pub subnets: Vec<DhcpSubnet>,
@@ -111,6 +118,7 @@ impl Default for Dhcp {
             lease_time_secs: 3600,
             per_mac_rate: 10,
             per_mac_burst: 30,
+            ipv6_ra: true,
             subnets: Vec::new(),
         }
     }

@@ -431,3 +431,166 @@ fn enrolling_a_discovered_machine_takes_effect_without_a_restart() {
         server.log()
     );
 }
+
+/// Waits until `ifname` in `ns` has a usable (no longer tentative) IPv6 link-local address
+/// and returns it.
+fn link_local(ns: &Netns, ifname: &str) -> String {
+    let mut addr = None;
+    let ready = wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let out = ns.ip(&["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"]);
+        addr = out
+            .lines()
+            .find(|l| !l.contains("tentative"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|a| a.split('/').next())
+            .map(String::from);
+        addr.is_some()
+    });
+    assert!(
+        ready,
+        "{ifname} in {} got no IPv6 link-local address",
+        ns.name()
+    );
+    addr.unwrap()
+}
+
+/// tcpdump of ICMPv6 router solicitations and advertisements on `ifname`, started and ready.
+fn capture_ndp(ns: &Netns, ifname: &str) -> Proc {
+    let filter = "icmp6 and (ip6[40] == 133 or ip6[40] == 134)";
+    let dump = ns.spawn(
+        "tcpdump",
+        &["tcpdump", "-i", ifname, "-n", "-l", "-vv", filter],
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(50), || dump
+            .log()
+            .contains("listening on")),
+        "tcpdump did not start: {}",
+        dump.log()
+    );
+    dump
+}
+
+/// Stops a [`capture_ndp`]; returns the solicitations and advertisements it saw, and its log.
+fn ndp_seen(dump: &Proc) -> (usize, usize, String) {
+    dump.terminate();
+    dump.wait_timeout(Duration::from_secs(5));
+    let log = dump.log();
+    let count = |what: &str| log.matches(what).count();
+    (
+        count("router solicitation"),
+        count("router advertisement"),
+        log,
+    )
+}
+
+/// Sends one router solicitation on `ifname` (from its link-local address, hop limit 255) and
+/// prints the first router advertisement that arrives within `secs` as
+/// `RA <source> <hop limit> <flags> <router lifetime> <option types>`, or `NONE`.
+const RS_PROBE: &str = r#"
+import select, socket, struct, sys, time
+ifname, secs = sys.argv[1], float(sys.argv[2])
+idx = socket.if_nametoindex(ifname)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, idx))
+t0 = time.monotonic()
+deadline = t0 + secs
+while time.monotonic() < deadline:
+    if not select.select([s], [], [], deadline - time.monotonic())[0]:
+        break
+    data, anc, _, src = s.recvmsg(1500, socket.CMSG_SPACE(4))
+    if len(data) < 16 or data[0] != 134:
+        continue
+    hops = [struct.unpack("i", d[:4])[0] for l, t, d in anc if t == socket.IPV6_HOPLIMIT]
+    opts, o = [], 16
+    while o + 2 <= len(data) and data[o + 1]:
+        opts.append(str(data[o]))
+        o += data[o + 1] * 8
+    lifetime = struct.unpack("!H", data[6:8])[0]
+    print("RA", src[0].split("%")[0], hops[0] if hops else -1, data[5], lifetime,
+          ",".join(opts), "%.2f" % (time.monotonic() - t0))
+    sys.exit(0)
+print("NONE")
+"#;
+
+fn solicit(ns: &Netns, ifname: &str, secs: &str) -> String {
+    ns.run(&["python3", "-c", RS_PROBE, ifname, secs])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn router_advertisements_answer_solicitations_only_on_configured_interfaces() {
+    let Some(lab) = lab_or_skip(
+        "router_advertisements_answer_solicitations_only_on_configured_interfaces",
+        &["curl", "python3", "tcpdump"],
+    ) else {
+        return;
+    };
+    let nhn = appliance();
+    let (srv, cli) = segment(&lab);
+    // A second segment on eth1, not in [dhcp] interfaces.
+    let other = lab.netns("other");
+    lab.veth((&srv, "eth1"), (&other, "eth0"));
+    srv.addr("eth1", "10.97.0.1/24");
+    let nhn_ll = link_local(&srv, "eth0");
+    link_local(&srv, "eth1");
+    link_local(&cli, "eth0");
+    link_local(&other, "eth0");
+    let dump = capture_ndp(&other, "eth0");
+    let server = serve(&lab, &srv, &nhn);
+
+    let ra = solicit(&cli, "eth0", "3");
+    let f: Vec<&str> = ra.split_whitespace().collect();
+    assert_eq!(f.first(), Some(&"RA"), "{ra}\n{}", server.log());
+    assert_eq!(f[1], nhn_ll, "not from nhn's link-local address: {ra}");
+    assert_eq!(f[2], "255", "hop limit: {ra}");
+    assert_eq!(f[3], "0", "no managed/other flags: {ra}");
+    assert_eq!(f[4], "0", "router lifetime must be 0: {ra}");
+    assert_eq!(
+        f[5], "1",
+        "only the source link-layer option, no prefix: {ra}"
+    );
+    let took: f64 = f[6].parse().unwrap();
+    assert!(took < 1.0, "answered after {took} s: {ra}");
+
+    // eth1 hears the solicitation (and the kernel's own) but never an advertisement.
+    assert_eq!(
+        solicit(&other, "eth0", "3"),
+        "NONE",
+        "nhn advertised on eth1"
+    );
+    let (rs, ra, log) = ndp_seen(&dump);
+    assert!(rs >= 1, "the capture saw no solicitation at all:\n{log}");
+    assert_eq!(ra, 0, "advertisements on an unconfigured interface:\n{log}");
+    assert!(server.log().contains("IPv6 router advertisements on"));
+}
+
+#[test]
+fn ipv6_ra_false_sends_no_router_advertisements() {
+    let Some(lab) = lab_or_skip(
+        "ipv6_ra_false_sends_no_router_advertisements",
+        &["curl", "python3", "tcpdump"],
+    ) else {
+        return;
+    };
+    let nhn = appliance();
+    let (srv, cli) = segment(&lab);
+    link_local(&srv, "eth0");
+    link_local(&cli, "eth0");
+    let dump = capture_ndp(&cli, "eth0");
+    let config = CONFIG.replace("[dhcp]\n", "[dhcp]\nipv6_ra = false\n");
+    let server = nhn.serve_in(&lab, &srv, &config, "10.96.0.1:8080");
+    assert_eq!(solicit(&cli, "eth0", "4"), "NONE", "{}", server.log());
+    let (rs, ra, log) = ndp_seen(&dump);
+    assert!(rs >= 1, "the capture saw no solicitation at all:\n{log}");
+    assert_eq!(ra, 0, "advertisements with ipv6_ra = false:\n{log}");
+    assert!(server.log().contains("router advertisements off"));
+    // DHCP itself still answers.
+    set_mac(&cli, "eth0", KNOWN_MAC);
+    assert!(udhcpc(&lab, &cli, "eth0").is_some(), "{}", server.log());
+}

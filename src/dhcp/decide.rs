@@ -6,7 +6,9 @@
 //! Behaviour follows RFC 2131 (states, reply addressing), RFC 2132 (options), RFC 3046 (relay
 //! agent information is echoed), RFC 4578 (client architecture) and RFC 4173 (iSCSI root-path).
 //! The root-path goes to every client **except iPXE**: iPXE would SAN-boot a root-path before
-//! running its script, and a bad target stops the boot before our initrd runs.
+//! running its script, and a bad target stops the boot before our initrd runs. iPXE gets
+//! `no-pxedhcp` instead (its option 175.176): nhn is the only boot server, so iPXE need not wait
+//! 2 s after the first offer for a ProxyDHCP server that does not exist.
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -24,6 +26,11 @@ pub const OFFER_HOLD_SECS: i64 = 60;
 pub const DECLINE_HOLD_SECS: i64 = 600;
 /// DHCP option 203: the iSCSI initiator name (the convention iSCSI boot firmware and initrds use).
 pub const OPTION_INITIATOR: u8 = 203;
+/// iPXE's encapsulated options (175) with `no-pxedhcp` (176) set: iPXE requests the offered
+/// address at once instead of waiting `DHCP_DISC_PROXY_TIMEOUT_SEC` (2 s, ~3 s with its
+/// retransmit timer) for ProxyDHCP offers.
+pub const OPTION_IPXE_ENCAP: u8 = 175;
+pub const IPXE_NO_PXEDHCP: [u8; 3] = [176, 1, 1];
 
 /// A subnet the server answers for (from the configuration).
 #[derive(Debug, Clone, PartialEq)]
@@ -765,9 +772,12 @@ fn reply(
     if let Some(file) = boot_file {
         opts.insert(DhcpOption::BootfileName(file.into_bytes()));
     }
-    if client != ClientKind::Ipxe
-        && let Some(boot) = b.boot
-    {
+    if client == ClientKind::Ipxe {
+        opts.insert(DhcpOption::Unknown(UnknownOption::new(
+            OptionCode::Unknown(OPTION_IPXE_ENCAP),
+            IPXE_NO_PXEDHCP.to_vec(),
+        )));
+    } else if let Some(boot) = b.boot {
         opts.insert(DhcpOption::RootPath(boot.root_path.clone()));
         opts.insert(DhcpOption::Unknown(UnknownOption::new(
             OptionCode::Unknown(OPTION_INITIATOR),

@@ -129,7 +129,7 @@ fn known_mac_is_offered_its_reservation_with_network_parameters() {
 }
 
 #[test]
-fn plain_client_gets_root_path_and_initiator_but_ipxe_does_not() {
+fn plain_client_gets_root_path_and_initiator_ipxe_gets_no_pxedhcp_instead() {
     let (plain, ..) = reply_of(decide(
         &snapshot(),
         &Leases::default(),
@@ -161,6 +161,14 @@ fn plain_client_gets_root_path_and_initiator_but_ipxe_does_not() {
         "iPXE must not get a root-path (it would SAN-boot it)"
     );
     assert!(opt(&out, OptionCode::Unknown(OPTION_INITIATOR)).is_none());
+    match opt(&out, OptionCode::Unknown(OPTION_IPXE_ENCAP)) {
+        Some(DhcpOption::Unknown(u)) => assert_eq!(u.data(), IPXE_NO_PXEDHCP),
+        other => panic!("iPXE must get no-pxedhcp (no ProxyDHCP wait): {other:?}"),
+    }
+    assert!(
+        opt(&plain, OptionCode::Unknown(OPTION_IPXE_ENCAP)).is_none(),
+        "only iPXE gets its encapsulated options"
+    );
     let url = "http://10.96.0.1:8080/boot/52-54-00-00-01-01.ipxe";
     assert_eq!(
         opt(&out, OptionCode::BootfileName),

@@ -1,7 +1,8 @@
 //! The running DHCP server: one worker thread per configured interface (blocking socket, no
 //! async overhead on the packet path), a persister thread that writes lease changes in batches
-//! (group commit) and sends each ACK only after its lease is committed, and a task that
-//! rebuilds the snapshot when the inventory changes.
+//! (group commit) and sends each ACK only after its lease is committed, a task that
+//! rebuilds the snapshot when the inventory changes, and (unless `[dhcp] ipv6_ra = false`) a
+//! router advertiser thread per interface ([`super::ra`]).
 //!
 //! Packet path: recvmsg → parse → per-MAC flood limit → [`decide`] (pure) → apply the lease
 //! change in memory → send now (OFFER, NAK, static ACK) or hand to the persister (dynamic ACK,
@@ -23,8 +24,8 @@ use rusqlite::{Connection, params};
 use super::decide::{
     self, Decision, Dest, Lease, LeaseChange, LeaseState, Leases, Receiver as Rx, Snapshot,
 };
-use super::snapshot;
 use super::socket::{self, CLIENT_PORT, Interface, SERVER_PORT};
+use super::{ra, snapshot};
 use crate::config::Config;
 use crate::inventory::{self, Inventory};
 use crate::net::Mac;
@@ -45,7 +46,7 @@ struct Shared {
     leases: Mutex<Leases>,
     limiter: Mutex<FloodLimit>,
     sockets: Vec<(Interface, Arc<UdpSocket>)>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 /// Handle on the running server; [`Running::stop`] ends it.
@@ -139,7 +140,7 @@ pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Runni
             config.dhcp.per_mac_burst,
         )),
         sockets,
-        stop: AtomicBool::new(false),
+        stop: Arc::new(AtomicBool::new(false)),
     });
     let (tx, rx) = mpsc::channel::<Pending>();
     let mut threads = Vec::new();
@@ -152,6 +153,11 @@ pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Runni
         );
     }
     drop(tx);
+    if config.dhcp.ipv6_ra {
+        threads.extend(ra::start(&config.dhcp.interfaces, &shared.stop));
+    } else {
+        tracing::info!("IPv6 router advertisements off ([dhcp] ipv6_ra = false)");
+    }
     {
         let (shared, inventory) = (shared.clone(), inventory.clone());
         threads.push(
