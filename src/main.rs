@@ -517,7 +517,7 @@ fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 VolumeCmd::List => {
-                    let list = inv.read_blocking(|c| nhn::storage::volumes::list(c))?;
+                    let list = inv.read_blocking(nhn::storage::volumes::list)?;
                     if list.is_empty() {
                         println!("no volumes");
                     }

@@ -93,7 +93,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let counts = match state.inventory.read(|c| queries::counts(c)).await {
+    let counts = match state.inventory.read(queries::counts).await {
         Ok(c) => c,
         Err(e) => return internal_error(e),
     };

@@ -31,6 +31,7 @@ pub mod site;
 pub mod sqlite;
 pub mod switches;
 pub mod vms;
+pub mod volumes;
 
 use std::path::PathBuf;
 

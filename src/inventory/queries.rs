@@ -1,9 +1,7 @@
 //! Typed read queries used by several services (status page, metrics, CLI summaries).
 //! Queries that belong to one service live next to that service.
 
-use rusqlite::Connection;
-
-use super::Result;
+use super::{Result, Tx};
 
 /// How much the inventory holds; shown on the status page, `/metrics` and `inventory show`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -24,51 +22,11 @@ pub struct Counts {
     pub leases: i64,
 }
 
-pub fn counts(conn: &Connection) -> Result<Counts> {
-    Ok(conn.query_row(
-        "SELECT
-            (SELECT COUNT(*) FROM switches),
-            (SELECT COUNT(*) FROM switches WHERE role = 'core'),
-            (SELECT COUNT(*) FROM switches WHERE role = 'edge'),
-            (SELECT COUNT(*) FROM links),
-            (SELECT COUNT(*) FROM machines WHERE kind != 'discovered'),
-            (SELECT COUNT(*) FROM machines WHERE kind = 'hypervisor'),
-            (SELECT COUNT(*) FROM machines WHERE kind = 'discovered'),
-            (SELECT COUNT(*) FROM nics),
-            (SELECT COUNT(*) FROM vms),
-            (SELECT COUNT(*) FROM networks),
-            (SELECT COUNT(*) FROM volumes),
-            (SELECT COUNT(*) FROM images),
-            (SELECT COUNT(*) FROM customers),
-            (SELECT COUNT(*) FROM leases)",
-        [],
-        |r| {
-            Ok(Counts {
-                switches: r.get(0)?,
-                core_switches: r.get(1)?,
-                edge_switches: r.get(2)?,
-                links: r.get(3)?,
-                machines: r.get(4)?,
-                hypervisors: r.get(5)?,
-                discovered: r.get(6)?,
-                nics: r.get(7)?,
-                vms: r.get(8)?,
-                networks: r.get(9)?,
-                volumes: r.get(10)?,
-                images: r.get(11)?,
-                customers: r.get(12)?,
-                leases: r.get(13)?,
-            })
-        },
-    )?)
+/// Whole-inventory summaries.
+pub trait Overview {
+    fn counts(&self) -> Result<Counts>;
 }
 
-/// The site's name, or "" before the first import.
-pub fn site_name(conn: &Connection) -> Result<String> {
-    let name: Option<String> = super::optional(conn.query_row(
-        "SELECT name FROM sites ORDER BY id LIMIT 1",
-        [],
-        |r| r.get(0),
-    ))?;
-    Ok(name.unwrap_or_default())
+pub fn counts(tx: &Tx<'_>) -> Result<Counts> {
+    tx.counts()
 }

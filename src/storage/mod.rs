@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use crate::inventory::Tx;
+use crate::inventory::volumes::{Export, Volumes};
 use tokio::sync::watch;
 
 use crate::inventory::{self, Inventory};
@@ -120,31 +121,21 @@ pub trait TargetDriver: Send + Sync {
 /// machine (or VM host) it belongs to, and a CHAP account when `chap` holds the appliance
 /// secret. Relative backing paths are under `data_dir`.
 pub fn desired(
-    conn: &Connection,
+    tx: &Tx<'_>,
     data_dir: &Path,
     chap: Option<&[u8; 32]>,
 ) -> inventory::Result<Vec<(TargetSpec, u64)>> {
-    let mut st = conn.prepare(
-        "SELECT vol.target_iqn, vol.lun, vol.backing, vol.size_gb, p.iqn_prefix,
-                m.initiator_iqn, COALESCE(m.name, v.public_id)
-         FROM volumes vol JOIN iscsi_portals p ON p.id = vol.portal_id
-         LEFT JOIN machines m ON m.id = vol.machine_id LEFT JOIN vms v ON v.id = vol.vm_id
-         ORDER BY vol.target_iqn",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, u32>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, u32>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<String>>(6)?,
-        ))
-    })?;
     let mut out = Vec::new();
-    for row in rows {
-        let (iqn, lun, backing, size_gb, prefix, initiator, owner) = row?;
+    for Export {
+        iqn,
+        lun,
+        backing,
+        size_gb,
+        iqn_prefix: prefix,
+        initiator,
+        owner,
+    } in tx.exports()?
+    {
         let initiators = match (initiator, owner) {
             (Some(i), _) if !i.is_empty() => vec![i],
             (_, Some(owner)) => vec![default_initiator(&prefix, &owner)],
@@ -240,14 +231,11 @@ pub async fn follow(
         let want = inventory
             .read(move |c| {
                 let want = desired(c, &dir, chap.as_ref())?;
-                let mut st = c.prepare("SELECT iqn_prefix FROM iscsi_portals")?;
-                let ours = st
-                    .query_map([], |r| r.get::<_, String>(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let ours = c.portals()?;
                 Ok((
                     want,
                     ours.into_iter()
-                        .map(|p| format!("{p}:"))
+                        .map(|p| format!("{}:", p.iqn_prefix))
                         .collect::<Vec<_>>(),
                 ))
             })

@@ -5,9 +5,11 @@
 
 mod hosts;
 mod machines;
+mod queries;
 mod requests;
 mod switches;
 mod vms;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
