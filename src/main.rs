@@ -534,7 +534,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Lease(LeaseCmd::List) => {
             init_logging(&config, "warn");
             let inv = open_inventory(&config)?;
-            let leases = inv.read_blocking(|c| nhn::dhcp::service::list(c))?;
+            let leases = inv.read_blocking(nhn::dhcp::service::list)?;
             if leases.is_empty() {
                 println!("no leases");
             }

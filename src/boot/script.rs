@@ -3,9 +3,8 @@
 //! initiator name on the command line (neither is a secret; CHAP secrets never go there). A
 //! machine the inventory does not know gets a script that says so and hands the boot back.
 
-use rusqlite::{Connection, OptionalExtension};
-
-use crate::inventory::Result;
+use crate::inventory::boot::{Boot, BootOwner};
+use crate::inventory::{Result, Tx};
 use crate::net::Mac;
 
 /// What the inventory says about the machine (or VM) behind a MAC.
@@ -37,76 +36,32 @@ pub fn mac_of_script(name: &str) -> Option<Mac> {
 }
 
 /// Looks up the machine or VM that owns `mac`, with its boot volume.
-pub fn lookup(conn: &Connection, mac: &Mac) -> Result<Option<Target>> {
-    let row = conn
-        .query_row(
-            "SELECT n.machine_id, n.vm_id, COALESCE(m.name, v.name), COALESCE(m.initiator_iqn, ''), m.kind
-             FROM nics n LEFT JOIN machines m ON m.id = n.machine_id LEFT JOIN vms v ON v.id = n.vm_id
-             WHERE n.mac = ?1",
-            [mac.to_string()],
-            |r| {
-                Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((machine, vm, name, initiator, kind)) = row else {
+pub fn lookup(tx: &Tx<'_>, mac: &Mac) -> Result<Option<Target>> {
+    let Some(owner) = tx.boot_owner(&mac.to_string())? else {
         return Ok(None);
     };
-    if kind.as_deref() == Some("discovered") {
+    if owner.kind.as_deref() == Some("discovered") {
         return Ok(None);
     }
-    let volume = conn
-        .query_row(
-            "SELECT vol.lun, vol.target_iqn, p.address, p.port, p.iqn_prefix FROM volumes vol
-             JOIN iscsi_portals p ON p.id = vol.portal_id
-             WHERE (?1 IS NOT NULL AND vol.machine_id = ?1) OR (?2 IS NOT NULL AND vol.vm_id = ?2 AND vol.device = 'DISK1')
-             ORDER BY vol.id LIMIT 1",
-            rusqlite::params![machine, vm],
-            |r| {
-                Ok((
-                    r.get::<_, u32>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, u16>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            },
-        )
-        .optional()?;
+    let volume = tx.boot_volume(&owner)?;
+    let BootOwner {
+        name, initiator, ..
+    } = owner;
     let name = name.unwrap_or_default();
-    let iscsi = volume.and_then(|(lun, target, portal, port, prefix)| {
-        let portal = portal.parse().ok()?;
+    let iscsi = volume.and_then(|v| {
+        let portal = v.address.parse().ok()?;
         let initiator = if initiator.is_empty() {
-            crate::storage::default_initiator(&prefix, &name)
+            crate::storage::default_initiator(&v.iqn_prefix, &name)
         } else {
             initiator
         };
         Some((
-            crate::storage::root_path(portal, port, lun, &target),
+            crate::storage::root_path(portal, v.port, v.lun, &v.target),
             initiator,
         ))
     });
-    let storage = conn
-        .query_row(
-            "SELECT w.vlan, ip.address, w.subnet FROM nics n JOIN ip_addresses ip ON ip.nic_id = n.id
-             JOIN networks w ON w.id = ip.network_id
-             WHERE n.mac = ?1 AND w.role = 'storage' AND ip.network_id IS NOT n.network_id",
-            [mac.to_string()],
-            |r| {
-                Ok((
-                    r.get::<_, u16>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            },
-        )
-        .optional()?
+    let storage = tx
+        .storage_address(&mac.to_string())?
         .and_then(|(vlan, ip, subnet)| {
             let net: crate::net::Ipv4Net = subnet?.parse().ok()?;
             Some(format!("{vlan}:{ip}/{}", net.prefix_len()))

@@ -15,10 +15,10 @@
 //! logs, iPXE scripts, DHCP options and `/proc/cmdline` of the booted system (the token is
 //! spent by then).
 
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::inventory::Result;
+use crate::inventory::boot::{Boot, BootToken};
+use crate::inventory::{Result, Tx};
 use crate::net::Mac;
 
 /// How long a token is valid after its script was served.
@@ -34,20 +34,12 @@ fn digest(token: &str) -> String {
 /// Issues a token for `mac` asked for from `address`; `Ok(Err(why))` if `address` is neither
 /// the reservation of `mac` nor its bound lease.
 pub fn issue(
-    conn: &Connection,
+    tx: &Tx<'_>,
     mac: &Mac,
     address: &str,
     now: i64,
 ) -> Result<std::result::Result<String, String>> {
-    let leased: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM nics n JOIN ip_addresses ip ON ip.nic_id = n.id
-                        WHERE n.mac = ?1 AND ip.address = ?2)
-             OR EXISTS (SELECT 1 FROM leases WHERE mac = ?1 AND address = ?2 AND state = 'bound'
-                        AND expires_at > ?3)",
-        params![mac.to_string(), address, now],
-        |r| r.get(0),
-    )?;
-    if !leased {
+    if !tx.address_given(&mac.to_string(), address, now)? {
         return Ok(Err(format!(
             "{address} is not the address nhn's DHCP gives {mac}; boot secrets are only handed to that address"
         )));
@@ -55,18 +47,12 @@ pub fn issue(
     let mut raw = [0u8; 24];
     rand::fill(&mut raw);
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    conn.execute(
-        "DELETE FROM boot_tokens WHERE expires_at < ?1",
-        [now - 86_400],
-    )?;
-    conn.execute(
-        "INSERT INTO boot_tokens (token_sha256, mac, address, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            digest(&token),
-            mac.to_string(),
-            address,
-            now + TOKEN_TTL_SECS
-        ],
+    tx.store_token(
+        &digest(&token),
+        &mac.to_string(),
+        address,
+        now + TOKEN_TTL_SECS,
+        now - 86_400,
     )?;
     Ok(Ok(token))
 }
@@ -84,7 +70,7 @@ pub enum Refusal {
 
 /// Spends `token` presented from `address`; returns the MAC it was issued for.
 pub fn redeem(
-    conn: &Connection,
+    tx: &Tx<'_>,
     token: &str,
     address: &str,
     now: i64,
@@ -93,14 +79,13 @@ pub fn redeem(
         return Ok(Err(Refusal::Unknown));
     }
     let key = digest(token);
-    let row: Option<(String, String, i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT mac, address, expires_at, used_at FROM boot_tokens WHERE token_sha256 = ?1",
-            [&key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let Some((mac, issued_to, expires_at, used_at)) = row else {
+    let Some(BootToken {
+        mac,
+        address: issued_to,
+        expires_at,
+        used_at,
+    }) = tx.token(&key)?
+    else {
         return Ok(Err(Refusal::Unknown));
     };
     if issued_to != address {
@@ -109,10 +94,7 @@ pub fn redeem(
     if used_at.is_some() || expires_at < now {
         return Ok(Err(Refusal::Spent));
     }
-    conn.execute(
-        "UPDATE boot_tokens SET used_at = ?2 WHERE token_sha256 = ?1",
-        params![key, now],
-    )?;
+    tx.spend_token(&key, now)?;
     Ok(mac.parse().map_err(|_| Refusal::Unknown))
 }
 

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use dhcproto::v4::MessageType;
-use rusqlite::{Connection, params};
 
 use super::decide::{
     self, Decision, Dest, Lease, LeaseChange, LeaseState, Leases, Receiver as Rx, Snapshot,
@@ -27,7 +26,8 @@ use super::decide::{
 use super::socket::{self, CLIENT_PORT, Interface, SERVER_PORT};
 use super::{ra, snapshot};
 use crate::config::Config;
-use crate::inventory::{self, Inventory};
+use crate::inventory::leases::{LeaseStore, LeaseWrite};
+use crate::inventory::{self, Inventory, Tx};
 use crate::net::Mac;
 use crate::util::unix_now;
 
@@ -75,31 +75,20 @@ fn lease_state(s: &str) -> LeaseState {
     }
 }
 
-fn load_leases(conn: &Connection) -> inventory::Result<Vec<Lease>> {
-    let mut st = conn.prepare("SELECT address, mac, state, hostname, expires_at FROM leases")?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (ip, mac, state, hostname, expires) = row?;
-        if let (Ok(ip), Ok(mac)) = (ip.parse(), mac.parse()) {
-            out.push(Lease {
-                mac,
-                ip,
-                state: lease_state(&state),
-                expires,
-                hostname,
-            });
-        }
-    }
-    Ok(out)
+fn load_leases(tx: &Tx<'_>) -> inventory::Result<Vec<Lease>> {
+    Ok(tx
+        .leases()?
+        .into_iter()
+        .filter_map(|l| {
+            Some(Lease {
+                mac: l.mac.parse().ok()?,
+                ip: l.address.parse().ok()?,
+                state: lease_state(&l.state),
+                expires: l.expires_at,
+                hostname: l.hostname,
+            })
+        })
+        .collect())
 }
 
 /// Starts DHCP on the configured interfaces; `Ok(None)` when none is configured (DHCP off).
@@ -115,7 +104,7 @@ pub async fn start(config: &Config, inventory: Inventory) -> Result<Option<Runni
             leases.add_pool(first);
         }
     }
-    for l in inventory.read(|c| load_leases(c)).await? {
+    for l in inventory.read(load_leases).await? {
         leases.insert(l);
     }
     let snap = {
@@ -447,21 +436,8 @@ fn persister(shared: &Shared, inventory: &Inventory, rx: Receiver<Pending>) {
 
 /// One transaction: every lease change of the batch, plus "discovered" machines for MACs the
 /// inventory did not know. Returns the MACs recorded as discovered.
-fn write_batch(
-    conn: &Connection,
-    changes: &[(LeaseChange, Option<Mac>)],
-) -> inventory::Result<Vec<Mac>> {
+fn write_batch(tx: &Tx<'_>, changes: &[(LeaseChange, Option<Mac>)]) -> inventory::Result<Vec<Mac>> {
     let now = unix_now();
-    let mut upsert = conn.prepare_cached(
-        "INSERT INTO leases (address, mac, state, hostname, client_id, giaddr, circuit_id, remote_id, expires_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT(address) DO UPDATE SET mac = excluded.mac, state = excluded.state, hostname = excluded.hostname,
-             client_id = excluded.client_id, giaddr = excluded.giaddr, circuit_id = excluded.circuit_id,
-             remote_id = excluded.remote_id, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-    )?;
-    let mut release = conn.prepare_cached(
-        "UPDATE leases SET state = 'released', updated_at = ?2 WHERE address = ?1",
-    )?;
     let mut discovered = Vec::new();
     for (change, newly) in changes {
         match change {
@@ -475,96 +451,50 @@ fn write_batch(
                 circuit_id,
                 remote_id,
             } => {
-                upsert.execute(params![
-                    ip.to_string(),
-                    mac.to_string(),
-                    "bound",
+                tx.put_lease(&LeaseWrite {
+                    address: &ip.to_string(),
+                    mac: &mac.to_string(),
+                    state: "bound",
                     hostname,
-                    client_id,
-                    giaddr.map(|g| g.to_string()),
-                    circuit_id,
-                    remote_id,
-                    until,
-                    now
-                ])?;
+                    client_id: client_id.as_deref(),
+                    giaddr: giaddr.map(|g| g.to_string()),
+                    circuit_id: circuit_id.as_deref(),
+                    remote_id: remote_id.as_deref(),
+                    expires_at: *until,
+                    at: now,
+                })?;
                 if let Some(mac) = newly {
-                    record_discovered(conn, mac)?;
+                    if let Some(name) = tx.discover(&mac.to_string(), now)? {
+                        inventory::record_event(tx, "discovered", &name)?;
+                    }
                     discovered.push(*mac);
                 }
             }
-            LeaseChange::Release { ip, .. } => {
-                release.execute(params![ip.to_string(), now])?;
-            }
-            LeaseChange::Decline { mac, ip, until } => {
-                upsert.execute(params![
-                    ip.to_string(),
-                    mac.to_string(),
-                    "declined",
-                    "",
-                    None::<Vec<u8>>,
-                    None::<String>,
-                    None::<Vec<u8>>,
-                    None::<Vec<u8>>,
-                    until,
-                    now
-                ])?;
-            }
+            LeaseChange::Release { ip, .. } => tx.release_lease(&ip.to_string(), now)?,
+            LeaseChange::Decline { mac, ip, until } => tx.put_lease(&LeaseWrite {
+                address: &ip.to_string(),
+                mac: &mac.to_string(),
+                state: "declined",
+                hostname: "",
+                client_id: None,
+                giaddr: None,
+                circuit_id: None,
+                remote_id: None,
+                expires_at: *until,
+                at: now,
+            })?,
             LeaseChange::Offer { .. } => {}
         }
     }
-    inventory::record_event(conn, "leases", &format!("{} changes", changes.len()))?;
+    inventory::record_event(tx, "leases", &format!("{} changes", changes.len()))?;
     Ok(discovered)
 }
 
-/// A MAC the inventory does not know got a lease: it appears as a "discovered" machine that an
-/// operator can enroll (name it in a site file and import).
-fn record_discovered(conn: &Connection, mac: &Mac) -> inventory::Result<()> {
-    let known: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM nics WHERE mac = ?1)",
-        [mac.to_string()],
-        |r| r.get(0),
-    )?;
-    if known {
-        return Ok(());
-    }
-    let name = format!("discovered-{}", mac.to_string().replace(':', ""));
-    conn.prepare_cached(
-        "INSERT INTO machines (name, kind, state, created_at) VALUES (?1, 'discovered', 'discovered', ?2)
-         ON CONFLICT(name) DO NOTHING",
-    )?
-    .execute(params![name, crate::util::now_rfc3339()])?;
-    conn.prepare_cached(
-        "INSERT INTO nics (mac, machine_id, device) VALUES (?1, (SELECT id FROM machines WHERE name = ?2), 'eth0')",
-    )?
-    .execute(params![mac.to_string(), name])?;
-    inventory::record_event(conn, "discovered", &name)
-}
+pub use crate::inventory::leases::LeaseRow;
 
-/// One row of `nhn lease list`.
-#[derive(Debug, Clone)]
-pub struct LeaseRow {
-    pub address: String,
-    pub mac: String,
-    pub state: String,
-    pub hostname: String,
-    pub expires_at: i64,
-    pub giaddr: Option<String>,
-}
-
-pub fn list(conn: &Connection) -> inventory::Result<Vec<LeaseRow>> {
-    let mut st =
-        conn.prepare("SELECT address, mac, state, hostname, expires_at, giaddr FROM leases")?;
-    let rows = st.query_map([], |r| {
-        Ok(LeaseRow {
-            address: r.get(0)?,
-            mac: r.get(1)?,
-            state: r.get(2)?,
-            hostname: r.get(3)?,
-            expires_at: r.get(4)?,
-            giaddr: r.get(5)?,
-        })
-    })?;
-    let mut out: Vec<LeaseRow> = rows.collect::<rusqlite::Result<_>>()?;
+/// Every lease for `nhn lease list`, by address.
+pub fn list(tx: &Tx<'_>) -> inventory::Result<Vec<LeaseRow>> {
+    let mut out = tx.leases()?;
     out.sort_by_key(|l| {
         l.address
             .parse::<Ipv4Addr>()

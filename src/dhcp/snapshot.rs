@@ -6,12 +6,12 @@
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use crate::inventory::boot::{Boot, OwnedVolume};
 use crate::storage::root_path;
-use rusqlite::Connection;
 
 use super::decide::{BootFiles, IscsiBoot, Snapshot, Static, Subnet};
 use crate::config::Config;
-use crate::inventory::{Error, Result};
+use crate::inventory::{Error, Result, Tx};
 use crate::net::{Ipv4Net, Mac};
 
 /// The configured subnets, checked (pools inside their subnet, in order).
@@ -44,53 +44,34 @@ pub fn subnets(config: &Config) -> Result<Vec<Subnet>> {
 }
 
 /// Reads the snapshot: static answers for every NIC with an address, and all known MACs.
-pub fn build(conn: &Connection, config: &Config, subnets: Vec<Subnet>) -> Result<Snapshot> {
+pub fn build(tx: &Tx<'_>, config: &Config, subnets: Vec<Subnet>) -> Result<Snapshot> {
     let mut statics = HashMap::new();
-    let mut st = conn.prepare_cached(
-        "SELECT n.mac, ip.address, COALESCE(net.subnet, p.prefix), COALESCE(net.gateway, p.gateway), net.dns,
-                COALESCE(m.name, v.name), m.id, v.id, COALESCE(m.initiator_iqn, '')
-         FROM nics n
-         JOIN ip_addresses ip ON ip.nic_id = n.id
-         LEFT JOIN networks net ON net.id = ip.network_id
-         LEFT JOIN ip_pools p ON p.id = COALESCE(ip.ip_pool_id, net.ip_pool_id)
-         LEFT JOIN machines m ON m.id = n.machine_id
-         LEFT JOIN vms v ON v.id = n.vm_id
-         -- A NIC's storage_ip is on its tagged storage VLAN, not what DHCP hands out.
-         WHERE net.role IS NOT 'storage' OR ip.network_id IS n.network_id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<i64>>(7)?,
-            r.get::<_, String>(8)?,
-        ))
-    })?;
-    let boot = boot_volumes(conn)?;
-    for row in rows {
-        let (mac, ip, subnet, gateway, dns, owner, machine, vm, initiator) = row?;
+    let boot = boot_volumes(tx)?;
+    for r in tx.reservations()? {
         // A row that does not parse is skipped with a warning; one bad record must not stop DHCP.
         let parsed = (|| -> Option<(Mac, Ipv4Addr, Ipv4Net)> {
-            Some((mac.parse().ok()?, ip.parse().ok()?, subnet?.parse().ok()?))
+            Some((
+                r.mac.parse().ok()?,
+                r.address.parse().ok()?,
+                r.subnet.as_deref()?.parse().ok()?,
+            ))
         })();
         let Some((mac, ip, net)) = parsed else {
-            tracing::warn!(%mac, %ip, "NIC address without a usable network; no static DHCP answer for it");
+            tracing::warn!(mac = %r.mac, ip = %r.address, "NIC address without a usable network; no static DHCP answer for it");
             continue;
         };
-        let key = machine.map(|id| (true, id)).or(vm.map(|id| (false, id)));
+        let key = r
+            .machine
+            .map(|id| (true, id))
+            .or(r.vm.map(|id| (false, id)));
         let boot = key
             .and_then(|k| boot.get(&k))
             .map(|(root_path, default_initiator)| IscsiBoot {
                 root_path: root_path.clone(),
-                initiator: if initiator.is_empty() {
+                initiator: if r.initiator.is_empty() {
                     default_initiator.clone()
                 } else {
-                    initiator.clone()
+                    r.initiator.clone()
                 },
             });
         statics.insert(
@@ -98,24 +79,23 @@ pub fn build(conn: &Connection, config: &Config, subnets: Vec<Subnet>) -> Result
             Static {
                 ip,
                 net,
-                router: gateway.and_then(|g| g.parse().ok()),
-                dns: dns
+                router: r.gateway.and_then(|g| g.parse().ok()),
+                dns: r
+                    .dns
                     .unwrap_or_default()
                     .split(',')
                     .filter_map(|d| d.trim().parse().ok())
                     .collect(),
-                hostname: owner.unwrap_or_default(),
+                hostname: r.owner.unwrap_or_default(),
                 boot,
             },
         );
     }
-    let mut known = HashSet::new();
-    let mut st = conn.prepare_cached("SELECT mac FROM nics")?;
-    for mac in st.query_map([], |r| r.get::<_, String>(0))? {
-        if let Ok(mac) = mac?.parse() {
-            known.insert(mac);
-        }
-    }
+    let known: HashSet<Mac> = tx
+        .known_macs()?
+        .iter()
+        .filter_map(|m| m.parse().ok())
+        .collect();
     Ok(Snapshot {
         statics,
         known,
@@ -132,30 +112,16 @@ pub fn build(conn: &Connection, config: &Config, subnets: Vec<Subnet>) -> Result
 
 /// Boot volumes: a machine's volume (volumes.machine_id) or a VM's DISK1, keyed by
 /// (is_machine, id), with the root-path and a default initiator name.
-fn boot_volumes(conn: &Connection) -> Result<HashMap<(bool, i64), (String, String)>> {
+fn boot_volumes(tx: &Tx<'_>) -> Result<HashMap<(bool, i64), (String, String)>> {
     let mut out = HashMap::new();
-    let mut st = conn.prepare_cached(
-        "SELECT vol.machine_id, vol.vm_id, vol.device, vol.lun, vol.target_iqn, p.address, p.port, p.iqn_prefix,
-                COALESCE(m.name, v.public_id)
-         FROM volumes vol JOIN iscsi_portals p ON p.id = vol.portal_id
-         LEFT JOIN machines m ON m.id = vol.machine_id LEFT JOIN vms v ON v.id = vol.vm_id
-         WHERE vol.machine_id IS NOT NULL OR vol.device = 'DISK1'",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, Option<i64>>(0)?,
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, u32>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, u16>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, Option<String>>(8)?,
-        ))
-    })?;
-    for row in rows {
-        let (machine, vm, lun, target, portal, port, prefix, owner) = row?;
-        let Ok(portal) = portal.parse::<Ipv4Addr>() else {
+    for OwnedVolume {
+        machine,
+        vm,
+        owner,
+        volume: v,
+    } in tx.boot_volumes()?
+    {
+        let Ok(portal) = v.address.parse::<Ipv4Addr>() else {
             continue;
         };
         let key = match (machine, vm) {
@@ -163,8 +129,12 @@ fn boot_volumes(conn: &Connection) -> Result<HashMap<(bool, i64), (String, Strin
             (None, Some(id)) => (false, id),
             (None, None) => continue,
         };
-        let initiator = crate::storage::default_initiator(&prefix, &owner.unwrap_or_default());
-        out.insert(key, (root_path(portal, port, lun, &target), initiator));
+        let initiator =
+            crate::storage::default_initiator(&v.iqn_prefix, &owner.unwrap_or_default());
+        out.insert(
+            key,
+            (root_path(portal, v.port, v.lun, &v.target), initiator),
+        );
     }
     Ok(out)
 }

@@ -23,7 +23,9 @@
 //!   see the database. (Modules not yet moved behind repositories reach the connection through
 //!   `Tx`'s `Deref`; ARCHITECTURE.md lists them.)
 
+pub mod boot;
 pub mod hosts;
+pub mod leases;
 pub mod machines;
 pub mod queries;
 pub mod requests;

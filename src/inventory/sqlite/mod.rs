@@ -3,7 +3,9 @@
 //! after each commit and polled from other processes through `PRAGMA data_version`, and the
 //! schema migrations. [`Tx`] is what read and write closures get.
 
+mod boot;
 mod hosts;
+mod leases;
 mod machines;
 mod queries;
 mod requests;
