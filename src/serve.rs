@@ -120,42 +120,15 @@ pub async fn run(config: Config) -> Result<()> {
                 ctx.config.api.internal_listen
             )
         })?;
-    let jobs = Arc::new(Notify::new());
-    let api = Api::new(
-        ctx.inventory.clone(),
-        ctx.config.api.clone(),
-        jobs.clone(),
-        ctx.secret,
-        ctx.config.switch.infra_vlans.iter().copied().collect(),
-    );
-    let (machine_results, finished) = tokio::sync::mpsc::unbounded_channel();
-    let router = Router {
-        agents: AgentDriver::new(ctx.inventory.clone(), ctx.chap()),
-        legacy: legacy_facility(&ctx.config)?,
-        machines: MachineRoute::new(ctx.inventory.clone(), ctx.config.clone(), machine_results),
-    };
-    let engine = Engine::new(
-        ctx.inventory.clone(),
-        api.config.clone(),
-        Arc::new(router),
-        jobs,
-        crate::jobs::Options {
-            boot: crate::jobs::boot::BootFiles::from_config(&ctx.config),
-            edge_gate: ctx.config.switch.reconcile,
-            host_dead_secs: ctx.config.facility.host_dead_secs,
-        },
-    );
-    let internal = Internal::new(
-        engine.clone(),
-        ctx.inventory.clone(),
-        &ctx.config.api.facility_credential_sha256,
-        ctx.config.api.max_xml_depth,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    services.push(start_job_engine(&ctx, engine, finished));
-    services.push(start_call_log(&ctx, &api));
-    services.push(start_internal(&ctx, internal_listener, internal));
-    let mut http = start_http(&ctx, listener, api);
+    let requests = requests(&ctx)?;
+    services.push(start_job_engine(
+        &ctx,
+        requests.engine,
+        requests.machine_results,
+    ));
+    services.push(start_call_log(&ctx, &requests.api));
+    services.push(start_internal(&ctx, internal_listener, requests.internal));
+    let mut http = start_http(&ctx, listener, requests.api);
     tracing::info!(data_dir = %ctx.config.data_dir.display(), "nhn serving");
 
     tokio::select! {
@@ -344,6 +317,57 @@ fn start_upkeep(ctx: &Shared) -> Service {
             }
         },
     )
+}
+
+/// The request path: the API that accepts requests, the job engine that carries them out (with
+/// the results of machine power commands it gets back) and the internal listener's handler for
+/// the facility's and agents' reports.
+struct Requests {
+    api: Arc<Api>,
+    engine: Arc<Engine>,
+    machine_results: UnboundedReceiver<Finished>,
+    internal: Internal,
+}
+
+fn requests(ctx: &Shared) -> Result<Requests> {
+    let jobs = Arc::new(Notify::new());
+    let api = Api::new(
+        ctx.inventory.clone(),
+        ctx.config.api.clone(),
+        jobs.clone(),
+        ctx.secret,
+        ctx.config.switch.infra_vlans.iter().copied().collect(),
+    );
+    let (results, machine_results) = tokio::sync::mpsc::unbounded_channel();
+    let router = Router {
+        agents: AgentDriver::new(ctx.inventory.clone(), ctx.chap()),
+        legacy: legacy_facility(&ctx.config)?,
+        machines: MachineRoute::new(ctx.inventory.clone(), ctx.config.clone(), results),
+    };
+    let engine = Engine::new(
+        ctx.inventory.clone(),
+        api.config.clone(),
+        Arc::new(router),
+        jobs,
+        crate::jobs::Options {
+            boot: crate::jobs::boot::BootFiles::from_config(&ctx.config),
+            edge_gate: ctx.config.switch.reconcile,
+            host_dead_secs: ctx.config.facility.host_dead_secs,
+        },
+    );
+    let internal = Internal::new(
+        engine.clone(),
+        ctx.inventory.clone(),
+        &ctx.config.api.facility_credential_sha256,
+        ctx.config.api.max_xml_depth,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Requests {
+        api,
+        engine,
+        machine_results,
+        internal,
+    })
 }
 
 /// The legacy facility (`[api] facility_url`), if one is configured.
