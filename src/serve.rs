@@ -143,7 +143,7 @@ pub async fn run(config: Config) -> Result<()> {
         }
     }
     services.push(http);
-    shut_down(stop, services).await;
+    shut_down(stop, services, SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -193,11 +193,11 @@ impl Service {
 
 /// Flips the shutdown signal once and waits for every service under one overall deadline.
 /// The services stop concurrently (each is its own task); waiting for them in turn against the
-/// same deadline takes at most [`SHUTDOWN_GRACE`] in all. A service still busy then is named in
-/// the log and ends with the runtime.
-async fn shut_down(stop: watch::Sender<bool>, services: Vec<Service>) {
+/// same deadline takes at most `grace` in all. A service still busy then is named in the log
+/// and ends with the runtime.
+async fn shut_down(stop: watch::Sender<bool>, services: Vec<Service>, grace: Duration) {
     let _ = stop.send(true);
-    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    let deadline = Instant::now() + grace;
     for service in services {
         match tokio::time::timeout_at(deadline, service.task).await {
             Ok(Ok(Ok(()))) => {}
@@ -451,4 +451,54 @@ fn start_http(ctx: &Shared, listener: TcpListener, api: Arc<Api>) -> Service {
         "HTTP connections did not finish within the grace period; closing them",
         async move { Ok(serve.await?) },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that finishes `after` the shutdown signal.
+    fn stopping_after(
+        name: &'static str,
+        stopping: &watch::Receiver<bool>,
+        after: Duration,
+    ) -> Service {
+        let mut stopping = stopping.clone();
+        Service::spawn(name, "late", async move {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(after).await;
+            Ok(())
+        })
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_as_soon_as_every_service_has_stopped() {
+        let (stop, stopping) = watch::channel(false);
+        let services = (0..4)
+            .map(|_| stopping_after("quick", &stopping, Duration::from_millis(50)))
+            .collect();
+        let started = Instant::now();
+        shut_down(stop, services, Duration::from_secs(10)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn services_that_do_not_stop_share_one_deadline() {
+        let (stop, stopping) = watch::channel(false);
+        let grace = Duration::from_millis(500);
+        let services = vec![
+            Service::spawn("stuck 1", "late", std::future::pending()),
+            stopping_after("quick", &stopping, Duration::ZERO),
+            Service::spawn("stuck 2", "late", std::future::pending()),
+            Service::spawn("stuck 3", "late", std::future::pending()),
+        ];
+        let started = Instant::now();
+        shut_down(stop, services, grace).await;
+        let took = started.elapsed();
+        assert!(took >= grace && took < 2 * grace, "{took:?}");
+    }
 }
