@@ -1,6 +1,6 @@
 //! nhn as a library: every module of the appliance, so that integration tests and benchmarks can
 //! call the pure cores (site validation, later DHCP decisions and switch plans) directly. The
-//! `nhn` binary (`src/main.rs`) is the command line over this library.
+//! `nhn` binary (`src/main.rs` and `src/cli/`) is the command line over this library.
 
 pub mod agent;
 pub mod api;

@@ -138,7 +138,8 @@ fn a_second_serve_on_the_same_data_dir_fails_clearly() {
         first.0.try_wait().unwrap().is_none(),
         "the first nhn serve died"
     );
-    assert!(first.terminate().success());
+    let (status, log) = first.terminate_with_log();
+    assert!(status.success(), "{status}:\n{log}");
 }
 
 #[test]
@@ -147,5 +148,6 @@ fn the_data_dir_lock_is_released_by_kill_9() {
     let first = start_serve(&nhn);
     drop(first); // SIGKILL and reap
     let second = start_serve(&nhn);
-    assert!(second.terminate().success());
+    let (status, log) = second.terminate_with_log();
+    assert!(status.success(), "{status}:\n{log}");
 }

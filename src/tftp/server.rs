@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 
 use super::packet::{self, ErrorCode, Mode, Request, Transfer};
 use crate::boot::files::{BootRoot, FileError};
@@ -80,12 +81,14 @@ fn netascii(data: &[u8]) -> Bytes {
 }
 
 /// Serves TFTP on every configured address until `shutdown` flips. Returns once all
-/// listeners are bound (transfers then run in the background).
+/// listeners are bound, with their tasks, which end when `shutdown` flips (transfers run in
+/// tasks of their own and end on it too).
 pub async fn start(
     cfg: &TftpConfig,
     root: Arc<BootRoot>,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<JoinSet<()>> {
+    let mut listeners = JoinSet::new();
     let sessions = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
     for addr in &cfg.listen {
         let sock = UdpSocket::bind(addr).await.map_err(|e| {
@@ -98,7 +101,7 @@ pub async fn start(
             sessions.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(async move {
+        listeners.spawn(async move {
             let mut buf = vec![0u8; 2048];
             loop {
                 let (n, peer) = tokio::select! {
@@ -161,7 +164,7 @@ pub async fn start(
             }
         });
     }
-    Ok(())
+    Ok(listeners)
 }
 
 /// How a transfer ended (for metrics and logs).

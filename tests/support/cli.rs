@@ -135,11 +135,21 @@ pub struct Serving(pub std::process::Child);
 
 impl Serving {
     /// SIGTERM, then the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.terminate_with_log().0
+    }
+
+    /// SIGTERM, then the exit status and what it wrote to stderr (when piped).
+    pub fn terminate_with_log(mut self) -> (std::process::ExitStatus, String) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
-        self.0.wait().expect("wait for nhn serve")
+        let status = self.0.wait().expect("wait for nhn serve");
+        let mut log = String::new();
+        if let Some(mut err) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut err, &mut log);
+        }
+        (status, log)
     }
 }
 
