@@ -176,10 +176,11 @@ impl<'lab> Rig<'lab> {
     /// [`Rig::divergence`] ignoring the switches in `skip`.
     fn divergence_except(&self, skip: &[&str]) -> Vec<String> {
         let conn = self.db();
-        let planned = match nhn::switch::plan_inventory(&conn, &VlanSet::new()) {
-            Ok(p) => p,
-            Err(e) => return vec![format!("plan failed: {e}")],
-        };
+        let planned =
+            match nhn::switch::plan_inventory(&nhn::inventory::Tx::new(&conn), &VlanSet::new()) {
+                Ok(p) => p,
+                Err(e) => return vec![format!("plan failed: {e}")],
+            };
         let mut out = Vec::new();
         for (switch, ports) in &planned.desired.ports {
             if skip.contains(&switch.as_str()) {

@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::inventory::Tx;
 use crate::sign::hmac_sha256;
 use base64::Engine;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
 use super::fault::{ApiError, ErrorType};
@@ -57,7 +57,7 @@ fn bad_credentials() -> ApiError {
     )
 }
 
-fn load(conn: &Connection, id: &str) -> inventory::Result<Option<CachedKey>> {
+fn load(conn: &Tx<'_>, id: &str) -> inventory::Result<Option<CachedKey>> {
     inventory::optional(conn.query_row(
         "SELECT k.customer_id, k.scope, k.secret_hash, k.enabled AND c.enabled
          FROM api_keys k JOIN customers c ON c.id = k.customer_id WHERE k.id = ?1",

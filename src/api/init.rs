@@ -4,20 +4,21 @@
 //! the VM to `configuring` and queues an async request carrying the arguments for the facility.
 
 use base64::Engine;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::OptionalExtension;
 
 use super::args::{Args, Struct};
 use super::fault::{ApiError, ErrorType, fail};
 use super::network::{check_nic_device, parse_ip};
 use super::vm::{Vm, disk1, ensure_off, find_vm, start_async};
 use super::{Ctx, Outcome};
+use crate::inventory::Tx;
 use crate::net::Ipv4Net;
 
 /// Largest `writeFile` content.
 pub const MAX_FILE_BYTES: usize = 64 * 1024;
 
 /// Common checks, then `configuring`.
-fn configure(conn: &Connection, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome, ApiError> {
+fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome, ApiError> {
     ensure_off(vm, method)?;
     if vm.state != "stopped" {
         return fail(
@@ -106,11 +107,7 @@ fn check_hostname(name: &str) -> Result<(), ApiError> {
 }
 
 /// The network of the VM's NIC at `device`: `(kind, subnet)`; ParameterError if none.
-fn nic_network(
-    conn: &Connection,
-    vm: &Vm,
-    device: &str,
-) -> Result<(String, Option<String>), ApiError> {
+fn nic_network(conn: &Tx<'_>, vm: &Vm, device: &str) -> Result<(String, Option<String>), ApiError> {
     let row: Option<(String, Option<String>)> = conn
         .query_row(
             "SELECT w.kind, w.subnet FROM nics n JOIN networks w ON w.id = n.network_id
@@ -130,7 +127,7 @@ fn nic_network(
     })
 }
 
-pub fn set_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let device = args.str("device")?;
     check_nic_device(device)?;
@@ -172,13 +169,13 @@ pub fn set_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outco
     configure(conn, ctx, &vm, "setIpAddress")
 }
 
-pub fn unset_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn unset_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     check_nic_device(args.str("device")?)?;
     configure(conn, ctx, &vm, "unsetIpAddress")
 }
 
-pub fn set_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     if let Some(h) = args.opt_str("hostname")? {
         check_hostname(h)?;
@@ -206,7 +203,7 @@ pub fn set_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome,
     configure(conn, ctx, &vm, "setNetwork")
 }
 
-pub fn set_password(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_password(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     check_user(args.opt_str("user")?.unwrap_or("root"), "user")?;
     match (args.opt_str("passwordHash")?, args.opt_str("password")?) {
@@ -277,7 +274,7 @@ fn short(s: &str) -> &str {
     s.get(..40).unwrap_or(s)
 }
 
-pub fn set_ssh_key(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_ssh_key(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     check_user(args.opt_str("user")?.unwrap_or("root"), "user")?;
     args.opt_bool("append")?;
@@ -333,7 +330,7 @@ fn check_iptables(name: &str, rules: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn set_iptables(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_iptables(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     check_iptables("rules", args.str("rules")?)?;
     if let Some(r6) = args.opt_str("ip6Rules")? {
@@ -342,7 +339,7 @@ pub fn set_iptables(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome
     configure(conn, ctx, &vm, "setIptables")
 }
 
-pub fn set_sshd_config(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn set_sshd_config(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let root = args.opt_str("permitRootLogin")?;
     let password = args.opt_bool("passwordAuthentication")?;
@@ -365,7 +362,7 @@ pub fn set_sshd_config(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outc
     configure(conn, ctx, &vm, "setSshdConfig")
 }
 
-pub fn write_file(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn write_file(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let path = args.str("path")?;
     let content = args.base64("content")?;

@@ -2,9 +2,10 @@
 //! shown once and stored only as a SHA-256 hash. The secret has 256 bits of entropy, so a plain
 //! hash is not brute-forceable and keeps verification cheap on the API's hot path.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
+use crate::inventory::Tx;
 use crate::inventory::{Error, Result, audit, record_event};
 use crate::util::now_rfc3339;
 
@@ -85,7 +86,7 @@ fn random_secret() -> String {
 }
 
 /// Creates a key for an existing customer; the caller shows `secret` once.
-pub fn create(conn: &Connection, customer: &str, scope: Scope) -> Result<NewKey> {
+pub fn create(conn: &Tx<'_>, customer: &str, scope: Scope) -> Result<NewKey> {
     let customer_id: i64 = conn
         .query_row("SELECT id FROM customers WHERE name = ?1", [customer], |r| r.get(0))
         .optional()?
@@ -125,7 +126,7 @@ pub fn create(conn: &Connection, customer: &str, scope: Scope) -> Result<NewKey>
     Ok(key)
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>> {
+pub fn list(conn: &Tx<'_>) -> Result<Vec<KeyInfo>> {
     let mut st = conn.prepare(
         "SELECT k.id, c.name, k.scope, k.enabled, k.created_at, k.last_used_at, k.revoked_at
          FROM api_keys k JOIN customers c ON c.id = k.customer_id ORDER BY c.name, k.created_at, k.id",
@@ -145,7 +146,7 @@ pub fn list(conn: &Connection) -> Result<Vec<KeyInfo>> {
 }
 
 /// Disables a key for good; the row stays for the audit trail.
-pub fn revoke(conn: &Connection, id: &str) -> Result<()> {
+pub fn revoke(conn: &Tx<'_>, id: &str) -> Result<()> {
     let changed = conn.execute(
         "UPDATE api_keys SET enabled = 0, revoked_at = ?2 WHERE id = ?1 AND enabled = 1",
         params![id, now_rfc3339()],

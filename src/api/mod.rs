@@ -27,11 +27,11 @@ pub mod vm;
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::config;
 use crate::inventory::Inventory;
+use crate::inventory::Tx;
 use crate::switch::vlans::VlanSet;
 use args::{Args, Struct};
 use auth::{Caller, KeyCache};
@@ -67,8 +67,8 @@ pub struct Pending {
     pub previous_state: String,
 }
 
-pub type ReadFn = fn(&Connection, &Ctx, &Args) -> Result<Struct, ApiError>;
-pub type WriteFn = fn(&Connection, &Ctx, &Args) -> Result<Outcome, ApiError>;
+pub type ReadFn = fn(&Tx<'_>, &Ctx, &Args) -> Result<Struct, ApiError>;
+pub type WriteFn = fn(&Tx<'_>, &Ctx, &Args) -> Result<Outcome, ApiError>;
 /// Rewrites a call's arguments before anything records them (e.g. a plaintext secret into its
 /// hash), so the request row, the clientToken digest and the facility see only the result.
 pub type PrepareFn = fn(&mut Args, &Ctx) -> Result<(), ApiError>;

@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use dxr::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, int, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
+use crate::inventory::Tx;
 use crate::inventory::record_event;
 use crate::net::Ipv4Net;
 use crate::util::now_rfc3339;
@@ -31,7 +32,7 @@ pub struct Network {
 }
 
 /// The caller's network; infrastructure networks and other customers' are NotFound.
-pub fn find_network(conn: &Connection, ctx: &Ctx, public_id: &str) -> Result<Network, ApiError> {
+pub fn find_network(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<Network, ApiError> {
     conn.query_row(
         "SELECT id, public_id, kind, subnet, ip_pool_id FROM networks
          WHERE public_id = ?1 AND customer_id = ?2 AND kind != 'infra'",
@@ -69,7 +70,7 @@ pub fn parse_ip(name: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
     })
 }
 
-pub fn get_network_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_network_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let (offset, limit) = args.page()?;
     let kind = args.opt_str("networkType")?;
     if let Some(k) = kind
@@ -106,7 +107,7 @@ pub fn get_network_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Str
     ]))
 }
 
-pub fn get_network_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let (gateway, comment, created): (Option<String>, String, String) = conn.query_row(
         "SELECT gateway, comment, created_at FROM networks WHERE id = ?1",
@@ -169,7 +170,7 @@ fn quota_column(kind: &str) -> &'static str {
 }
 
 /// The lowest VLAN of any customer VLAN pool that no network uses.
-fn free_vlan(conn: &Connection) -> Result<(i64, i64), ApiError> {
+fn free_vlan(conn: &Tx<'_>) -> Result<(i64, i64), ApiError> {
     let used: HashSet<i64> = conn
         .prepare("SELECT vlan FROM networks WHERE vlan IS NOT NULL")?
         .query_map([], |r| r.get(0))?
@@ -190,7 +191,7 @@ fn free_vlan(conn: &Connection) -> Result<(i64, i64), ApiError> {
 }
 
 /// A free prefix of length `len` from an L3EX pool: `(pool id, subnet, gateway)`.
-fn free_prefix(conn: &Connection, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Addr), ApiError> {
+fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Addr), ApiError> {
     let pools: Vec<(i64, String, Option<String>, Option<i64>)> = conn
         .prepare("SELECT id, prefix, gateway, default_prefix_length FROM ip_pools WHERE kind = 'L3EX' ORDER BY id")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -246,7 +247,7 @@ fn free_prefix(conn: &Connection, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv
     )
 }
 
-pub fn allocate_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let kind = args.str("networkType")?;
     let prefix_len = args.opt_int("prefixLength")?;
     let comment = args.opt_str("comment")?.unwrap_or("");
@@ -340,7 +341,7 @@ pub fn allocate_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Out
     })
 }
 
-pub fn deallocate_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn deallocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let (attached, addresses): (i64, i64) = conn.query_row(
         "SELECT (SELECT COUNT(*) FROM nics WHERE network_id = ?1),
@@ -385,7 +386,7 @@ fn not_l3sh<T>(net: &Network, method: &str) -> Result<T, ApiError> {
     )
 }
 
-pub fn allocate_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let wanted = args.opt_str("ipAddress")?;
     let count = args.opt_int("count")?;
@@ -495,11 +496,7 @@ pub fn allocate_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<
     })
 }
 
-pub fn deallocate_ip_address(
-    conn: &Connection,
-    ctx: &Ctx,
-    args: &Args,
-) -> Result<Outcome, ApiError> {
+pub fn deallocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let ip = args.str("ipAddress")?;
     let row: Option<(i64, Option<i64>)> = conn
@@ -531,7 +528,7 @@ pub fn deallocate_ip_address(
 }
 
 /// A unique locally administered unicast MAC (first octet 0x02).
-fn new_mac(conn: &Connection) -> Result<String, ApiError> {
+fn new_mac(conn: &Tx<'_>) -> Result<String, ApiError> {
     for _ in 0..32 {
         let mut b = [0u8; 5];
         rand::fill(&mut b);
@@ -554,7 +551,7 @@ fn new_mac(conn: &Connection) -> Result<String, ApiError> {
     )
 }
 
-pub fn attach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let device = args.str("device")?;
@@ -605,7 +602,7 @@ pub fn attach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outco
 
 /// The VM's NIC at `device`: `(nic id, mac, network row id)`.
 fn nic_at(
-    conn: &Connection,
+    conn: &Tx<'_>,
     vm_id: i64,
     device: &str,
 ) -> Result<Option<(i64, String, Option<i64>)>, ApiError> {
@@ -618,7 +615,7 @@ fn nic_at(
         .optional()?)
 }
 
-pub fn detach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let device = args.str("device")?;
     check_nic_device(device)?;
@@ -653,7 +650,7 @@ pub fn detach_network(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outco
     })
 }
 
-pub fn assign_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let device = args.str("device")?;
     let ip = args.str("ipAddress")?;
@@ -715,7 +712,7 @@ pub fn assign_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Ou
     })
 }
 
-pub fn remove_ip_address(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let device = args.str("device")?;
     let ip = args.str("ipAddress")?;

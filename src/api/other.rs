@@ -2,13 +2,14 @@
 //! (getRequestIdInfo), comments on VMs, networks and volumes, and the caller's quota.
 
 use dxr::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, int, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::request_info;
 use super::vm::check_comment;
 use super::{Ctx, Outcome};
+use crate::inventory::Tx;
 use crate::inventory::record_event;
 
 fn image_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Struct> {
@@ -25,7 +26,7 @@ fn image_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Struct> {
 
 const IMAGE_COLUMNS: &str = "public_id, name, os, os_version, architecture, min_disk_gb, init_supported, description, created_at";
 
-pub fn get_image_list(conn: &Connection, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_image_list(conn: &Tx<'_>, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let (offset, limit) = args.page()?;
     let total: i64 = conn.query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))?;
     let list = conn
@@ -42,7 +43,7 @@ pub fn get_image_list(conn: &Connection, _ctx: &Ctx, args: &Args) -> Result<Stru
     ]))
 }
 
-pub fn get_image_info(conn: &Connection, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_image_info(conn: &Tx<'_>, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("imageId")?;
     let image = conn
         .query_row(
@@ -65,7 +66,7 @@ pub fn get_image_info(conn: &Connection, _ctx: &Ctx, args: &Args) -> Result<Stru
     }
 }
 
-pub fn get_request_id_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_request_id_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("requestId")?;
     let info = match request_info(conn, ctx.caller.customer_id, id) {
         Err(e) if e.kind == ErrorType::NotFound => {
@@ -92,7 +93,7 @@ fn resource_table(id: &str) -> Result<(&'static str, &'static str), ApiError> {
     }
 }
 
-pub fn get_resource_comment(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("resourceId")?;
     let (table, _) = resource_table(id)?;
     let comment: Option<String> = conn
@@ -108,11 +109,7 @@ pub fn get_resource_comment(conn: &Connection, ctx: &Ctx, args: &Args) -> Result
     }
 }
 
-pub fn set_resource_comment(
-    conn: &Connection,
-    ctx: &Ctx,
-    args: &Args,
-) -> Result<Outcome, ApiError> {
+pub fn set_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let id = args.str("resourceId")?;
     let comment = args.str("comment")?;
     let (table, kind) = resource_table(id)?;
@@ -132,7 +129,7 @@ pub fn set_resource_comment(
     })
 }
 
-pub fn get_quota(conn: &Connection, ctx: &Ctx, _args: &Args) -> Result<Struct, ApiError> {
+pub fn get_quota(conn: &Tx<'_>, ctx: &Ctx, _args: &Args) -> Result<Struct, ApiError> {
     let c = ctx.caller.customer_id;
     let limits = conn
         .query_row(

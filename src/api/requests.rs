@@ -7,12 +7,13 @@
 //! request row and audit entry. `clientToken` replays are answered from the stored response.
 
 use dxr::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::{Ctx, Method, Outcome, WriteFn};
 use crate::inventory;
+use crate::inventory::Tx;
 use crate::util::{now_rfc3339, rfc3339, unix_now};
 
 pub use crate::jobs::new_request_id;
@@ -23,7 +24,7 @@ pub use crate::codec::{decode, encode};
 /// Runs a write method in the writer's transaction. The outer `Result` is the database's (it
 /// aborts the job); the inner one is the call's answer, committed either way.
 pub fn run_write(
-    conn: &Connection,
+    conn: &Tx<'_>,
     m: &Method,
     ctx: &Ctx,
     args: &Args,
@@ -135,7 +136,7 @@ fn args_without_token(args: &Args) -> Struct {
 }
 
 /// maxQueued and the customer's pendingRequests quota (fault 720).
-fn check_pending_limits(conn: &Connection, ctx: &Ctx) -> Result<(), ApiError> {
+fn check_pending_limits(conn: &Tx<'_>, ctx: &Ctx) -> Result<(), ApiError> {
     let (queued, pending, quota): (i64, i64, Option<i64>) = conn.query_row(
         "SELECT
             (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status = 'queued'),
@@ -167,7 +168,7 @@ fn check_pending_limits(conn: &Connection, ctx: &Ctx) -> Result<(), ApiError> {
 }
 
 fn insert_failed(
-    conn: &Connection,
+    conn: &Tx<'_>,
     ctx: &Ctx,
     method: &str,
     e: &ApiError,
@@ -191,7 +192,7 @@ fn insert_failed(
 }
 
 /// The `RequestInfo` struct of getRequestIdInfo, for the caller's own request.
-pub fn request_info(conn: &Connection, customer_id: i64, id: &str) -> Result<Struct, ApiError> {
+pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct, ApiError> {
     let row = conn
         .query_row(
             "SELECT method, resource_type, resource_id, status, accepted_at, started_at, finished_at,
@@ -224,7 +225,7 @@ pub fn request_info(conn: &Connection, customer_id: i64, id: &str) -> Result<Str
 }
 
 /// The `CommandStatus` of a VM's latest async request (`{}` if it has none).
-pub fn command_status(conn: &Connection, vm_public_id: &str) -> rusqlite::Result<Struct> {
+pub fn command_status(conn: &Tx<'_>, vm_public_id: &str) -> rusqlite::Result<Struct> {
     Ok(conn
         .query_row(
             "SELECT id, method, status FROM requests

@@ -4,12 +4,13 @@
 //! the storage driver creates and exports them from the inventory's change events.
 
 use dxr::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, int, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
+use crate::inventory::Tx;
 use crate::inventory::record_event;
 use crate::util::now_rfc3339;
 
@@ -27,11 +28,7 @@ fn check_disk_device(device: &str) -> Result<(), ApiError> {
 }
 
 /// The caller's volume: `(row id, vm row id)`.
-fn find_volume(
-    conn: &Connection,
-    ctx: &Ctx,
-    public_id: &str,
-) -> Result<(i64, Option<i64>), ApiError> {
+fn find_volume(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<(i64, Option<i64>), ApiError> {
     conn.query_row(
         "SELECT id, vm_id FROM volumes WHERE public_id = ?1 AND customer_id = ?2",
         params![public_id, ctx.caller.customer_id],
@@ -41,7 +38,7 @@ fn find_volume(
     .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("volume {public_id}")))
 }
 
-pub fn get_volume_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_volume_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let (offset, limit) = args.page()?;
     let total: i64 = conn.query_row(
         "SELECT COUNT(*) FROM volumes WHERE customer_id = ?1",
@@ -70,7 +67,7 @@ pub fn get_volume_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Stru
     ]))
 }
 
-pub fn get_volume_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_volume_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("volumeId")?;
     let info = conn
         .query_row(
@@ -98,7 +95,7 @@ pub fn get_volume_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Stru
     }
 }
 
-pub fn allocate_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn allocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let size = args.int("sizeGB")?;
     let comment = args.opt_str("comment")?.unwrap_or("");
     check_comment(comment)?;
@@ -165,7 +162,7 @@ pub fn allocate_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outc
     })
 }
 
-pub fn deallocate_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn deallocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let public_id = args.str("volumeId")?;
     let (id, vm) = find_volume(conn, ctx, public_id)?;
     if vm.is_some() {
@@ -183,7 +180,7 @@ pub fn deallocate_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Ou
     })
 }
 
-pub fn attach_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn attach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let public_id = args.str("volumeId")?;
     let (id, attached) = find_volume(conn, ctx, public_id)?;
@@ -234,7 +231,7 @@ pub fn attach_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcom
     })
 }
 
-pub fn detach_volume(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let device = args.str("device")?;
     check_disk_device(device)?;

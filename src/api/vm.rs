@@ -5,12 +5,13 @@
 //! *of this customer* (a foreign id is NotFound) and the "powered off and idle" rule.
 
 use dxr::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, int, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::command_status;
 use super::{Ctx, Outcome, Pending};
+use crate::inventory::Tx;
 use crate::inventory::record_event;
 use crate::jobs::complete::VM_STATES;
 use crate::util::now_rfc3339;
@@ -36,7 +37,7 @@ pub struct Vm {
 }
 
 /// The caller's VM `public_id`; another customer's (or no) VM is NotFound.
-pub fn find_vm(conn: &Connection, ctx: &Ctx, public_id: &str) -> Result<Vm, ApiError> {
+pub fn find_vm(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<Vm, ApiError> {
     conn.prepare_cached(
         "SELECT id, public_id, vm_type, architecture, state, image_id, current_request_id
          FROM vms WHERE public_id = ?1 AND customer_id = ?2",
@@ -86,7 +87,7 @@ pub fn ensure_off(vm: &Vm, method: &str) -> Result<(), ApiError> {
 }
 
 /// A new unused public id such as `vm-0a1b2c3d`.
-pub fn new_public_id(conn: &Connection, prefix: &str, table: &str) -> Result<String, ApiError> {
+pub fn new_public_id(conn: &Tx<'_>, prefix: &str, table: &str) -> Result<String, ApiError> {
     let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE public_id = ?1)");
     for _ in 0..16 {
         let mut b = [0u8; 4];
@@ -121,7 +122,7 @@ fn check_architecture(arch: &str) -> Result<(), ApiError> {
 }
 
 /// `(vcpus, memory_mb)` of a VM type; unknown types are ParameterError.
-fn vm_type_size(conn: &Connection, name: &str) -> Result<(i64, i64), ApiError> {
+fn vm_type_size(conn: &Tx<'_>, name: &str) -> Result<(i64, i64), ApiError> {
     if let Some(size) = conn
         .query_row(
             "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
@@ -148,7 +149,7 @@ fn vm_type_size(conn: &Connection, name: &str) -> Result<(i64, i64), ApiError> {
 /// Quota (vms, vcpu, memoryMB) and site capacity for the caller's VMs plus `add`, without
 /// `except` (the VM whose type changes). Capacity is reserved at allocation (§2.1).
 fn check_vm_room(
-    conn: &Connection,
+    conn: &Tx<'_>,
     ctx: &Ctx,
     add: (i64, i64),
     except: Option<i64>,
@@ -212,7 +213,7 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     ])))
 }
 
-pub fn get_vm_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_vm_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let (offset, limit) = args.page()?;
     let state = args.opt_str("state")?;
     if let Some(state) = state
@@ -245,7 +246,7 @@ pub fn get_vm_list(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, 
     ]))
 }
 
-pub fn get_vm_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_vm_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let vm_id = args.str("vmId")?;
     let info = conn
         .prepare_cached(
@@ -327,7 +328,7 @@ pub fn get_vm_info(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, 
     Ok(st([("vm", Value::Struct(vm))]))
 }
 
-pub fn get_vm_status(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
+pub fn get_vm_status(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let command = command_status(conn, &vm.public_id)?;
     Ok(st([
@@ -338,7 +339,7 @@ pub fn get_vm_status(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Struct
     ]))
 }
 
-pub fn allocate_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn allocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm_type = args.str("vmType")?;
     let arch = args.opt_str("architecture")?.unwrap_or("x86_64");
     let comment = args.opt_str("comment")?.unwrap_or("");
@@ -367,7 +368,7 @@ pub fn allocate_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome,
     })
 }
 
-pub fn deallocate_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn deallocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_off(&vm, "deallocateVm")?;
     // Volumes and networks stay allocated; NIC rows go, their L3SH addresses stay allocated.
@@ -391,7 +392,7 @@ pub fn deallocate_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcom
 
 /// Moves an idle VM to a transitional state and makes the call async.
 pub fn start_async(
-    conn: &Connection,
+    conn: &Tx<'_>,
     ctx: &Ctx,
     vm: &Vm,
     to_state: &str,
@@ -415,7 +416,7 @@ pub fn start_async(
 }
 
 /// The image installed on the VM's DISK1, if any: `(volume size, image id)`.
-pub fn disk1(conn: &Connection, vm: &Vm) -> Result<Option<(i64, Option<i64>)>, ApiError> {
+pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<(i64, Option<i64>)>, ApiError> {
     Ok(conn
         .query_row(
             "SELECT size_gb, image_id FROM volumes WHERE vm_id = ?1 AND device = 'DISK1'",
@@ -425,7 +426,7 @@ pub fn disk1(conn: &Connection, vm: &Vm) -> Result<Option<(i64, Option<i64>)>, A
         .optional()?)
 }
 
-pub fn power_on_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
     if vm.state != "stopped" {
@@ -478,7 +479,7 @@ pub fn power_on_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome,
     start_async(conn, ctx, &vm, "starting", Struct::new())
 }
 
-pub fn power_off_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn power_off_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     args.opt_bool("force")?;
     ensure_idle(&vm)?;
@@ -494,7 +495,7 @@ pub fn power_off_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome
     start_async(conn, ctx, &vm, "stopping", Struct::new())
 }
 
-pub fn reset_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn reset_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
     if vm.state != "running" {
@@ -509,7 +510,7 @@ pub fn reset_vm(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, Ap
     start_async(conn, ctx, &vm, "resetting", Struct::new())
 }
 
-pub fn restore_image(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn restore_image(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let image_id = args.str("imageId")?;
     let device = args.opt_str("device")?.unwrap_or("DISK1");
@@ -559,7 +560,7 @@ pub fn restore_image(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcom
     start_async(conn, ctx, &vm, "installing", st([("imageId", s(image_id))]))
 }
 
-pub fn change_vm_type(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
+pub fn change_vm_type(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let vm_type = args.str("vmType")?;
     let size = vm_type_size(conn, vm_type)?;
@@ -581,11 +582,7 @@ pub fn change_vm_type(conn: &Connection, ctx: &Ctx, args: &Args) -> Result<Outco
     })
 }
 
-pub fn change_vm_architecture(
-    conn: &Connection,
-    ctx: &Ctx,
-    args: &Args,
-) -> Result<Outcome, ApiError> {
+pub fn change_vm_architecture(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let arch = args.str("architecture")?;
     check_architecture(arch)?;

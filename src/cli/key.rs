@@ -43,7 +43,7 @@ pub fn run(cmd: KeyCmd, inv: &Inventory) -> Result<()> {
             );
         }
         KeyCmd::List => {
-            let list = inv.read_blocking(|c| keys::list(c))?;
+            let list = inv.read_blocking(keys::list)?;
             if list.is_empty() {
                 println!(
                     "no keys; create one with `nhn key create --customer NAME --scope read|operate|full`"

@@ -3,9 +3,9 @@
 //! the inventory, inside the caller's transaction; the switch reconciler follows the change
 //! events and moves the VLANs.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
-use crate::inventory::{Error, Result, audit, record_event};
+use crate::inventory::{Error, Result, Tx, audit, record_event};
 use crate::switch::plan::{Placement, Vm};
 use crate::switch::snapshot;
 use crate::switch::vlans::{MAX_VLAN, Vlan, VlanSet};
@@ -25,7 +25,7 @@ pub struct PlaceArgs {
 }
 
 /// Resolves a `--network` argument to (network id, VLAN), creating `vlan-N` if needed.
-fn network(conn: &Connection, arg: &str) -> Result<(i64, Vlan)> {
+fn network(conn: &Tx<'_>, arg: &str) -> Result<(i64, Vlan)> {
     let found: Option<(i64, Option<Vlan>)> = conn
         .query_row(
             "SELECT id, vlan FROM networks WHERE name = ?1 OR public_id = ?1",
@@ -70,7 +70,7 @@ fn network(conn: &Connection, arg: &str) -> Result<(i64, Vlan)> {
     Ok((id, vlan))
 }
 
-fn vm_type(conn: &Connection, name: &str) -> Result<(u32, u32)> {
+fn vm_type(conn: &Tx<'_>, name: &str) -> Result<(u32, u32)> {
     conn.query_row(
         "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
         [name],
@@ -80,7 +80,7 @@ fn vm_type(conn: &Connection, name: &str) -> Result<(u32, u32)> {
     .ok_or_else(|| Error::NotFound(format!("VM type {name:?} (the seed's are V10 … V160)")))
 }
 
-fn host_id(conn: &Connection, host: &str) -> Result<i64> {
+fn host_id(conn: &Tx<'_>, host: &str) -> Result<i64> {
     conn.query_row(
         "SELECT id FROM machines WHERE name = ?1 AND kind = 'hypervisor'",
         [host],
@@ -91,7 +91,7 @@ fn host_id(conn: &Connection, host: &str) -> Result<i64> {
 }
 
 /// Places a new VM (running) on the best hypervisor, or on `args.host` if it fits.
-pub fn place(conn: &Connection, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<Choice> {
+pub fn place(conn: &Tx<'_>, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<Choice> {
     let exists: Option<i64> = conn
         .query_row("SELECT id FROM vms WHERE name = ?1", [&args.name], |r| {
             r.get(0)
@@ -178,7 +178,7 @@ fn take_vm(placement: &mut Placement, name: &str) -> Result<Vm> {
 /// and VLANs, for a power-on: records it as the VM's host and returns the decision. `Ok(Err)`
 /// when no hypervisor can take it now (the reason names hosts: for operators, not customers).
 pub fn place_for_start(
-    conn: &Connection,
+    conn: &Tx<'_>,
     vm_id: i64,
     infra_vlans: &VlanSet,
 ) -> Result<std::result::Result<Choice, String>> {
@@ -207,12 +207,7 @@ pub fn place_for_start(
 /// Starts moving a VM to `host` (live migration or evacuation), if the host can take it. Until
 /// [`finish_move`], the VM holds a slot on both hosts and the plan keeps its VLANs on both, so
 /// the destination's network is built before the VM moves.
-pub fn begin_move(
-    conn: &Connection,
-    name: &str,
-    host: &str,
-    infra_vlans: &VlanSet,
-) -> Result<Choice> {
+pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) -> Result<Choice> {
     let topo = snapshot::topology(conn, infra_vlans)?;
     let mut placement = snapshot::placement(conn)?;
     let vm = take_vm(&mut placement, name)?;
@@ -253,7 +248,7 @@ pub fn begin_move(
 
 /// True when every port that the plan gives one of the VM's VLANs reported carrying it at its
 /// last read-back: the destination's path is built and the VM can move.
-pub fn move_ready(conn: &Connection, name: &str, infra_vlans: &VlanSet) -> Result<bool> {
+pub fn move_ready(conn: &Tx<'_>, name: &str, infra_vlans: &VlanSet) -> Result<bool> {
     let placement = snapshot::placement(conn)?;
     let vm = placement
         .vms
@@ -285,7 +280,7 @@ pub fn move_ready(conn: &Connection, name: &str, infra_vlans: &VlanSet) -> Resul
 }
 
 /// Finishes a move: the VM now runs on its destination only, and the source's VLANs go.
-pub fn finish_move(conn: &Connection, name: &str) -> Result<String> {
+pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
     let to: Option<Option<String>> = conn
         .query_row(
             "SELECT d.name FROM vms v LEFT JOIN machines d ON d.id = v.migrating_to WHERE v.name = ?1",
@@ -306,7 +301,7 @@ pub fn finish_move(conn: &Connection, name: &str) -> Result<String> {
 }
 
 /// Deletes a VM (its NICs go with it); returns the host it was on.
-pub fn remove_vm(conn: &Connection, name: &str) -> Result<Option<String>> {
+pub fn remove_vm(conn: &Tx<'_>, name: &str) -> Result<Option<String>> {
     let host: Option<Option<String>> = conn
         .query_row(
             "SELECT m.name FROM vms v LEFT JOIN machines m ON m.id = v.hypervisor_id WHERE v.name = ?1",

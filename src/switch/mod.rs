@@ -29,9 +29,7 @@ pub mod vlans;
 
 pub use plan::{Action, Change, DesiredState, Mode, PlanError, PortPlan, PortPlans, diff, plan};
 
-use rusqlite::Connection;
-
-use crate::inventory;
+use crate::inventory::{self, Tx};
 use vlans::VlanSet;
 
 /// Errors of the switch plane at its boundary.
@@ -52,7 +50,7 @@ pub struct Planned {
 }
 
 /// Plans from one consistent snapshot of the inventory.
-pub fn plan_inventory(conn: &Connection, infra_vlans: &VlanSet) -> Result<Planned, Error> {
+pub fn plan_inventory(conn: &Tx<'_>, infra_vlans: &VlanSet) -> Result<Planned, Error> {
     let topo = snapshot::topology(conn, infra_vlans)?;
     let placement = snapshot::placement(conn)?;
     let actual = snapshot::applied(conn)?;

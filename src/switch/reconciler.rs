@@ -23,12 +23,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{Config, Credential};
+use crate::inventory::Tx;
 use crate::inventory::{self, Inventory, record_event};
 use crate::util::now_rfc3339;
 
@@ -198,7 +199,7 @@ async fn queue_intents(shared: &Arc<Shared>) -> Result<Vec<(String, usize)>, Err
 /// Plans and persists the intents in one transaction; `Ok(Err(reason))` when the plan is
 /// refused (the refusal is recorded on the edges concerned and nothing else changes).
 fn plan_and_persist(
-    conn: &Connection,
+    conn: &Tx<'_>,
     infra: &VlanSet,
 ) -> inventory::Result<Result<Vec<(String, usize)>, String>> {
     let planned = match plan_inventory(conn, infra) {
@@ -217,7 +218,7 @@ fn plan_and_persist(
 
 /// Marks every edge over its MAC budget with the refusal (the operator sees it per switch);
 /// edges no longer over budget lose their mark.
-fn record_refusal(conn: &Connection, e: &super::PlanError) -> inventory::Result<()> {
+fn record_refusal(conn: &Tx<'_>, e: &super::PlanError) -> inventory::Result<()> {
     let super::PlanError::MacBudget(over) = e;
     let now = now_rfc3339();
     let names: Vec<&str> = over.iter().map(|o| o.edge.as_str()).collect();
@@ -244,7 +245,7 @@ fn record_refusal(conn: &Connection, e: &super::PlanError) -> inventory::Result<
 }
 
 /// Clears the refusal mark of every edge not in `keep`; true if any was cleared.
-fn clear_refusals(conn: &Connection, keep: &[&str]) -> inventory::Result<bool> {
+fn clear_refusals(conn: &Tx<'_>, keep: &[&str]) -> inventory::Result<bool> {
     let mut st = conn.prepare(
         "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
          WHERE st.plan_refusal IS NOT NULL",
@@ -267,10 +268,7 @@ fn clear_refusals(conn: &Connection, keep: &[&str]) -> inventory::Result<bool> {
 
 /// Inserts the plan's new changes as pending intents and cancels pending ones it no longer
 /// wants; returns (switch, pending count) for every switch with managed ports.
-fn persist_intents(
-    conn: &Connection,
-    planned: &Planned,
-) -> inventory::Result<Vec<(String, usize)>> {
+fn persist_intents(conn: &Tx<'_>, planned: &Planned) -> inventory::Result<Vec<(String, usize)>> {
     let mut wanted: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
     for c in &planned.changes {
         wanted.entry(c.switch.as_str()).or_default().push(c);
@@ -407,7 +405,7 @@ async fn actor(
     }
 }
 
-fn pending_count(conn: &Connection, switch: &str) -> inventory::Result<usize> {
+fn pending_count(conn: &Tx<'_>, switch: &str) -> inventory::Result<usize> {
     Ok(conn.query_row(
         "SELECT COUNT(*) FROM switch_intents i JOIN switches s ON s.id = i.switch_id
          WHERE s.name = ?1 AND i.state = 'pending'",
@@ -416,7 +414,7 @@ fn pending_count(conn: &Connection, switch: &str) -> inventory::Result<usize> {
     )? as usize)
 }
 
-fn load_switch(conn: &Connection, name: &str) -> inventory::Result<SwitchRow> {
+fn load_switch(conn: &Tx<'_>, name: &str) -> inventory::Result<SwitchRow> {
     conn.query_row(
         "SELECT id, driver, os, address, credentials, host_key FROM switches WHERE name = ?1",
         [name],
@@ -435,7 +433,7 @@ fn load_switch(conn: &Connection, name: &str) -> inventory::Result<SwitchRow> {
     .ok_or_else(|| inventory::Error::NotFound(format!("switch {name}")))
 }
 
-fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Intent>> {
+fn load_intents(conn: &Tx<'_>, switch_id: i64) -> inventory::Result<Vec<Intent>> {
     let mut st = conn.prepare(
         "SELECT id, port, action, native, vlan FROM switch_intents
          WHERE switch_id = ?1 AND state = 'pending' ORDER BY action = 'remove', id",
@@ -466,7 +464,7 @@ fn load_intents(conn: &Connection, switch_id: i64) -> inventory::Result<Vec<Inte
 
 /// VLANs with a pending add (tagged, native or access) on another switch: their removes here
 /// must wait.
-fn adds_pending_elsewhere(conn: &Connection, switch_id: i64) -> inventory::Result<VlanSet> {
+fn adds_pending_elsewhere(conn: &Tx<'_>, switch_id: i64) -> inventory::Result<VlanSet> {
     let mut st = conn.prepare(
         "SELECT DISTINCT vlan FROM switch_intents
          WHERE state = 'pending' AND action IN ('add', 'access') AND switch_id != ?1",
@@ -814,7 +812,7 @@ async fn session_body<D: SwitchDriver>(
 }
 
 /// Stores a read-back in `switch_applied`; true if it differs from the stored one.
-fn store_readback(conn: &Connection, switch_id: i64, st: &SwitchState) -> inventory::Result<bool> {
+fn store_readback(conn: &Tx<'_>, switch_id: i64, st: &SwitchState) -> inventory::Result<bool> {
     let mut old: BTreeMap<String, String> = BTreeMap::new();
     {
         let mut q = conn.prepare(
@@ -862,11 +860,7 @@ fn store_readback(conn: &Connection, switch_id: i64, st: &SwitchState) -> invent
     Ok(old != new)
 }
 
-fn record_status(
-    conn: &Connection,
-    switch: &str,
-    result: Result<(), &str>,
-) -> inventory::Result<()> {
+fn record_status(conn: &Tx<'_>, switch: &str, result: Result<(), &str>) -> inventory::Result<()> {
     let now = now_rfc3339();
     let id: i64 = conn.query_row("SELECT id FROM switches WHERE name = ?1", [switch], |r| {
         r.get(0)
@@ -1041,9 +1035,7 @@ mod tests {
             })
             .unwrap();
         assert!(first && !second);
-        let applied = inv
-            .read_blocking(|c| crate::switch::snapshot::applied(c))
-            .unwrap();
+        let applied = inv.read_blocking(crate::switch::snapshot::applied).unwrap();
         assert_eq!(applied["Edge-Switch-1"]["swp1"].to_string(), "100,200");
         assert_eq!(applied["Edge-Switch-1"]["swp3"].to_string(), "access 100");
     }
