@@ -15,14 +15,14 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::inventory::Tx;
 use crate::sign::hmac_sha256;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::fault::{ApiError, ErrorType};
 use super::keys::{Scope, verify_secret};
-use crate::inventory::{self, Inventory};
+use crate::inventory::keys::Keys;
+use crate::inventory::{self, Inventory, Tx};
 use crate::util::parse_rfc3339;
 
 /// Cached key ids (including unknown ones) before the cache starts over.
@@ -57,25 +57,17 @@ fn bad_credentials() -> ApiError {
     )
 }
 
-fn load(conn: &Tx<'_>, id: &str) -> inventory::Result<Option<CachedKey>> {
-    inventory::optional(conn.query_row(
-        "SELECT k.customer_id, k.scope, k.secret_hash, k.enabled AND c.enabled
-         FROM api_keys k JOIN customers c ON c.id = k.customer_id WHERE k.id = ?1",
-        [id],
-        |r| {
-            let scope: String = r.get(1)?;
-            Ok(CachedKey {
-                customer_id: r.get(0)?,
-                scope: match scope.as_str() {
-                    "full" => Scope::Full,
-                    "operate" => Scope::Operate,
-                    _ => Scope::Read,
-                },
-                hash: r.get(2)?,
-                usable: r.get(3)?,
-            })
+fn load(tx: &Tx<'_>, id: &str) -> inventory::Result<Option<CachedKey>> {
+    Ok(tx.key_auth(id)?.map(|k| CachedKey {
+        customer_id: k.customer_id,
+        scope: match k.scope.as_str() {
+            "full" => Scope::Full,
+            "operate" => Scope::Operate,
+            _ => Scope::Read,
         },
-    ))
+        hash: k.secret_hash,
+        usable: k.usable,
+    }))
 }
 
 impl KeyCache {

@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dxr::Value;
-use rusqlite::params;
 use tokio::sync::{Notify, watch};
 
 use super::args::{Struct, s, st};
 use super::fault::ApiError;
 use crate::inventory::Inventory;
-use crate::util::{now_rfc3339, rfc3339, unix_now};
+use crate::inventory::keys::Keys;
+use crate::inventory::requests::{CallRecord, Requests};
+use crate::util::{now_rfc3339, unix_now};
 
 /// How often pending records are written.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
@@ -121,40 +122,28 @@ impl CallLog {
         if batch.is_empty() && used.is_empty() {
             return;
         }
-        let touched: Vec<(String, String)> = used
-            .iter()
-            .map(|(k, at)| (k.clone(), rfc3339(*at)))
-            .collect();
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let touched = used.clone();
         let written = inventory
-            .write(move |conn| {
-                let mut insert = conn.prepare_cached(
-                    "INSERT OR IGNORE INTO requests (id, customer_id, key_id, method, status, error_type,
-                        error_message, accepted_at, finished_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                )?;
+            .write(move |tx| {
                 for (id, r) in &batch {
-                    let (status, kind, message) = match &r.error {
+                    let (status, error_type, error_message) = match &r.error {
                         None => ("succeeded", "", ""),
                         Some(e) => ("failed", e.kind.as_str(), e.message.as_str()),
                     };
-                    insert.execute(params![
+                    tx.record_call(&CallRecord {
                         id,
-                        r.customer_id,
-                        r.key_id,
-                        r.method,
+                        customer_id: Some(r.customer_id),
+                        key_id: Some(&r.key_id),
+                        method: r.method,
                         status,
-                        kind,
-                        message,
-                        r.at
-                    ])?;
+                        error_type,
+                        error_message,
+                        at: &r.at,
+                    })?;
                 }
-                let mut touch = conn.prepare_cached(
-                    "UPDATE api_keys SET last_used_at = ?2
-                     WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2)",
-                )?;
                 for (key, at) in &touched {
-                    touch.execute(params![key, at])?;
+                    tx.touch_key(key, *at)?;
                 }
                 Ok(())
             })

@@ -27,8 +27,9 @@ use super::args::{Struct, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::rpc::prescan;
 use crate::codec::{text, to_json};
+use crate::inventory::Inventory;
 use crate::inventory::hosts::Hosts;
-use crate::inventory::{self, Inventory};
+use crate::inventory::requests::Requests;
 use crate::jobs::Engine;
 use crate::jobs::complete::Outcome;
 use crate::jobs::hosts::HostReport;
@@ -102,15 +103,6 @@ impl Internal {
             }
         }
     }
-}
-
-/// The host a request was dispatched to: `None` for an unknown request id.
-fn dispatched_to(conn: &rusqlite::Connection, id: &str) -> inventory::Result<Option<Option<i64>>> {
-    inventory::optional(
-        conn.query_row("SELECT host_id FROM requests WHERE id = ?1", [id], |r| {
-            r.get(0)
-        }),
-    )
 }
 
 pub fn router(internal: Internal) -> Router {
@@ -208,7 +200,7 @@ async fn report_result(internal: &Internal, params: Vec<Value>) -> Result<Struct
     let lookup = id.clone();
     let Some(host) = internal
         .inventory
-        .read(move |c| dispatched_to(c, &lookup))
+        .read(move |tx| tx.dispatched_to(&lookup))
         .await?
     else {
         return fail(ErrorType::NotFound, format!("unknown request id {id}"));

@@ -2,12 +2,11 @@
 //! shown once and stored only as a SHA-256 hash. The secret has 256 bits of entropy, so a plain
 //! hash is not brute-forceable and keeps verification cheap on the API's hot path.
 
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use crate::inventory::Tx;
-use crate::inventory::{Error, Result, audit, record_event};
-use crate::util::now_rfc3339;
+use crate::inventory::keys::Keys;
+use crate::inventory::{Error, Result, Tx, audit, record_event};
+use crate::util::unix_now;
 
 /// What a key may do: `read` get* calls; `operate` adds power, restore, init, attach/detach,
 /// comments; `full` adds allocate*/deallocate* and change*.
@@ -39,17 +38,7 @@ pub struct NewKey {
     pub scope: Scope,
 }
 
-/// One row of `nhn key list` (no secret material).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct KeyInfo {
-    pub id: String,
-    pub customer: String,
-    pub scope: String,
-    pub enabled: bool,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub revoked_at: Option<String>,
-}
+pub use crate::inventory::keys::KeyInfo;
 
 /// SHA-256 of a secret, as stored in `api_keys.secret_hash`.
 pub fn hash_secret(secret: &str) -> Vec<u8> {
@@ -86,20 +75,13 @@ fn random_secret() -> String {
 }
 
 /// Creates a key for an existing customer; the caller shows `secret` once.
-pub fn create(conn: &Tx<'_>, customer: &str, scope: Scope) -> Result<NewKey> {
-    let customer_id: i64 = conn
-        .query_row("SELECT id FROM customers WHERE name = ?1", [customer], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "customer {customer:?}; add it under [[customers]] in the site file and run `nhn inventory import`"
-            ))
-        })?;
-    let active: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM api_keys WHERE customer_id = ?1 AND enabled = 1",
-        [customer_id],
-        |r| r.get(0),
-    )?;
+pub fn create(tx: &Tx<'_>, customer: &str, scope: Scope) -> Result<NewKey> {
+    let customer_id = tx.customer_id(customer)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "customer {customer:?}; add it under [[customers]] in the site file and run `nhn inventory import`"
+        ))
+    })?;
+    let active = tx.active_keys(customer_id)?;
     if active >= MAX_KEYS_PER_CUSTOMER {
         return Err(Error::Invalid(format!(
             "customer {customer:?} already has {active} active keys (the limit); revoke one with `nhn key revoke ID`"
@@ -111,60 +93,41 @@ pub fn create(conn: &Tx<'_>, customer: &str, scope: Scope) -> Result<NewKey> {
         customer: customer.to_owned(),
         scope,
     };
-    conn.execute(
-        "INSERT INTO api_keys (id, customer_id, secret_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![key.id, customer_id, hash_secret(&key.secret), scope.as_str(), now_rfc3339()],
+    tx.insert_key(
+        &key.id,
+        customer_id,
+        &hash_secret(&key.secret),
+        scope.as_str(),
+        unix_now(),
     )?;
     audit(
-        conn,
+        tx,
         "cli",
         "key.create",
         &key.id,
         &format!("ok: customer {customer}, scope {}", scope.as_str()),
     )?;
-    record_event(conn, "key", &key.id)?;
+    record_event(tx, "key", &key.id)?;
     Ok(key)
 }
 
-pub fn list(conn: &Tx<'_>) -> Result<Vec<KeyInfo>> {
-    let mut st = conn.prepare(
-        "SELECT k.id, c.name, k.scope, k.enabled, k.created_at, k.last_used_at, k.revoked_at
-         FROM api_keys k JOIN customers c ON c.id = k.customer_id ORDER BY c.name, k.created_at, k.id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(KeyInfo {
-            id: r.get(0)?,
-            customer: r.get(1)?,
-            scope: r.get(2)?,
-            enabled: r.get(3)?,
-            created_at: r.get(4)?,
-            last_used_at: r.get(5)?,
-            revoked_at: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+pub fn list(tx: &Tx<'_>) -> Result<Vec<KeyInfo>> {
+    tx.keys()
 }
 
 /// Disables a key for good; the row stays for the audit trail.
-pub fn revoke(conn: &Tx<'_>, id: &str) -> Result<()> {
-    let changed = conn.execute(
-        "UPDATE api_keys SET enabled = 0, revoked_at = ?2 WHERE id = ?1 AND enabled = 1",
-        params![id, now_rfc3339()],
-    )?;
-    if changed == 0 {
-        let exists: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?1)",
-            [id],
-            |r| r.get(0),
-        )?;
-        return Err(if exists {
-            Error::Invalid(format!("key {id} is already revoked"))
-        } else {
-            Error::NotFound(format!("key {id}; `nhn key list` shows the existing keys"))
-        });
+pub fn revoke(tx: &Tx<'_>, id: &str) -> Result<()> {
+    match tx.revoke_key(id, unix_now())? {
+        Some(true) => {}
+        Some(false) => return Err(Error::Invalid(format!("key {id} is already revoked"))),
+        None => {
+            return Err(Error::NotFound(format!(
+                "key {id}; `nhn key list` shows the existing keys"
+            )));
+        }
     }
-    audit(conn, "cli", "key.revoke", id, "ok")?;
-    record_event(conn, "key", id)
+    audit(tx, "cli", "key.revoke", id, "ok")?;
+    record_event(tx, "key", id)
 }
 
 #[cfg(test)]

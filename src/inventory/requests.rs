@@ -76,8 +76,28 @@ pub struct OperatorRequest<'a> {
     pub at: i64,
 }
 
+/// A synchronous API call's record (written in batches by the call log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord<'a> {
+    pub id: &'a str,
+    pub customer_id: Option<i64>,
+    pub key_id: Option<&'a str>,
+    pub method: &'a str,
+    /// `succeeded` or `failed`.
+    pub status: &'a str,
+    pub error_type: &'a str,
+    pub error_message: &'a str,
+    /// When it was accepted and finished (RFC 3339, as the API reported it).
+    pub at: &'a str,
+}
+
 /// The requests the job engine works on.
 pub trait Requests {
+    /// Records a finished call (nothing if the id is taken).
+    fn record_call(&self, call: &CallRecord<'_>) -> Result<()>;
+    /// The machine request `id` was dispatched to: `None` for an unknown request, `Some(None)`
+    /// for one not dispatched to a machine.
+    fn dispatched_to(&self, id: &str) -> Result<Option<Option<i64>>>;
     /// Customers with queued requests, and how many each has running.
     fn queue(&self) -> Result<Queue>;
     /// The customer's oldest queued request.

@@ -5,6 +5,7 @@
 
 mod boot;
 mod hosts;
+mod keys;
 mod leases;
 mod machines;
 mod queries;

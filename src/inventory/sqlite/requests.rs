@@ -5,7 +5,9 @@ use rusqlite::{OptionalExtension, params};
 
 use super::Tx;
 use crate::inventory::Result;
-use crate::inventory::requests::{Ending, Job, OperatorRequest, Pending, Queue, Requests, Stored};
+use crate::inventory::requests::{
+    CallRecord, Ending, Job, OperatorRequest, Pending, Queue, Requests, Stored,
+};
 use crate::util::rfc3339;
 
 /// A request with the machine it goes to: the one it was handed to, the hypervisor its VM is
@@ -39,6 +41,35 @@ impl Tx<'_> {
 }
 
 impl Requests for Tx<'_> {
+    fn record_call(&self, c: &CallRecord<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO requests (id, customer_id, key_id, method, status, error_type,
+                    error_message, accepted_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            )?
+            .execute(params![
+                c.id,
+                c.customer_id,
+                c.key_id,
+                c.method,
+                c.status,
+                c.error_type,
+                c.error_message,
+                c.at
+            ])?;
+        Ok(())
+    }
+
+    fn dispatched_to(&self, id: &str) -> Result<Option<Option<i64>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT host_id FROM requests WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     fn queue(&self) -> Result<Queue> {
         let queued = self
             .conn
