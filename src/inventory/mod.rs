@@ -14,7 +14,7 @@
 //!   [`Inventory::follow_external_writers`] also publishes rows committed by other processes
 //!   (the CLI importing a site while `nhn serve` runs). Services subscribe with
 //!   [`Inventory::subscribe`] and rebuild their in-memory snapshots; nobody polls tables.
-//! - **Schema** migrations live in `sqlite/migrations/` (rusqlite_migration). A database
+//! - **Schema** migrations live in `sqlite/migrations/`. A database
 //!   written by a newer nhn is refused with a clear message instead of being "migrated"
 //!   backwards.
 //! - **Backends.** Everything that speaks SQL lives in [`sqlite`]: the writer thread, the
@@ -40,16 +40,17 @@ use std::path::PathBuf;
 
 pub use sqlite::{Inventory, Tx, audit, exec_cached, optional, record_event, schema_version};
 
+/// A backend's own error, kept whole (its message and source chain).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Errors of the inventory layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// What the backend reported (converted from its own error type in its module).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(BackendError),
     #[error("cannot open the inventory at {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: BackendError },
     #[error(
         "the inventory at {path} has schema version {found}, but this nhn only knows versions up to {supported}; \
          it was written by a newer nhn: run that version (or restore a backup), do not downgrade"
@@ -60,7 +61,7 @@ pub enum Error {
         supported: usize,
     },
     #[error("schema migration failed: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
+    Migration(BackendError),
     #[error("the inventory writer has stopped (is the appliance shutting down?)")]
     Closed,
     #[error("{0}")]

@@ -26,6 +26,18 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{Error, Event, Result};
 use crate::util;
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Backend(Box::new(e))
+    }
+}
+
+impl From<rusqlite_migration::Error> for Error {
+    fn from(e: rusqlite_migration::Error) -> Self {
+        Error::Migration(Box::new(e))
+    }
+}
+
 /// The transaction (in a write) or read snapshot (in a read) a closure works in. Repository
 /// methods are implemented on it, one file per aggregate in this module.
 pub struct Tx<'c> {
@@ -289,7 +301,7 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|source| Error::Open {
         path: path.to_owned(),
-        source,
+        source: Box::new(source),
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
     if !read_only {
