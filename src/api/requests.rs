@@ -7,14 +7,13 @@
 //! request row and audit entry. `clientToken` replays are answered from the stored response.
 
 use dxr::Value;
-use rusqlite::{OptionalExtension, params};
 
 use super::args::{Args, Struct, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::{Ctx, Method, Outcome, WriteFn};
-use crate::inventory;
-use crate::inventory::Tx;
-use crate::util::{now_rfc3339, rfc3339, unix_now};
+use crate::inventory::requests::{ApiCall, CallRecord, PendingCounts, Requests};
+use crate::inventory::{self, Tx};
+use crate::util::{now_rfc3339, unix_now};
 
 pub use crate::jobs::new_request_id;
 
@@ -37,19 +36,8 @@ pub fn run_write(
     };
     let digest = args.digest();
     if let Some(token) = token {
-        let earlier: Option<(Option<String>, Option<String>)> = conn
-            .query_row(
-                "SELECT args_digest, response FROM requests
-                 WHERE customer_id = ?1 AND method = ?2 AND client_token = ?3 AND accepted_at > ?4",
-                params![
-                    ctx.caller.customer_id,
-                    m.name,
-                    token,
-                    rfc3339(unix_now() - 86_400)
-                ],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let earlier =
+            conn.earlier_call(ctx.caller.customer_id, m.name, token, unix_now() - 86_400)?;
         if let Some((earlier_digest, response)) = earlier {
             return Ok(if earlier_digest.as_deref() == Some(digest.as_str()) {
                 Ok(decode(response.as_deref().unwrap_or_default()))
@@ -64,13 +52,14 @@ pub fn run_write(
             });
         }
     }
-    inventory::exec_cached(conn, "SAVEPOINT api_call")?;
-    let done = body(conn, ctx, args).and_then(|out| {
-        if out.pending.is_some() {
-            check_pending_limits(conn, ctx)?;
-        }
-        Ok(out)
-    });
+    let done = conn.nested(|| {
+        body(conn, ctx, args).and_then(|out| {
+            if out.pending.is_some() {
+                check_pending_limits(conn, ctx)?;
+            }
+            Ok(out)
+        })
+    })?;
     let now = now_rfc3339();
     match done {
         Ok(Outcome {
@@ -78,7 +67,6 @@ pub fn run_write(
             resource,
             pending,
         }) => {
-            inventory::exec_cached(conn, "RELEASE api_call")?;
             response.insert("requestId".into(), s(&ctx.request_id));
             let (status, finished, previous) = match &pending {
                 Some(p) => ("queued", None, Some(p.previous_state.clone())),
@@ -89,34 +77,37 @@ pub fn run_write(
             } else {
                 String::new()
             };
-            conn.execute(
-                "INSERT INTO requests (id, customer_id, key_id, method, resource_type, resource_id, status,
-                    args, client_token, args_digest, response, previous_state, accepted_at, finished_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    ctx.request_id,
-                    ctx.caller.customer_id,
-                    ctx.caller.key_id,
-                    m.name,
-                    resource.0,
-                    resource.1,
-                    status,
-                    stored_args,
-                    token,
-                    digest,
-                    encode(&response),
-                    previous,
-                    now,
-                    finished
-                ],
-            )?;
+            conn.insert_call(&ApiCall {
+                id: &ctx.request_id,
+                customer_id: ctx.caller.customer_id,
+                key_id: &ctx.caller.key_id,
+                method: m.name,
+                resource_type: resource.0,
+                resource_id: &resource.1,
+                status,
+                args: &stored_args,
+                client_token: token,
+                args_digest: &digest,
+                response: &encode(&response),
+                previous_state: previous.as_deref(),
+                accepted_at: &now,
+                finished_at: finished.as_deref(),
+            })?;
             inventory::audit(conn, &ctx.caller.key_id, m.name, &resource.1, "ok")?;
             inventory::record_event(conn, "request", &ctx.request_id)?;
             Ok(Ok(response))
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO api_call; RELEASE api_call")?;
-            insert_failed(conn, ctx, m.name, &e, &now)?;
+            conn.record_call(&CallRecord {
+                id: &ctx.request_id,
+                customer_id: Some(ctx.caller.customer_id),
+                key_id: Some(&ctx.caller.key_id),
+                method: m.name,
+                status: "failed",
+                error_type: e.kind.as_str(),
+                error_message: &e.message,
+                at: &now,
+            })?;
             inventory::audit(
                 conn,
                 &ctx.caller.key_id,
@@ -137,14 +128,11 @@ fn args_without_token(args: &Args) -> Struct {
 
 /// maxQueued and the customer's pendingRequests quota (fault 720).
 fn check_pending_limits(conn: &Tx<'_>, ctx: &Ctx) -> Result<(), ApiError> {
-    let (queued, pending, quota): (i64, i64, Option<i64>) = conn.query_row(
-        "SELECT
-            (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status = 'queued'),
-            (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status IN ('queued', 'running')),
-            (SELECT pending_requests FROM quotas WHERE customer_id = ?1)",
-        [ctx.caller.customer_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let PendingCounts {
+        queued,
+        pending,
+        quota,
+    } = conn.pending_counts(ctx.caller.customer_id)?;
     if queued >= i64::from(ctx.config.max_queued) {
         return fail(
             ErrorType::TooManyPendingRequests,
@@ -167,55 +155,23 @@ fn check_pending_limits(conn: &Tx<'_>, ctx: &Ctx) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn insert_failed(
-    conn: &Tx<'_>,
-    ctx: &Ctx,
-    method: &str,
-    e: &ApiError,
-    now: &str,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO requests (id, customer_id, key_id, method, status, error_type, error_message,
-            accepted_at, finished_at)
-         VALUES (?1, ?2, ?3, ?4, 'failed', ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![
-        ctx.request_id,
-        ctx.caller.customer_id,
-        ctx.caller.key_id,
-        method,
-        e.kind.as_str(),
-        e.message,
-        now
-    ])?;
-    Ok(())
-}
-
 /// The `RequestInfo` struct of getRequestIdInfo, for the caller's own request.
 pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct, ApiError> {
-    let row = conn
-        .query_row(
-            "SELECT method, resource_type, resource_id, status, accepted_at, started_at, finished_at,
-                    error_type, error_message, result
-             FROM requests WHERE id = ?1 AND customer_id = ?2",
-            params![id, customer_id],
-            |r| {
-                Ok(st([
-                    ("requestId", s(id)),
-                    ("method", s(r.get::<_, String>(0)?)),
-                    ("resourceType", s(r.get::<_, String>(1)?)),
-                    ("resourceId", s(r.get::<_, String>(2)?)),
-                    ("status", s(r.get::<_, String>(3)?)),
-                    ("acceptedAt", s(r.get::<_, String>(4)?)),
-                    ("startedAt", s(r.get::<_, Option<String>>(5)?.unwrap_or_default())),
-                    ("finishedAt", s(r.get::<_, Option<String>>(6)?.unwrap_or_default())),
-                    ("errorType", s(r.get::<_, String>(7)?)),
-                    ("errorMessage", s(r.get::<_, String>(8)?)),
-                    ("result", Value::Struct(decode(&r.get::<_, String>(9)?))),
-                ]))
-            },
-        )
-        .optional()?;
+    let row = conn.request_of(customer_id, id)?.map(|r| {
+        st([
+            ("requestId", s(id)),
+            ("method", s(r.method)),
+            ("resourceType", s(r.resource_type)),
+            ("resourceId", s(r.resource_id)),
+            ("status", s(r.status)),
+            ("acceptedAt", s(r.accepted_at)),
+            ("startedAt", s(r.started_at.unwrap_or_default())),
+            ("finishedAt", s(r.finished_at.unwrap_or_default())),
+            ("errorType", s(r.error_type)),
+            ("errorMessage", s(r.error_message)),
+            ("result", Value::Struct(decode(&r.result))),
+        ])
+    });
     row.ok_or_else(|| {
         ApiError::new(
             ErrorType::NotFound,
@@ -225,21 +181,15 @@ pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct,
 }
 
 /// The `CommandStatus` of a VM's latest async request (`{}` if it has none).
-pub fn command_status(conn: &Tx<'_>, vm_public_id: &str) -> rusqlite::Result<Struct> {
+pub fn command_status(conn: &Tx<'_>, vm_public_id: &str) -> inventory::Result<Struct> {
     Ok(conn
-        .query_row(
-            "SELECT id, method, status FROM requests
-             WHERE resource_type = 'vm' AND resource_id = ?1 AND previous_state IS NOT NULL
-             ORDER BY accepted_at DESC, rowid DESC LIMIT 1",
-            [vm_public_id],
-            |r| {
-                Ok(st([
-                    ("requestId", s(r.get::<_, String>(0)?)),
-                    ("method", s(r.get::<_, String>(1)?)),
-                    ("status", s(r.get::<_, String>(2)?)),
-                ]))
-            },
-        )
-        .optional()?
+        .latest_vm_request(vm_public_id)?
+        .map(|(id, method, status)| {
+            st([
+                ("requestId", s(id)),
+                ("method", s(method)),
+                ("status", s(status)),
+            ])
+        })
         .unwrap_or_default())
 }

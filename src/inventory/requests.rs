@@ -91,8 +91,73 @@ pub struct CallRecord<'a> {
     pub at: &'a str,
 }
 
+/// An API call's row as the API writes it when the call is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall<'a> {
+    pub id: &'a str,
+    pub customer_id: i64,
+    pub key_id: &'a str,
+    pub method: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    /// `queued` (async) or `succeeded`.
+    pub status: &'a str,
+    /// The arguments of an async call, encoded ("" otherwise).
+    pub args: &'a str,
+    pub client_token: Option<&'a str>,
+    pub args_digest: &'a str,
+    /// The answer, encoded (replayed for a repeated client token).
+    pub response: &'a str,
+    /// The VM state to go back to if an async call fails.
+    pub previous_state: Option<&'a str>,
+    pub accepted_at: &'a str,
+    pub finished_at: Option<&'a str>,
+}
+
+/// A request as getRequestIdInfo shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub method: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub status: String,
+    pub accepted_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error_type: String,
+    pub error_message: String,
+    /// The result struct, encoded.
+    pub result: String,
+}
+
+/// A customer's queue as the pending limits see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCounts {
+    pub queued: i64,
+    /// Queued or running.
+    pub pending: i64,
+    /// The customer's `pendingRequests` quota, if any.
+    pub quota: Option<i64>,
+}
+
 /// The requests the job engine works on.
 pub trait Requests {
+    /// The digest and response of the customer's earlier call of `method` with client token
+    /// `token`, accepted after `since`.
+    fn earlier_call(
+        &self,
+        customer_id: i64,
+        method: &str,
+        token: &str,
+        since: i64,
+    ) -> Result<Option<(Option<String>, Option<String>)>>;
+    /// Stores an answered API call.
+    fn insert_call(&self, call: &ApiCall<'_>) -> Result<()>;
+    fn pending_counts(&self, customer_id: i64) -> Result<PendingCounts>;
+    /// Request `id` if it is the customer's.
+    fn request_of(&self, customer_id: i64, id: &str) -> Result<Option<RequestRow>>;
+    /// Id, method and status of VM `vm`'s latest async request.
+    fn latest_vm_request(&self, vm: &str) -> Result<Option<(String, String, String)>>;
     /// Records a finished call (nothing if the id is taken).
     fn record_call(&self, call: &CallRecord<'_>) -> Result<()>;
     /// The machine request `id` was dispatched to: `None` for an unknown request, `Some(None)`

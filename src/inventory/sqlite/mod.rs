@@ -51,6 +51,25 @@ impl<'c> Tx<'c> {
     }
 }
 
+impl Tx<'_> {
+    /// Runs `f` in a nested transaction: its changes stay if it returns `Ok`, and are undone
+    /// (alone) if it returns `Err`. The outer `Result` is the database's.
+    pub fn nested<T, E>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<T, E>,
+    ) -> Result<std::result::Result<T, E>> {
+        exec_cached(self.conn, "SAVEPOINT nested")?;
+        let out = f();
+        match &out {
+            Ok(_) => exec_cached(self.conn, "RELEASE nested")?,
+            Err(_) => self
+                .conn
+                .execute_batch("ROLLBACK TO nested; RELEASE nested")?,
+        }
+        Ok(out)
+    }
+}
+
 /// Modules not yet behind repositories still run their own SQL on the connection.
 impl std::ops::Deref for Tx<'_> {
     type Target = Connection;

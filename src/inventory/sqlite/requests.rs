@@ -6,7 +6,8 @@ use rusqlite::{OptionalExtension, params};
 use super::Tx;
 use crate::inventory::Result;
 use crate::inventory::requests::{
-    CallRecord, Ending, Job, OperatorRequest, Pending, Queue, Requests, Stored,
+    ApiCall, CallRecord, Ending, Job, OperatorRequest, Pending, PendingCounts, Queue, RequestRow,
+    Requests, Stored,
 };
 use crate::util::rfc3339;
 
@@ -41,6 +42,106 @@ impl Tx<'_> {
 }
 
 impl Requests for Tx<'_> {
+    fn earlier_call(
+        &self,
+        customer_id: i64,
+        method: &str,
+        token: &str,
+        since: i64,
+    ) -> Result<Option<(Option<String>, Option<String>)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT args_digest, response FROM requests
+                 WHERE customer_id = ?1 AND method = ?2 AND client_token = ?3 AND accepted_at > ?4",
+            )?
+            .query_row(params![customer_id, method, token, rfc3339(since)], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn insert_call(&self, c: &ApiCall<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO requests (id, customer_id, key_id, method, resource_type, resource_id, status,
+                    args, client_token, args_digest, response, previous_state, accepted_at, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                c.id,
+                c.customer_id,
+                c.key_id,
+                c.method,
+                c.resource_type,
+                c.resource_id,
+                c.status,
+                c.args,
+                c.client_token,
+                c.args_digest,
+                c.response,
+                c.previous_state,
+                c.accepted_at,
+                c.finished_at
+            ])?;
+        Ok(())
+    }
+
+    fn pending_counts(&self, customer_id: i64) -> Result<PendingCounts> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT
+                    (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status = 'queued'),
+                    (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status IN ('queued', 'running')),
+                    (SELECT pending_requests FROM quotas WHERE customer_id = ?1)",
+            )?
+            .query_row([customer_id], |r| {
+                Ok(PendingCounts {
+                    queued: r.get(0)?,
+                    pending: r.get(1)?,
+                    quota: r.get(2)?,
+                })
+            })?)
+    }
+
+    fn request_of(&self, customer_id: i64, id: &str) -> Result<Option<RequestRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT method, resource_type, resource_id, status, accepted_at, started_at, finished_at,
+                        error_type, error_message, result
+                 FROM requests WHERE id = ?1 AND customer_id = ?2",
+            )?
+            .query_row(params![id, customer_id], |r| {
+                Ok(RequestRow {
+                    method: r.get(0)?,
+                    resource_type: r.get(1)?,
+                    resource_id: r.get(2)?,
+                    status: r.get(3)?,
+                    accepted_at: r.get(4)?,
+                    started_at: r.get(5)?,
+                    finished_at: r.get(6)?,
+                    error_type: r.get(7)?,
+                    error_message: r.get(8)?,
+                    result: r.get(9)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn latest_vm_request(&self, vm: &str) -> Result<Option<(String, String, String)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, method, status FROM requests
+                 WHERE resource_type = 'vm' AND resource_id = ?1 AND previous_state IS NOT NULL
+                 ORDER BY accepted_at DESC, rowid DESC LIMIT 1",
+            )?
+            .query_row([vm], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
     fn record_call(&self, c: &CallRecord<'_>) -> Result<()> {
         self.conn
             .prepare_cached(
