@@ -3,8 +3,9 @@
 //! DISK1 must hold an image that supports init. Every call validates its arguments here, moves
 //! the VM to `configuring` and queues an async request carrying the arguments for the facility.
 
+use crate::inventory::images::Images;
+use crate::inventory::vms::Vms;
 use base64::Engine;
-use rusqlite::OptionalExtension;
 
 use super::args::{Args, Struct};
 use super::fault::{ApiError, ErrorType, fail};
@@ -50,14 +51,7 @@ fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome,
         }
         Some((_, Some(image))) => image,
     };
-    let supported: Option<(bool, String)> = conn
-        .query_row(
-            "SELECT init_supported AND os = 'CentOS', public_id FROM images WHERE id = ?1",
-            [image],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match supported {
+    match conn.init_support(image)? {
         Some((true, _)) => start_async(conn, ctx, vm, "configuring", Struct::new()),
         Some((false, id)) => fail(
             ErrorType::InvalidStatus,
@@ -108,15 +102,7 @@ fn check_hostname(name: &str) -> Result<(), ApiError> {
 
 /// The network of the VM's NIC at `device`: `(kind, subnet)`; ParameterError if none.
 fn nic_network(conn: &Tx<'_>, vm: &Vm, device: &str) -> Result<(String, Option<String>), ApiError> {
-    let row: Option<(String, Option<String>)> = conn
-        .query_row(
-            "SELECT w.kind, w.subnet FROM nics n JOIN networks w ON w.id = n.network_id
-             WHERE n.vm_id = ?1 AND n.device = ?2",
-            rusqlite::params![vm.id, device],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    row.ok_or_else(|| {
+    conn.nic_network(vm.id, device)?.ok_or_else(|| {
         ApiError::new(
             ErrorType::ParameterError,
             format!(

@@ -25,6 +25,7 @@
 
 pub mod boot;
 pub mod hosts;
+pub mod images;
 pub mod keys;
 pub mod leases;
 pub mod machines;

@@ -61,6 +61,8 @@ pub trait Vms {
     fn overview(&self) -> Result<Vec<VmOverview>>;
     /// How many VMs are in `state`.
     fn count_in_state(&self, state: &str) -> Result<i64>;
+    /// The kind and subnet of the network attached to NIC `device` of VM `vm_id`.
+    fn nic_network(&self, vm_id: i64, device: &str) -> Result<Option<(String, Option<String>)>>;
     /// Records that image `image` (public id) is installed on the VM's DISK1.
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()>;
 }

@@ -5,6 +5,7 @@
 
 mod boot;
 mod hosts;
+mod images;
 mod keys;
 mod leases;
 mod machines;

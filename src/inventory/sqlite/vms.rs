@@ -107,6 +107,18 @@ impl Vms for Tx<'_> {
             .query_row([state], |r| r.get(0))?)
     }
 
+    fn nic_network(&self, vm_id: i64, device: &str) -> Result<Option<(String, Option<String>)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT w.kind, w.subnet FROM nics n JOIN networks w ON w.id = n.network_id
+                 WHERE n.vm_id = ?1 AND n.device = ?2",
+                params![vm_id, device],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()> {
         let ids: Option<(i64, Option<i64>)> = self
             .conn
