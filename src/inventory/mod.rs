@@ -29,6 +29,7 @@ pub mod images;
 pub mod keys;
 pub mod leases;
 pub mod machines;
+pub mod networks;
 pub mod queries;
 pub mod requests;
 pub mod site;

@@ -63,6 +63,36 @@ pub trait Vms {
     fn count_in_state(&self, state: &str) -> Result<i64>;
     /// The kind and subnet of the network attached to NIC `device` of VM `vm_id`.
     fn nic_network(&self, vm_id: i64, device: &str) -> Result<Option<(String, Option<String>)>>;
+    /// The size (vCPUs, memory MB) of VM type `name`.
+    fn vm_type_size(&self, name: &str) -> Result<Option<(u32, u32)>>;
+    /// The id of the hypervisor named `name`.
+    fn hypervisor_id(&self, name: &str) -> Result<Option<i64>>;
+    /// The id of the VM named `name`.
+    fn vm_id_by_name(&self, name: &str) -> Result<Option<i64>>;
+    /// The name of VM `id`.
+    fn vm_name(&self, id: i64) -> Result<String>;
+    /// Creates an operator's VM, running on `host_id`; its id.
+    fn create_running_vm(
+        &self,
+        public_id: &str,
+        name: &str,
+        vm_type: &str,
+        host_id: i64,
+        at: i64,
+    ) -> Result<i64>;
+    fn add_nic(&self, vm_id: i64, device: &str, mac: &str, network_id: i64) -> Result<()>;
+    /// Records the hypervisor VM `vm_id` is placed on.
+    fn set_host(&self, vm_id: i64, host_id: i64) -> Result<()>;
+    /// Marks VM `name` as moving to `host_id`; whether there is such a VM.
+    fn begin_move(&self, name: &str, host_id: i64, at: i64) -> Result<bool>;
+    /// Where VM `name` is moving (`None`: no such VM; `Some(None)`: not moving).
+    fn move_target(&self, name: &str) -> Result<Option<Option<String>>>;
+    /// VM `name` now runs on its move's destination only.
+    fn finish_move(&self, name: &str, at: i64) -> Result<()>;
+    /// The host VM `name` is on (`None`: no such VM).
+    fn host_of_vm(&self, name: &str) -> Result<Option<Option<String>>>;
+    /// Deletes VM `name` with its NICs.
+    fn delete_vm(&self, name: &str) -> Result<()>;
     /// Records that image `image` (public id) is installed on the VM's DISK1.
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()>;
 }

@@ -3,13 +3,13 @@
 //! the inventory, inside the caller's transaction; the switch reconciler follows the change
 //! events and moves the VLANs.
 
-use rusqlite::{OptionalExtension, params};
-
+use crate::inventory::networks::Networks;
+use crate::inventory::vms::Vms;
 use crate::inventory::{Error, Result, Tx, audit, record_event};
 use crate::switch::plan::{Placement, Vm};
 use crate::switch::snapshot;
 use crate::switch::vlans::{MAX_VLAN, Vlan, VlanSet};
-use crate::util::now_rfc3339;
+use crate::util::unix_now;
 
 use super::{Choice, Request, choose};
 
@@ -26,14 +26,7 @@ pub struct PlaceArgs {
 
 /// Resolves a `--network` argument to (network id, VLAN), creating `vlan-N` if needed.
 fn network(conn: &Tx<'_>, arg: &str) -> Result<(i64, Vlan)> {
-    let found: Option<(i64, Option<Vlan>)> = conn
-        .query_row(
-            "SELECT id, vlan FROM networks WHERE name = ?1 OR public_id = ?1",
-            [arg],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    if let Some((id, vlan)) = found {
+    if let Some((id, vlan)) = conn.network_by_ref(arg)? {
         let vlan = vlan.ok_or_else(|| {
             Error::Invalid(format!(
                 "network {arg} has no VLAN; a VM cannot attach to it"
@@ -50,54 +43,28 @@ fn network(conn: &Tx<'_>, arg: &str) -> Result<(i64, Vlan)> {
                 "network {arg:?} (give a network name, its net-… id, or a VLAN id 1..4094)"
             ))
         })?;
-    let by_vlan: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM networks WHERE vlan = ?1 ORDER BY kind = 'L3SH', id LIMIT 1",
-            [vlan],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = by_vlan {
+    if let Some(id) = conn.network_on_vlan(vlan)? {
         return Ok((id, vlan));
     }
     let name = format!("vlan-{vlan}");
-    conn.execute(
-        "INSERT INTO networks (public_id, name, kind, vlan, created_at) VALUES (?1, ?2, 'L2EX', ?3, ?4)",
-        params![format!("net-{name}"), name, vlan, now_rfc3339()],
-    )?;
-    let id = conn.last_insert_rowid();
+    let id = conn.create_l2ex(&format!("net-{name}"), &name, vlan, unix_now())?;
     record_event(conn, "network", &name)?;
     Ok((id, vlan))
 }
 
 fn vm_type(conn: &Tx<'_>, name: &str) -> Result<(u32, u32)> {
-    conn.query_row(
-        "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
-        [name],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?
-    .ok_or_else(|| Error::NotFound(format!("VM type {name:?} (the seed's are V10 … V160)")))
+    conn.vm_type_size(name)?
+        .ok_or_else(|| Error::NotFound(format!("VM type {name:?} (the seed's are V10 … V160)")))
 }
 
 fn host_id(conn: &Tx<'_>, host: &str) -> Result<i64> {
-    conn.query_row(
-        "SELECT id FROM machines WHERE name = ?1 AND kind = 'hypervisor'",
-        [host],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| Error::NotFound(format!("hypervisor {host:?}")))
+    conn.hypervisor_id(host)?
+        .ok_or_else(|| Error::NotFound(format!("hypervisor {host:?}")))
 }
 
 /// Places a new VM (running) on the best hypervisor, or on `args.host` if it fits.
 pub fn place(conn: &Tx<'_>, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<Choice> {
-    let exists: Option<i64> = conn
-        .query_row("SELECT id FROM vms WHERE name = ?1", [&args.name], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    if exists.is_some() {
+    if conn.vm_id_by_name(&args.name)?.is_some() {
         return Err(Error::Invalid(format!(
             "VM {} already exists; use `nhn vm move` to change its host",
             args.name
@@ -126,19 +93,13 @@ pub fn place(conn: &Tx<'_>, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<C
     let choice = choose(&topo, &placement, &req, args.host.as_deref())
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let host = host_id(conn, &choice.host)?;
-    let now = now_rfc3339();
-    conn.execute(
-        "INSERT INTO vms (public_id, name, vm_type, state, hypervisor_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5)",
-        params![
-            format!("vm-{:08x}", rand::random::<u32>()),
-            args.name,
-            args.vm_type,
-            host,
-            now
-        ],
+    let vm = conn.create_running_vm(
+        &format!("vm-{:08x}", rand::random::<u32>()),
+        &args.name,
+        &args.vm_type,
+        host,
+        unix_now(),
     )?;
-    let vm = conn.last_insert_rowid();
     for (i, (net, _)) in nets.iter().enumerate() {
         // Locally administered MACs, unique per VM row and NIC ("NH" in the OUI bytes).
         let n = (vm as u64) * 4 + i as u64;
@@ -148,10 +109,7 @@ pub fn place(conn: &Tx<'_>, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<C
             (n >> 8) & 0xff,
             n & 0xff
         );
-        conn.execute(
-            "INSERT INTO nics (mac, vm_id, device, network_id) VALUES (?1, ?2, ?3, ?4)",
-            params![mac, vm, format!("NET{}", i + 1), net],
-        )?;
+        conn.add_nic(vm, &format!("NET{}", i + 1), &mac, *net)?;
     }
     record_event(conn, "vm", &args.name)?;
     audit(
@@ -182,8 +140,7 @@ pub fn place_for_start(
     vm_id: i64,
     infra_vlans: &VlanSet,
 ) -> Result<std::result::Result<Choice, String>> {
-    let name: String =
-        conn.query_row("SELECT name FROM vms WHERE id = ?1", [vm_id], |r| r.get(0))?;
+    let name = conn.vm_name(vm_id)?;
     let topo = snapshot::topology(conn, infra_vlans)?;
     let mut placement = snapshot::placement(conn)?;
     let vm = take_vm(&mut placement, &name)?;
@@ -197,10 +154,7 @@ pub fn place_for_start(
         Ok(c) => c,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    conn.execute(
-        "UPDATE vms SET hypervisor_id = ?1 WHERE id = ?2",
-        params![host_id(conn, &choice.host)?, vm_id],
-    )?;
+    conn.set_host(vm_id, host_id(conn, &choice.host)?)?;
     Ok(Ok(choice))
 }
 
@@ -228,11 +182,7 @@ pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) 
     let choice =
         choose(&topo, &placement, &req, Some(host)).map_err(|e| Error::Invalid(e.to_string()))?;
     let host_id = host_id(conn, host)?;
-    let n = conn.execute(
-        "UPDATE vms SET migrating_to = ?1, updated_at = ?2 WHERE name = ?3",
-        params![host_id, now_rfc3339(), name],
-    )?;
-    if n != 1 {
+    if !conn.begin_move(name, host_id, unix_now())? {
         return Err(Error::NotFound(format!("VM {name:?}")));
     }
     record_event(conn, "vm", name)?;
@@ -281,20 +231,11 @@ pub fn move_ready(conn: &Tx<'_>, name: &str, infra_vlans: &VlanSet) -> Result<bo
 
 /// Finishes a move: the VM now runs on its destination only, and the source's VLANs go.
 pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
-    let to: Option<Option<String>> = conn
-        .query_row(
-            "SELECT d.name FROM vms v LEFT JOIN machines d ON d.id = v.migrating_to WHERE v.name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let to = to
+    let to = conn
+        .move_target(name)?
         .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?
         .ok_or_else(|| Error::Invalid(format!("VM {name} is not moving")))?;
-    conn.execute(
-        "UPDATE vms SET hypervisor_id = migrating_to, migrating_to = NULL, updated_at = ?1 WHERE name = ?2",
-        params![now_rfc3339(), name],
-    )?;
+    conn.finish_move(name, unix_now())?;
     record_event(conn, "vm", name)?;
     audit(conn, "cli", "vm.move.finish", name, &format!("ok: on {to}"))?;
     Ok(to)
@@ -302,15 +243,10 @@ pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
 
 /// Deletes a VM (its NICs go with it); returns the host it was on.
 pub fn remove_vm(conn: &Tx<'_>, name: &str) -> Result<Option<String>> {
-    let host: Option<Option<String>> = conn
-        .query_row(
-            "SELECT m.name FROM vms v LEFT JOIN machines m ON m.id = v.hypervisor_id WHERE v.name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let host = host.ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
-    conn.execute("DELETE FROM vms WHERE name = ?1", [name])?;
+    let host = conn
+        .host_of_vm(name)?
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
+    conn.delete_vm(name)?;
     record_event(conn, "vm", name)?;
     audit(conn, "cli", "vm.remove", name, "ok")?;
     Ok(host)

@@ -9,6 +9,7 @@ mod images;
 mod keys;
 mod leases;
 mod machines;
+mod networks;
 mod queries;
 mod requests;
 mod switches;

@@ -119,6 +119,116 @@ impl Vms for Tx<'_> {
             .optional()?)
     }
 
+    fn vm_type_size(&self, name: &str) -> Result<Option<(u32, u32)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn hypervisor_id(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM machines WHERE name = ?1 AND kind = 'hypervisor'",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn vm_id_by_name(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM vms WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn vm_name(&self, id: i64) -> Result<String> {
+        Ok(self
+            .conn
+            .query_row("SELECT name FROM vms WHERE id = ?1", [id], |r| r.get(0))?)
+    }
+
+    fn create_running_vm(
+        &self,
+        public_id: &str,
+        name: &str,
+        vm_type: &str,
+        host_id: i64,
+        at: i64,
+    ) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "INSERT INTO vms (public_id, name, vm_type, state, hypervisor_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?5) RETURNING id",
+            params![public_id, name, vm_type, host_id, rfc3339(at)],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn add_nic(&self, vm_id: i64, device: &str, mac: &str, network_id: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO nics (mac, vm_id, device, network_id) VALUES (?1, ?2, ?3, ?4)",
+            params![mac, vm_id, device, network_id],
+        )?;
+        Ok(())
+    }
+
+    fn set_host(&self, vm_id: i64, host_id: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE vms SET hypervisor_id = ?1 WHERE id = ?2",
+            params![host_id, vm_id],
+        )?;
+        Ok(())
+    }
+
+    fn begin_move(&self, name: &str, host_id: i64, at: i64) -> Result<bool> {
+        Ok(self.conn.execute(
+            "UPDATE vms SET migrating_to = ?1, updated_at = ?2 WHERE name = ?3",
+            params![host_id, rfc3339(at), name],
+        )? == 1)
+    }
+
+    fn move_target(&self, name: &str) -> Result<Option<Option<String>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT d.name FROM vms v LEFT JOIN machines d ON d.id = v.migrating_to WHERE v.name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn finish_move(&self, name: &str, at: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE vms SET hypervisor_id = migrating_to, migrating_to = NULL, updated_at = ?1 WHERE name = ?2",
+            params![rfc3339(at), name],
+        )?;
+        Ok(())
+    }
+
+    fn host_of_vm(&self, name: &str) -> Result<Option<Option<String>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT m.name FROM vms v LEFT JOIN machines m ON m.id = v.hypervisor_id WHERE v.name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn delete_vm(&self, name: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM vms WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()> {
         let ids: Option<(i64, Option<i64>)> = self
             .conn
