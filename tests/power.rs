@@ -210,9 +210,28 @@ impl<'l> PowerLab<'l> {
         (out, started.elapsed())
     }
 
-    /// `nhn power ARGS`, which must succeed; its stdout.
+    /// `nhn power --direct ARGS`, which must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let (out, _) = self.power(args);
+        self.ok_via(true, args)
+    }
+
+    /// `nhn power --direct ARGS`, which must fail; its stderr and how long it took.
+    fn fails(&self, args: &[&str]) -> (String, Duration) {
+        self.fails_via(true, args)
+    }
+
+    /// `nhn power ARGS` through the appliance, which must succeed; its stdout.
+    fn request_ok(&self, args: &[&str]) -> String {
+        self.ok_via(false, args)
+    }
+
+    /// `nhn power ARGS` through the appliance, which must fail; its stderr and duration.
+    fn request_fails(&self, args: &[&str]) -> (String, Duration) {
+        self.fails_via(false, args)
+    }
+
+    fn ok_via(&self, direct: bool, args: &[&str]) -> String {
+        let (out, _) = self.power_via(direct, args);
         assert!(
             out.status.success(),
             "nhn power {args:?} failed:\n{}{}",
@@ -222,9 +241,8 @@ impl<'l> PowerLab<'l> {
         stdout(&out)
     }
 
-    /// `nhn power ARGS`, which must fail; its stderr and how long it took.
-    fn fails(&self, args: &[&str]) -> (String, Duration) {
-        let (out, took) = self.power(args);
+    fn fails_via(&self, direct: bool, args: &[&str]) -> (String, Duration) {
+        let (out, took) = self.power_via(direct, args);
         assert!(
             !out.status.success(),
             "nhn power {args:?} succeeded:\n{}",
@@ -233,29 +251,6 @@ impl<'l> PowerLab<'l> {
         eprintln!(
             "nhn power {args:?} failed after {took:?}:\n{}",
             stderr(&out)
-        );
-        (stderr(&out), took)
-    }
-
-    /// `nhn power ARGS` through the appliance, which must succeed; its stdout.
-    fn request_ok(&self, args: &[&str]) -> String {
-        let (out, _) = self.power_via(false, args);
-        assert!(
-            out.status.success(),
-            "nhn power {args:?} failed:\n{}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    /// `nhn power ARGS` through the appliance, which must fail; its stderr and duration.
-    fn request_fails(&self, args: &[&str]) -> (String, Duration) {
-        let (out, took) = self.power_via(false, args);
-        assert!(
-            !out.status.success(),
-            "nhn power {args:?} succeeded:\n{}",
-            stdout(&out)
         );
         (stderr(&out), took)
     }

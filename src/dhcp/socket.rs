@@ -133,19 +133,29 @@ pub struct Received {
     pub local: Option<Ipv4Addr>,
 }
 
-/// recvmsg with IP_PKTINFO. `Ok(None)` on timeout.
-pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
-    // SAFETY: recvmsg fills the buffers we own; we read the control messages it wrote.
+/// recvmsg into `buf` with the sender's address as a `A` (`sockaddr_in` or `sockaddr_in6`);
+/// `on_cmsg` sees each control message (level, type, its data). `Ok(None)` on timeout.
+///
+/// # Safety
+/// `A` must be a plain C socket address struct (all-zero is a valid value), and `on_cmsg` may
+/// read from the data pointer only what the kernel writes for that level and type.
+unsafe fn recv_msg<A>(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+    mut on_cmsg: impl FnMut(libc::c_int, libc::c_int, *const u8),
+) -> io::Result<Option<(usize, A)>> {
+    // SAFETY: recvmsg fills the buffers we own (the caller vouches for `A`); we read the
+    // control messages it wrote, within `control`.
     unsafe {
-        let mut from: libc::sockaddr_in = zeroed();
+        let mut from: A = zeroed();
         let mut iov = libc::iovec {
             iov_base: buf.as_mut_ptr() as *mut libc::c_void,
             iov_len: buf.len(),
         };
         let mut control = [0u64; 16];
         let mut hdr: libc::msghdr = zeroed();
-        hdr.msg_name = &mut from as *mut libc::sockaddr_in as *mut libc::c_void;
-        hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        hdr.msg_name = &mut from as *mut A as *mut libc::c_void;
+        hdr.msg_namelen = size_of::<A>() as libc::socklen_t;
         hdr.msg_iov = &mut iov;
         hdr.msg_iovlen = 1;
         hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
@@ -160,24 +170,39 @@ pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
                 _ => Err(e),
             };
         }
-        let mut local = None;
         let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
         while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::IPPROTO_IP && (*cmsg).cmsg_type == libc::IP_PKTINFO {
-                let info = &*(libc::CMSG_DATA(cmsg) as *const libc::in_pktinfo);
-                local = Some(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
-            }
+            on_cmsg(
+                (*cmsg).cmsg_level,
+                (*cmsg).cmsg_type,
+                libc::CMSG_DATA(cmsg) as *const u8,
+            );
             cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
         }
-        Ok(Some(Received {
-            len: n as usize,
-            from: SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
-                u16::from_be(from.sin_port),
-            ),
-            local,
-        }))
+        Ok(Some((n as usize, from)))
     }
+}
+
+/// recvmsg with IP_PKTINFO. `Ok(None)` on timeout.
+pub fn recv(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    let mut local = None;
+    // SAFETY: sockaddr_in is a plain C struct; IP_PKTINFO data is an in_pktinfo.
+    let got = unsafe {
+        recv_msg::<libc::sockaddr_in>(sock, buf, |level, kind, data| {
+            if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+                let info = std::ptr::read_unaligned(data as *const libc::in_pktinfo);
+                local = Some(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr)));
+            }
+        })?
+    };
+    Ok(got.map(|(len, from)| Received {
+        len,
+        from: SocketAddrV4::new(
+            Ipv4Addr::from(u32::from_be(from.sin_addr.s_addr)),
+            u16::from_be(from.sin_port),
+        ),
+        local,
+    }))
 }
 
 /// Adds (or refreshes) an ARP entry `ip → mac` on `iface`, so that a unicast to a client that
@@ -332,47 +357,21 @@ pub struct ReceivedV6 {
 
 /// recvmsg with IPV6_HOPLIMIT. `Ok(None)` on timeout.
 pub fn recv_icmpv6(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<ReceivedV6>> {
-    // SAFETY: recvmsg fills the buffers we own; we read the control messages it wrote.
-    unsafe {
-        let mut from: libc::sockaddr_in6 = zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 16];
-        let mut hdr: libc::msghdr = zeroed();
-        hdr.msg_name = &mut from as *mut libc::sockaddr_in6 as *mut libc::c_void;
-        hdr.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
-        hdr.msg_controllen = size_of::<[u64; 16]>() as _;
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut hdr, 0);
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(e),
-            };
-        }
-        let mut hop_limit = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::IPPROTO_IPV6 && (*cmsg).cmsg_type == libc::IPV6_HOPLIMIT
-            {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+    let mut hop_limit = None;
+    // SAFETY: sockaddr_in6 is a plain C struct; IPV6_HOPLIMIT data is a c_int.
+    let got = unsafe {
+        recv_msg::<libc::sockaddr_in6>(sock, buf, |level, kind, data| {
+            if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(data as *const libc::c_int);
                 hop_limit = u8::try_from(v).ok();
             }
-            cmsg = libc::CMSG_NXTHDR(&hdr, cmsg);
-        }
-        Ok(Some(ReceivedV6 {
-            len: n as usize,
-            from: Ipv6Addr::from(from.sin6_addr.s6_addr),
-            hop_limit,
-        }))
-    }
+        })?
+    };
+    Ok(got.map(|(len, from)| ReceivedV6 {
+        len,
+        from: Ipv6Addr::from(from.sin6_addr.s6_addr),
+        hop_limit,
+    }))
 }
 
 /// Sends an ICMPv6 message from `source` (IPV6_PKTINFO) to `to` on interface `index`; the
