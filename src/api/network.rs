@@ -15,6 +15,7 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::Tx;
+use crate::inventory::quotas::Quotas;
 use crate::inventory::record_event;
 use crate::net::Ipv4Net;
 use crate::util::now_rfc3339;
@@ -161,14 +162,6 @@ pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct,
     Ok(st([("network", Value::Struct(info))]))
 }
 
-fn quota_column(kind: &str) -> &'static str {
-    match kind {
-        "L2EX" => "networks_l2ex",
-        "L3EX" => "networks_l3ex",
-        _ => "networks_l3sh",
-    }
-}
-
 /// The lowest VLAN of any customer VLAN pool that no network uses.
 fn free_vlan(conn: &Tx<'_>) -> Result<(i64, i64), ApiError> {
     let used: HashSet<i64> = conn
@@ -264,16 +257,8 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
             "prefixLength applies to L3EX networks only",
         );
     }
-    let col = quota_column(kind);
-    let (used, limit): (i64, Option<i64>) = conn.query_row(
-        &format!(
-            "SELECT (SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind = ?2),
-                    (SELECT {col} FROM quotas WHERE customer_id = ?1)"
-        ),
-        params![ctx.caller.customer_id, kind],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let limit = limit.unwrap_or(0);
+    let used = conn.usage(ctx.caller.customer_id, None)?.networks(kind);
+    let limit = conn.limits(ctx.caller.customer_id)?.networks(kind);
     if used >= limit {
         return fail(
             ErrorType::QuotaExceeded,
@@ -403,13 +388,8 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
     if net.kind != "L3SH" {
         return not_l3sh(&net, "allocateIpAddress");
     }
-    let (used, limit): (i64, Option<i64>) = conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM ip_addresses WHERE customer_id = ?1 AND network_id IS NOT NULL),
-                (SELECT l3sh_addresses FROM quotas WHERE customer_id = ?1)",
-        [ctx.caller.customer_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let limit = limit.unwrap_or(0);
+    let used = conn.usage(ctx.caller.customer_id, None)?.l3sh_addresses;
+    let limit = conn.limits(ctx.caller.customer_id)?.l3sh_addresses;
     if used + count > limit {
         return fail(
             ErrorType::QuotaExceeded,

@@ -10,6 +10,7 @@ use super::requests::request_info;
 use super::vm::check_comment;
 use super::{Ctx, Outcome};
 use crate::inventory::Tx;
+use crate::inventory::quotas::{Amounts, Quotas};
 use crate::inventory::record_event;
 
 fn image_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Struct> {
@@ -131,73 +132,24 @@ pub fn set_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Out
 
 pub fn get_quota(conn: &Tx<'_>, ctx: &Ctx, _args: &Args) -> Result<Struct, ApiError> {
     let c = ctx.caller.customer_id;
-    let limits = conn
-        .query_row(
-            "SELECT vms, vcpu, memory_mb, volumes, volume_gb, networks_l2ex, networks_l3ex, networks_l3sh,
-                    l3sh_addresses, pending_requests FROM quotas WHERE customer_id = ?1",
-            [c],
-            |r| {
-                Ok([
-                    r.get::<_, i64>(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ])
-            },
-        )
-        .optional()?
-        .unwrap_or_default();
-    let usage: [i64; 10] = conn.query_row(
-        "SELECT
-           (SELECT COUNT(*) FROM vms WHERE customer_id = ?1),
-           (SELECT COALESCE(SUM(t.vcpus), 0) FROM vms v JOIN vm_types t ON t.name = v.vm_type WHERE v.customer_id = ?1),
-           (SELECT COALESCE(SUM(t.memory_mb), 0) FROM vms v JOIN vm_types t ON t.name = v.vm_type WHERE v.customer_id = ?1),
-           (SELECT COUNT(*) FROM volumes WHERE customer_id = ?1),
-           (SELECT COALESCE(SUM(size_gb), 0) FROM volumes WHERE customer_id = ?1),
-           (SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind = 'L2EX'),
-           (SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind = 'L3EX'),
-           (SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind = 'L3SH'),
-           (SELECT COUNT(*) FROM ip_addresses WHERE customer_id = ?1 AND network_id IS NOT NULL),
-           (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status IN ('queued', 'running'))",
-        [c],
-        |r| {
-            Ok([
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ])
-        },
-    )?;
-    let shape = |v: [i64; 10]| {
+    let (limits, usage) = (conn.limits(c)?, conn.usage(c, None)?);
+    let shape = |v: Amounts| {
         Value::Struct(st([
-            ("vms", int(v[0])),
-            ("vcpu", int(v[1])),
-            ("memoryMB", int(v[2])),
-            ("volumes", int(v[3])),
-            ("volumeGB", int(v[4])),
+            ("vms", int(v.vms)),
+            ("vcpu", int(v.vcpu)),
+            ("memoryMB", int(v.memory_mb)),
+            ("volumes", int(v.volumes)),
+            ("volumeGB", int(v.volume_gb)),
             (
                 "networks",
                 Value::Struct(st([
-                    ("L2EX", int(v[5])),
-                    ("L3EX", int(v[6])),
-                    ("L3SH", int(v[7])),
+                    ("L2EX", int(v.networks_l2ex)),
+                    ("L3EX", int(v.networks_l3ex)),
+                    ("L3SH", int(v.networks_l3sh)),
                 ])),
             ),
-            ("l3shAddresses", int(v[8])),
-            ("pendingRequests", int(v[9])),
+            ("l3shAddresses", int(v.l3sh_addresses)),
+            ("pendingRequests", int(v.pending_requests)),
         ]))
     };
     Ok(st([

@@ -11,6 +11,7 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::Tx;
+use crate::inventory::quotas::Quotas;
 use crate::inventory::record_event;
 use crate::util::now_rfc3339;
 
@@ -105,15 +106,14 @@ pub fn allocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome,
             format!("sizeGB {size}: use 30, 100 or 300"),
         );
     }
-    let (n, gb, qn, qgb): (i64, i64, Option<i64>, Option<i64>) = conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM volumes WHERE customer_id = ?1),
-                (SELECT COALESCE(SUM(size_gb), 0) FROM volumes WHERE customer_id = ?1),
-                (SELECT volumes FROM quotas WHERE customer_id = ?1),
-                (SELECT volume_gb FROM quotas WHERE customer_id = ?1)",
-        [ctx.caller.customer_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    let (qn, qgb) = (qn.unwrap_or(0), qgb.unwrap_or(0));
+    let used = conn.usage(ctx.caller.customer_id, None)?;
+    let limits = conn.limits(ctx.caller.customer_id)?;
+    let (n, gb, qn, qgb) = (
+        used.volumes,
+        used.volume_gb,
+        limits.volumes,
+        limits.volume_gb,
+    );
     if n + 1 > qn {
         return fail(
             ErrorType::QuotaExceeded,

@@ -12,6 +12,7 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::requests::command_status;
 use super::{Ctx, Outcome, Pending};
 use crate::inventory::Tx;
+use crate::inventory::quotas::Quotas;
 use crate::inventory::record_event;
 use crate::jobs::complete::VM_STATES;
 use crate::util::now_rfc3339;
@@ -154,25 +155,12 @@ fn check_vm_room(
     add: (i64, i64),
     except: Option<i64>,
 ) -> Result<(), ApiError> {
-    let except = except.unwrap_or(-1);
-    let (n, vcpu, mem): (i64, i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(t.vcpus), 0), COALESCE(SUM(t.memory_mb), 0)
-         FROM vms v JOIN vm_types t ON t.name = v.vm_type WHERE v.customer_id = ?1 AND v.id != ?2",
-        params![ctx.caller.customer_id, except],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
-    let quota: Option<(i64, i64, i64)> = conn
-        .query_row(
-            "SELECT vms, vcpu, memory_mb FROM quotas WHERE customer_id = ?1",
-            [ctx.caller.customer_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let (qn, qcpu, qmem) = quota.unwrap_or((0, 0, 0));
+    let used = conn.usage(ctx.caller.customer_id, except)?;
+    let limits = conn.limits(ctx.caller.customer_id)?;
     for (what, used, adding, limit) in [
-        ("vms", n, 1, qn),
-        ("vcpu", vcpu, add.0, qcpu),
-        ("memoryMB", mem, add.1, qmem),
+        ("vms", used.vms, 1, limits.vms),
+        ("vcpu", used.vcpu, add.0, limits.vcpu),
+        ("memoryMB", used.memory_mb, add.1, limits.memory_mb),
     ] {
         if used + adding > limit {
             return fail(
@@ -183,16 +171,8 @@ fn check_vm_room(
             );
         }
     }
-    let (cap_cpu, cap_mem, used_cpu, used_mem): (i64, i64, i64, i64) = conn.query_row(
-        "SELECT
-           (SELECT COALESCE(SUM(vcpus), 0) FROM machines WHERE kind = 'hypervisor' AND state = 'ready'),
-           (SELECT COALESCE(SUM(memory_mb), 0) FROM machines WHERE kind = 'hypervisor' AND state = 'ready'),
-           (SELECT COALESCE(SUM(t.vcpus), 0) FROM vms v JOIN vm_types t ON t.name = v.vm_type WHERE v.id != ?1),
-           (SELECT COALESCE(SUM(t.memory_mb), 0) FROM vms v JOIN vm_types t ON t.name = v.vm_type WHERE v.id != ?1)",
-        [except],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
-    if used_cpu + add.0 > cap_cpu || used_mem + add.1 > cap_mem {
+    let cap = conn.capacity(except)?;
+    if cap.used_vcpu + add.0 > cap.vcpu || cap.used_memory_mb + add.1 > cap.memory_mb {
         return fail(
             ErrorType::ResourceExhausted,
             "no hypervisor capacity left for this vmType; try a smaller type or later",

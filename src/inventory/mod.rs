@@ -31,6 +31,7 @@ pub mod leases;
 pub mod machines;
 pub mod networks;
 pub mod queries;
+pub mod quotas;
 pub mod requests;
 pub mod site;
 pub mod sqlite;

@@ -11,6 +11,7 @@ mod leases;
 mod machines;
 mod networks;
 mod queries;
+mod quotas;
 mod requests;
 mod switches;
 mod vms;
