@@ -2,6 +2,7 @@
 # TFTP throughput: nhn against tftpd-hpa and dnsmasq, same namespaces, same files, one run.
 #
 #   sudo bench/tftp.sh            # SIZE_MB=100 file; STORM=200 concurrent fetches of a 30 MB initrd
+#   sudo SINGLE=0 STORM=100 ORDER="tftpd-hpa nhn" bench/tftp.sh   # the storm only, peer first
 #
 # Transfers (MB = 10^6 bytes, every copy checked with sha256):
 #   tftp-hpa client, default block size (512, lock-step)      — every server
@@ -14,6 +15,8 @@ cd "$(dirname "$0")/.."
 NHN=${NHN:-target/release/nhn}
 SIZE_MB=${SIZE_MB:-100}
 STORM=${STORM:-200}
+SINGLE=${SINGLE:-1}           # 0: skip the single transfers, run the storm only
+ORDER=${ORDER:-nhn tftpd-hpa} # storm order; alternate it between runs on a shared machine
 NSP=nhnbt$$; S=$NSP-s; C=$NSP-c; SRV=10.79.0.1
 D=$(mktemp -d /tmp/nhn-bench-tftp.XXXXXX)
 SPID=""
@@ -23,8 +26,11 @@ done
 [ -x "$NHN" ] || { echo "no $NHN: cargo build --release first" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 2; }
 
+CG=/sys/fs/cgroup/cpuacct/$NSP
+cgexec_clients() { sh -c 'echo $$ > "$0/clients/cgroup.procs" && exec "$@"' "$CG" "$@"; }
+uncgroup() { for g in server clients; do [ -d "$CG/$g" ] && rmdir "$CG/$g" 2>/dev/null; done; rmdir "$CG" 2>/dev/null || true; }
 stop_server() { if [ -n "$SPID" ]; then kill -TERM -- "-$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=""; fi; }
-cleanup() { stop_server; ip netns del $S 2>/dev/null || true; ip netns del $C 2>/dev/null || true; rm -rf "$D"; }
+cleanup() { stop_server; uncgroup; ip netns del $S 2>/dev/null || true; ip netns del $C 2>/dev/null || true; rm -rf "$D"; }
 trap cleanup EXIT INT TERM
 
 ip netns add $S; ip netns add $C
@@ -66,6 +72,7 @@ timed() {
 
 declare -A R
 for srv in nhn tftpd-hpa dnsmasq; do
+  [ "$SINGLE" = 0 ] && break
   start $srv
   R[$srv,hpa512]=$(timed "$srv hpa" "$BIG_SUM" tftp -m binary $SRV -c get big.bin "$D/out/f")
   R[$srv,curl1468]=$(timed "$srv curl" "$BIG_SUM" curl -sS --tftp-blksize 1468 -o "$D/out/f" tftp://$SRV/big.bin)
@@ -82,19 +89,25 @@ done
 storm() {
   local srv=$1 pids=() bad=0
   start $srv
+  # CPU accounting: the server (its threads and forked children) and the clients, each in a
+  # cpuacct cgroup of their own; the machine is shared, so CPU-seconds are steadier than wall time.
+  mkdir -p "$CG/server" "$CG/clients"
+  echo 0 > "$CG/server/cpuacct.usage"; echo 0 > "$CG/clients/cpuacct.usage"
+  echo "$SPID" > "$CG/server/cgroup.procs"
   local t0 t1; t0=$(date +%s.%N)
   for i in $(seq "$STORM"); do
-    ip netns exec $C curl -sS --tftp-blksize 1468 -o "$D/out/s$i" tftp://$SRV/initrd.img 2>>"$D/storm.log" & pids+=($!)
+    cgexec_clients ip netns exec $C curl -sS --tftp-blksize 1468 -o "$D/out/s$i" tftp://$SRV/initrd.img 2>>"$D/storm.log" & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || bad=$((bad+1)); done
   t1=$(date +%s.%N)
+  local scpu ccpu; scpu=$(cat "$CG/server/cpuacct.usage"); ccpu=$(cat "$CG/clients/cpuacct.usage")
   stop_server
   for i in $(seq "$STORM"); do [ "$(sha256sum < "$D/out/s$i")" = "$INITRD_SUM" ] || bad=$((bad+1)); rm -f "$D/out/s$i"; done
-  python3 -c "print(f'$srv: $STORM x 30 MB at once: {$t1 - $t0:.1f} s, $bad failed or corrupt')"
+  python3 -c "print(f'$srv: $STORM x 30 MB at once: {$t1 - $t0:.1f} s, CPU server {$scpu / 1e9:.1f} s clients {$ccpu / 1e9:.1f} s, $bad failed or corrupt')"
 }
 echo
-storm nhn
-storm tftpd-hpa
+for srv in $ORDER; do storm "$srv"; done
+[ "$SINGLE" = 0 ] && exit 0
 
 python3 - "${R[nhn,hpa512]}" "${R[tftpd-hpa,hpa512]}" "${R[dnsmasq,hpa512]}" "${R[nhn,curl1468]}" "${R[tftpd-hpa,curl1468]}" "${R[dnsmasq,curl1468]}" "${R[nhn,win16]}" "${R[nhn,win64]}" <<'PY'
 import sys

@@ -1,5 +1,5 @@
-//! The TFTP server: a listener per configured address and one tokio task per transfer, each on
-//! its own socket connected to the client (the RFC 1350 transfer ID). Read-only.
+//! The TFTP server: a listener per configured address on tokio, and a thread per transfer with
+//! a blocking socket connected to the client (the RFC 1350 transfer ID). Read-only.
 //!
 //! Per transfer: negotiate options (blksize RFC 2348, tsize and timeout RFC 2349, windowsize
 //! RFC 7440) with an OACK; a client that answers the OACK with an ERROR (the usual "tsize
@@ -8,14 +8,23 @@
 //! at most `retries` times. Duplicate ACKs are ignored (no Sorcerer's Apprentice). Block numbers
 //! roll over past 65535 so files of any size work. Concurrent transfers are capped; the files
 //! come from [`BootRoot`]'s shared in-memory cache.
+//!
+//! Why a thread per transfer and not a task: a boot storm is lock-step clients, each waiting for
+//! our next block, and the kernel's UDP send path is most of the server's cost (see
+//! bench/README.md). With tasks, every transfer queued behind the runtime's two or so worker
+//! threads, and on a busy machine the whole storm got the CPU share of those few threads; with a
+//! thread each, a transfer whose ACK has arrived is runnable on its own, as in tftpd-hpa's
+//! process per transfer. Per block the thread makes two system calls (send, then a blocking
+//! recv); the receive timeout is re-armed only when a deadline needs it. The request, the file
+//! load and errors before the data phase stay on the runtime.
 
-use std::net::SocketAddr;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::packet::{self, ErrorCode, Mode, Request, Transfer};
@@ -91,7 +100,7 @@ pub async fn start(
     let mut listeners = JoinSet::new();
     let sessions = Arc::new(Semaphore::new(cfg.max_sessions.max(1)));
     for addr in &cfg.listen {
-        let sock = UdpSocket::bind(addr).await.map_err(|e| {
+        let sock = tokio::net::UdpSocket::bind(addr).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot listen for TFTP on {addr}: {e}"))
         })?;
         tracing::info!(%addr, "TFTP listening");
@@ -128,12 +137,10 @@ pub async fn start(
                                 .await;
                             continue;
                         };
+                        let session = Session::new(permit);
                         let (cfg, root, shutdown) = (cfg.clone(), root.clone(), shutdown.clone());
                         tokio::spawn(async move {
-                            metrics::gauge!("nhn_tftp_active_sessions").increment(1.0);
-                            transfer(&cfg, &root, local, peer, t, shutdown).await;
-                            metrics::gauge!("nhn_tftp_active_sessions").decrement(1.0);
-                            drop(permit);
+                            transfer(&cfg, &root, local, peer, t, shutdown, session).await;
                         });
                     }
                     Ok(Request::Write(_)) => {
@@ -176,6 +183,27 @@ enum End {
     Shutdown,
 }
 
+/// One admitted transfer: holds its place under `max_sessions` and counts in the
+/// active-sessions gauge until dropped, wherever the transfer ends.
+struct Session {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    fn new(permit: OwnedSemaphorePermit) -> Session {
+        metrics::gauge!("nhn_tftp_active_sessions").increment(1.0);
+        Session { _permit: permit }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        metrics::gauge!("nhn_tftp_active_sessions").decrement(1.0);
+    }
+}
+
+/// Opens the transfer's socket and loads the file on the runtime, then hands the data phase
+/// to a thread of its own (see the module docs for why).
 async fn transfer(
     cfg: &TftpConfig,
     root: &BootRoot,
@@ -183,17 +211,19 @@ async fn transfer(
     peer: SocketAddr,
     req: Transfer,
     shutdown: watch::Receiver<bool>,
+    session: Session,
 ) {
     metrics::counter!("nhn_tftp_sessions_total").increment(1);
-    // A fresh port per transfer, on the address the request reached.
+    // A fresh port per transfer, on the address the request reached. Binding and connecting a
+    // UDP socket do not block.
     let bind: SocketAddr = match local {
         Some(l) => SocketAddr::new(l.ip(), 0),
         None => SocketAddr::from(([0, 0, 0, 0], 0)),
     };
-    let Ok(sock) = UdpSocket::bind(bind).await else {
+    let Ok(sock) = UdpSocket::bind(bind) else {
         return;
     };
-    if sock.connect(peer).await.is_err() {
+    if sock.connect(peer).is_err() {
         return;
     }
     let data = match root.load(&req.filename).await {
@@ -207,65 +237,129 @@ async fn transfer(
             };
             metrics::counter!("nhn_tftp_errors_total", "reason" => reason).increment(1);
             tracing::info!(%peer, file = %req.filename, error = %e, "TFTP request refused");
-            let _ = sock.send(&packet::error(code, &e.to_string())).await;
+            let _ = sock.send(&packet::error(code, &e.to_string()));
             return;
         }
     };
     let (params, acked) = negotiate(cfg, &req.options, data.len() as u64);
-    let end = send_file(&sock, &data, params, &acked, cfg.retries, shutdown).await;
-    match end {
-        End::Done => {
-            tracing::debug!(%peer, file = %req.filename, bytes = data.len(), "TFTP transfer done")
+    let retries = cfg.retries;
+    let spawned = std::thread::Builder::new()
+        .name("tftp-transfer".into())
+        .stack_size(TRANSFER_STACK)
+        .spawn(move || {
+            let end = send_file(&sock, &data, params, &acked, retries, &shutdown);
+            drop(session);
+            match end {
+                End::Done => {
+                    tracing::debug!(%peer, file = %req.filename, bytes = data.len(), "TFTP transfer done")
+                }
+                other => {
+                    let reason = match other {
+                        End::ClientError => "client_aborted",
+                        End::TimedOut => "timeout",
+                        _ => "shutdown",
+                    };
+                    metrics::counter!("nhn_tftp_errors_total", "reason" => reason).increment(1);
+                    tracing::debug!(%peer, file = %req.filename, ?other, "TFTP transfer ended early");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        metrics::counter!("nhn_tftp_errors_total", "reason" => "no_thread").increment(1);
+        tracing::warn!(%peer, error = %e, "cannot start a TFTP transfer thread; lower [tftp] max_sessions");
+    }
+}
+
+/// Stack of a transfer thread: the data phase keeps a receive buffer and one window's
+/// headers; the rest is room for logging.
+const TRANSFER_STACK: usize = 256 * 1024;
+
+/// Longest a transfer blocks in `recv` before it looks at the shutdown flag again.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
+
+/// The receiving side of one transfer's blocking socket: ACKs within a deadline, with the
+/// socket's receive timeout changed only when the deadline or the shutdown poll needs it (not
+/// once per block).
+struct Acks<'a> {
+    sock: &'a UdpSocket,
+    shutdown: &'a watch::Receiver<bool>,
+    buf: Vec<u8>,
+    /// The socket's current SO_RCVTIMEO (None: not set yet).
+    armed: Option<Duration>,
+}
+
+impl<'a> Acks<'a> {
+    fn new(sock: &'a UdpSocket, shutdown: &'a watch::Receiver<bool>) -> Acks<'a> {
+        Acks {
+            sock,
+            shutdown,
+            buf: vec![0u8; 1024],
+            armed: None,
         }
-        other => {
-            let reason = match other {
-                End::ClientError => "client_aborted",
-                End::TimedOut => "timeout",
-                _ => "shutdown",
-            };
-            metrics::counter!("nhn_tftp_errors_total", "reason" => reason).increment(1);
-            tracing::debug!(%peer, file = %req.filename, ?other, "TFTP transfer ended early");
+    }
+
+    /// Receives the next ACK (or learns the transfer is over) within `wait`; `None` on timeout.
+    /// Other packets from the client's port are ignored.
+    fn next(&mut self, wait: Duration) -> Option<Result<u16, End>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if *self.shutdown.borrow() {
+                return Some(Err(End::Shutdown));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                return None;
+            }
+            let slice = left.min(SHUTDOWN_POLL);
+            // Never block past the deadline; re-arm a longer wait only when the armed one has
+            // become much shorter than the slice (it was cut for an earlier deadline).
+            if self.armed.is_none_or(|a| a > left || a < slice / 2) {
+                if self.sock.set_read_timeout(Some(slice)).is_err() {
+                    return Some(Err(End::ClientError));
+                }
+                self.armed = Some(slice);
+            }
+            match self.sock.recv(&mut self.buf) {
+                Ok(n) => match packet::parse(&self.buf[..n]) {
+                    Ok(Request::Ack(b)) => return Some(Ok(b)),
+                    Ok(Request::Error(..)) => return Some(Err(End::ClientError)),
+                    _ => continue,
+                },
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(_) => return Some(Err(End::ClientError)),
+            }
         }
     }
 }
 
-/// Receives the next ACK (or learns the transfer is over) within `wait`; `None` on timeout.
-/// Other packets from the client's port are ignored.
-async fn next_ack(sock: &UdpSocket, buf: &mut [u8], wait: Duration) -> Option<Result<u16, End>> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, sock.recv(buf)).await {
-            Err(_) => return None,
-            Ok(Err(_)) => return Some(Err(End::ClientError)),
-            Ok(Ok(n)) => match packet::parse(&buf[..n]) {
-                Ok(Request::Ack(b)) => return Some(Ok(b)),
-                Ok(Request::Error(..)) => return Some(Err(End::ClientError)),
-                _ => continue,
-            },
-        }
-    }
-}
-
-async fn send_file(
+/// The data phase of one transfer, on its own thread with a blocking socket.
+fn send_file(
     sock: &UdpSocket,
-    data: &Bytes,
+    data: &[u8],
     p: Params,
     oack: &[(String, String)],
     retries: u32,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: &watch::Receiver<bool>,
 ) -> End {
-    let mut rbuf = vec![0u8; 1024];
+    let mut acks = Acks::new(sock, shutdown);
     let mut tries = 0;
     // Option acknowledgement: wait for ACK 0 (or the client's ERROR, e.g. after a tsize probe).
     if !oack.is_empty() {
         let pkt = packet::oack(oack);
         let mut resend = true;
         loop {
-            if resend && sock.send(&pkt).await.is_err() {
+            if resend && sock.send(&pkt).is_err() {
                 return End::ClientError;
             }
             resend = true;
-            match next_ack(sock, &mut rbuf, p.timeout).await {
+            match acks.next(p.timeout) {
                 Some(Ok(0)) => break,
                 Some(Ok(_)) => resend = false,
                 Some(Err(e)) => return e,
@@ -295,14 +389,14 @@ async fn send_file(
         if want == 1 {
             let (start, end) = block_range(data.len(), p.blksize, next);
             packet::data(&mut pkt, next as u16, &data[start..end]);
-            if sock.send(&pkt).await.is_err() {
+            if sock.send(&pkt).is_err() {
                 return End::ClientError;
             }
             sent_bytes += (end - start) as u64;
             next += 1;
         } else if want > 1 {
             // A window in one sendmmsg(2): one system call instead of `want`.
-            match send_blocks(sock, data, p.blksize, next, want).await {
+            match send_blocks(sock, data, p.blksize, next, want) {
                 Ok((n, bytes)) => {
                     next += n as u64;
                     sent_bytes += bytes;
@@ -310,11 +404,7 @@ async fn send_file(
                 Err(_) => return End::ClientError,
             }
         }
-        let got = tokio::select! {
-            _ = shutdown.changed() => return End::Shutdown,
-            g = next_ack(sock, &mut rbuf, p.timeout) => g,
-        };
-        match got {
+        match acks.next(p.timeout) {
             Some(Ok(b)) => {
                 // The ACK's block number, placed within the outstanding window (rollover-safe).
                 let offset = b.wrapping_sub((base - 1) as u16) as u64;
@@ -348,7 +438,7 @@ fn block_range(len: usize, blksize: usize, n: u64) -> (usize, usize) {
 
 /// Sends blocks `first..first + count` with sendmmsg(2), each as a 4-byte header plus a slice
 /// of the file (no copy). Returns how many were sent and their payload bytes.
-async fn send_blocks(
+fn send_blocks(
     sock: &UdpSocket,
     data: &[u8],
     blksize: usize,
@@ -365,54 +455,50 @@ async fn send_blocks(
     let ranges: Vec<(usize, usize)> = (0..count as u64)
         .map(|i| block_range(data.len(), blksize, first + i))
         .collect();
+    let mut iov: Vec<[libc::iovec; 2]> = headers
+        .iter()
+        .zip(&ranges)
+        .map(|(h, (s, e))| {
+            [
+                libc::iovec {
+                    iov_base: h.as_ptr() as *mut libc::c_void,
+                    iov_len: 4,
+                },
+                libc::iovec {
+                    iov_base: data[*s..*e].as_ptr() as *mut libc::c_void,
+                    iov_len: e - s,
+                },
+            ]
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iov
+        .iter_mut()
+        .map(|v| {
+            // SAFETY: mmsghdr is plain C data for which all-zero bytes are a valid value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v.as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 2;
+            m
+        })
+        .collect();
     loop {
-        sock.writable().await?;
-        let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut iov: Vec<[libc::iovec; 2]> = headers
-                .iter()
-                .zip(&ranges)
-                .map(|(h, (s, e))| {
-                    [
-                        libc::iovec {
-                            iov_base: h.as_ptr() as *mut libc::c_void,
-                            iov_len: 4,
-                        },
-                        libc::iovec {
-                            iov_base: data[*s..*e].as_ptr() as *mut libc::c_void,
-                            iov_len: e - s,
-                        },
-                    ]
-                })
-                .collect();
-            // SAFETY: every pointer refers to `headers`, `data` or `iov`, all alive for the call;
-            // the socket is connected, so the messages need no address.
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v.as_mut_ptr();
-                    m.msg_hdr.msg_iovlen = 2;
-                    m
-                })
-                .collect();
-            let rc = unsafe {
-                libc::sendmmsg(
-                    sock.as_raw_fd(),
-                    msgs.as_mut_ptr(),
-                    msgs.len() as libc::c_uint,
-                    0,
-                )
-            };
-            if rc < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(rc as usize)
-            }
-        });
-        match sent {
-            Ok(n) => return Ok((n, ranges[..n].iter().map(|(s, e)| (e - s) as u64).sum())),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+        // SAFETY: every pointer refers to `headers`, `data`, `iov` or `msgs`, all alive for the
+        // call; the socket is connected, so the messages need no address.
+        let rc = unsafe {
+            libc::sendmmsg(
+                sock.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                msgs.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc >= 0 {
+            let n = rc as usize;
+            return Ok((n, ranges[..n].iter().map(|(s, e)| (e - s) as u64).sum()));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
@@ -472,6 +558,59 @@ mod tests {
         );
         assert_eq!((p.blksize, p.windowsize), (512, 1));
         assert!(ack.is_empty());
+    }
+
+    /// A transfer of `data` to a client socket on loopback, on its own thread as the server runs
+    /// it; returns the client socket, the shutdown sender and the transfer's thread.
+    fn transfer_to_loopback(
+        data: &'static [u8],
+        timeout: Duration,
+    ) -> (UdpSocket, watch::Sender<bool>, std::thread::JoinHandle<End>) {
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(client.local_addr().unwrap()).unwrap();
+        client.connect(sock.local_addr().unwrap()).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let p = Params {
+            blksize: 512,
+            windowsize: 1,
+            timeout,
+        };
+        let t = std::thread::spawn(move || send_file(&sock, data, p, &[], 5, &shutdown));
+        (client, stop, t)
+    }
+
+    #[test]
+    fn shutdown_ends_a_transfer_that_waits_for_a_silent_client() {
+        let (client, stop, t) = transfer_to_loopback(b"data", Duration::from_secs(60));
+        let mut buf = [0u8; 600];
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"\0\x03\0\x01data");
+        let asked = Instant::now();
+        stop.send(true).unwrap();
+        assert_eq!(t.join().unwrap(), End::Shutdown);
+        assert!(asked.elapsed() < SHUTDOWN_POLL * 2, "{:?}", asked.elapsed());
+    }
+
+    #[test]
+    fn an_unacknowledged_block_is_resent_after_the_timeout_not_the_shutdown_poll() {
+        // 300 ms: one 250 ms receive slice, then one cut to the deadline.
+        let (client, _stop, t) = transfer_to_loopback(b"data", Duration::from_millis(300));
+        let mut buf = [0u8; 600];
+        client.recv(&mut buf).unwrap();
+        let sent = Instant::now();
+        let n = client.recv(&mut buf).unwrap();
+        let gap = sent.elapsed();
+        assert_eq!(&buf[..n], b"\0\x03\0\x01data", "the same block again");
+        assert!(
+            gap >= Duration::from_millis(290) && gap < Duration::from_millis(600),
+            "{gap:?}"
+        );
+        client.send(&[0, 4, 0, 1]).unwrap();
+        assert_eq!(t.join().unwrap(), End::Done);
     }
 
     #[test]
