@@ -92,8 +92,10 @@ impl Requests for Tx<'_> {
             .conn
             .prepare_cached(
                 "SELECT
-                    (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status = 'queued'),
-                    (SELECT COUNT(*) FROM requests WHERE customer_id = ?1 AND status IN ('queued', 'running')),
+                    (SELECT COUNT(*) FROM requests INDEXED BY requests_status
+                      WHERE status IN ('queued', 'running') AND status = 'queued' AND customer_id = ?1),
+                    (SELECT COUNT(*) FROM requests INDEXED BY requests_status
+                      WHERE status IN ('queued', 'running') AND customer_id = ?1),
                     (SELECT pending_requests FROM quotas WHERE customer_id = ?1)",
             )?
             .query_row([customer_id], |r| {
