@@ -19,12 +19,14 @@ pub fn now_rfc3339() -> String {
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC); instants beyond jiff's range (years
 /// -9999..=9999) are clamped to it.
 pub fn rfc3339(unix: i64) -> String {
-    let t = jiff::Timestamp::from_second(unix).unwrap_or(if unix < 0 {
-        jiff::Timestamp::MIN
-    } else {
-        jiff::Timestamp::MAX
-    });
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    let (min, max) = (
+        jiff::Timestamp::MIN.as_second() + 1,
+        jiff::Timestamp::MAX.as_second() - 1,
+    );
+    let t = jiff::Timestamp::from_second(unix.clamp(min, max)).unwrap_or_default();
+    // Whole seconds print without a fraction; jiff's RFC 3339 printer needs no format string
+    // (this runs for every API call).
+    t.to_string()
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SSZ` (exactly the form [`rfc3339`] writes: UTC, no fraction, no
@@ -67,5 +69,10 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_276_131_723), "2010-06-10T01:02:03Z");
         assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+        let far = rfc3339(i64::MAX);
+        assert!(
+            far.starts_with("9999-") && far.ends_with('Z') && !far.contains('.'),
+            "{far}"
+        );
     }
 }

@@ -29,10 +29,8 @@ pub struct Interface {
     pub addrs: Vec<(Ipv4Addr, u8)>,
 }
 
-/// Looks an interface up by name (getifaddrs). Errors say what to fix.
-pub fn interface(name: &str) -> io::Result<Interface> {
-    let mut addrs = Vec::new();
-    let mut found = false;
+/// Calls `f` with every getifaddrs entry of interface `name` (one per address family).
+fn for_each_addr(name: &str, mut f: impl FnMut(&libc::ifaddrs)) -> io::Result<()> {
     // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
     unsafe {
         let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
@@ -43,14 +41,27 @@ pub fn interface(name: &str) -> io::Result<Interface> {
         while !cur.is_null() {
             let ifa = &*cur;
             cur = ifa.ifa_next;
-            if ifa.ifa_name.is_null()
-                || std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes()
+            if !ifa.ifa_name.is_null()
+                && std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() == name.as_bytes()
             {
-                continue;
+                f(ifa);
             }
-            found = true;
+        }
+        libc::freeifaddrs(head);
+    }
+    Ok(())
+}
+
+/// Looks an interface up by name (getifaddrs). Errors say what to fix.
+pub fn interface(name: &str) -> io::Result<Interface> {
+    let mut addrs = Vec::new();
+    let mut found = false;
+    for_each_addr(name, |ifa| {
+        found = true;
+        // SAFETY: getifaddrs' entries point at sockaddrs of the family they name.
+        unsafe {
             if ifa.ifa_addr.is_null() || i32::from((*ifa.ifa_addr).sa_family) != libc::AF_INET {
-                continue;
+                return;
             }
             let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
@@ -62,8 +73,7 @@ pub fn interface(name: &str) -> io::Result<Interface> {
             };
             addrs.push((ip, len));
         }
-        libc::freeifaddrs(head);
-    }
+    })?;
     if !found {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -251,22 +261,12 @@ pub fn ipv6_link(name: &str) -> io::Result<Ipv6Link> {
         ));
     }
     let (mut mac, mut link_local) = ([0u8; 6], None);
-    // SAFETY: getifaddrs allocates a list we walk read-only and free with freeifaddrs.
-    unsafe {
-        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-        if libc::getifaddrs(&mut head) != 0 {
-            return Err(io::Error::last_os_error());
+    for_each_addr(name, |ifa| {
+        if ifa.ifa_addr.is_null() {
+            return;
         }
-        let mut cur = head;
-        while !cur.is_null() {
-            let ifa = &*cur;
-            cur = ifa.ifa_next;
-            if ifa.ifa_name.is_null()
-                || ifa.ifa_addr.is_null()
-                || std::ffi::CStr::from_ptr(ifa.ifa_name).to_bytes() != name.as_bytes()
-            {
-                continue;
-            }
+        // SAFETY: getifaddrs' entries point at sockaddrs of the family they name.
+        unsafe {
             match i32::from((*ifa.ifa_addr).sa_family) {
                 libc::AF_PACKET => {
                     let ll = &*(ifa.ifa_addr as *const libc::sockaddr_ll);
@@ -284,8 +284,7 @@ pub fn ipv6_link(name: &str) -> io::Result<Ipv6Link> {
                 _ => {}
             }
         }
-        libc::freeifaddrs(head);
-    }
+    })?;
     Ok(Ipv6Link {
         index,
         mac,

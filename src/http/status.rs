@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use crate::inventory::queries::{self, Counts};
 use crate::inventory::site::{SiteFile, store};
+use crate::inventory::vms::{VmOverview, Vms};
 use crate::inventory::{self, Tx};
-use crate::jobs::hosts::{self, HostRow, VmRow};
+use crate::jobs::hosts::{self, HostRow};
 use crate::switch::status::{self as switch_status, SwitchStatus};
 
 pub struct Page {
@@ -14,7 +15,7 @@ pub struct Page {
     site: SiteFile,
     switches: Vec<SwitchStatus>,
     hosts: Vec<HostRow>,
-    vms: Vec<VmRow>,
+    vms: Vec<VmOverview>,
 }
 
 pub fn gather(tx: &Tx<'_>) -> inventory::Result<Page> {
@@ -23,7 +24,7 @@ pub fn gather(tx: &Tx<'_>) -> inventory::Result<Page> {
         site: store::export(tx)?,
         switches: switch_status::all(tx)?,
         hosts: hosts::list(tx)?,
-        vms: hosts::vms(tx)?,
+        vms: tx.overview()?,
     })
 }
 

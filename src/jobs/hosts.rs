@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::complete::VM_STATES;
 pub use crate::facility::agent::{HostReport, VmReport};
 use crate::inventory::hosts::{AgentRecord, Hosts};
-use crate::inventory::vms::{VmOverview, Vms};
+use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
 use crate::util::unix_now;
 
@@ -170,13 +170,6 @@ pub fn list(tx: &Tx<'_>) -> inventory::Result<Vec<HostRow>> {
             })
         })
         .collect()
-}
-
-/// Every VM with its state, host and reason, for the status page.
-pub type VmRow = VmOverview;
-
-pub fn vms(tx: &Tx<'_>) -> inventory::Result<Vec<VmRow>> {
-    tx.overview()
 }
 
 /// A count per state, every state listed (zeros included).
