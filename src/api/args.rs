@@ -7,6 +7,7 @@ use dxr::Value;
 use sha2::{Digest, Sha256};
 
 use super::fault::{ApiError, ErrorType, fail};
+use crate::inventory::{Page, Window};
 
 /// A struct of XML-RPC values, as the API returns them.
 pub use crate::codec::{Struct, s, st};
@@ -150,7 +151,7 @@ impl Args {
     }
 
     /// `offset`/`limit` of list calls: defaults 0 and 100, limit at most 1000.
-    pub fn page(&self) -> Result<(i64, i64), ApiError> {
+    pub fn page(&self) -> Result<Window, ApiError> {
         let offset = self.opt_int("offset")?.unwrap_or(0);
         let limit = self.opt_int("limit")?.unwrap_or(100);
         if offset < 0 {
@@ -162,7 +163,7 @@ impl Args {
                 format!("limit must be between 1 and 1000, got {limit}"),
             );
         }
-        Ok((offset, limit))
+        Ok(Window { offset, limit })
     }
 
     /// The idempotency token of allocate* and async calls, if given.
@@ -191,8 +192,21 @@ impl Args {
     }
 }
 
-/// Builds a response struct: `st([("vmId", s(id)), ...])`.
 /// An int member; values beyond i4 are clamped (the API only sends small counts and sizes).
 pub fn int(v: i64) -> Value {
     Value::Integer(i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX }))
+}
+
+/// A list method's answer: `{totalCount, <member>: [...]}` with each item shaped by `shape`.
+pub fn list<T>(member: &str, page: Page<T>, shape: impl FnMut(T) -> Struct) -> Struct {
+    let items = page
+        .items
+        .into_iter()
+        .map(shape)
+        .map(Value::Struct)
+        .collect();
+    st([
+        ("totalCount", int(page.total)),
+        (member, Value::Array(items)),
+    ])
 }

@@ -103,16 +103,6 @@ pub fn fail<T>(kind: ErrorType, message: impl Into<String>) -> Result<T, ApiErro
     Err(ApiError::new(kind, message))
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> Self {
-        tracing::error!(error = %e, "database error in an API call");
-        ApiError::new(
-            ErrorType::InternalError,
-            "the inventory could not complete the call; retry later, and tell the operator if it persists",
-        )
-    }
-}
-
 impl From<crate::inventory::Error> for ApiError {
     fn from(e: crate::inventory::Error) -> Self {
         tracing::error!(error = %e, "inventory error in an API call");

@@ -4,7 +4,7 @@
 //! the VM to `configuring` and queues an async request carrying the arguments for the facility.
 
 use crate::inventory::images::Images;
-use crate::inventory::vms::Vms;
+use crate::inventory::vms::{Disk1, Vms};
 use base64::Engine;
 
 use super::args::{Args, Struct};
@@ -40,7 +40,7 @@ fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome,
                 ),
             );
         }
-        Some((_, None)) => {
+        Some(Disk1 { image_id: None, .. }) => {
             return fail(
                 ErrorType::InvalidStatus,
                 format!(
@@ -49,7 +49,10 @@ fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome,
                 ),
             );
         }
-        Some((_, Some(image))) => image,
+        Some(Disk1 {
+            image_id: Some(image),
+            ..
+        }) => image,
     };
     match conn.init_support(image)? {
         Some((true, _)) => start_async(conn, ctx, vm, "configuring", Struct::new()),

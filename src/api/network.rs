@@ -8,48 +8,29 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use dxr::Value;
-use rusqlite::{OptionalExtension, params};
 
-use super::args::{Args, Struct, int, s, st};
+use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
-use crate::inventory::Tx;
+use crate::inventory::networks::{IpPool, NetworkRecord, Networks, NewNetwork, Nic};
 use crate::inventory::quotas::Quotas;
-use crate::inventory::record_event;
+use crate::inventory::resources::Resource;
+use crate::inventory::vms::Vms;
+use crate::inventory::{Tx, record_event};
 use crate::net::Ipv4Net;
-use crate::util::now_rfc3339;
+use crate::util::unix_now;
 
 /// The customer network kinds.
 pub const KINDS: [&str; 3] = ["L2EX", "L3EX", "L3SH"];
 
 /// A customer network row.
-pub struct Network {
-    pub id: i64,
-    pub public_id: String,
-    pub kind: String,
-    pub subnet: Option<String>,
-    pub ip_pool_id: Option<i64>,
-}
+pub type Network = NetworkRecord;
 
 /// The caller's network; infrastructure networks and other customers' are NotFound.
 pub fn find_network(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<Network, ApiError> {
-    conn.query_row(
-        "SELECT id, public_id, kind, subnet, ip_pool_id FROM networks
-         WHERE public_id = ?1 AND customer_id = ?2 AND kind != 'infra'",
-        params![public_id, ctx.caller.customer_id],
-        |r| {
-            Ok(Network {
-                id: r.get(0)?,
-                public_id: r.get(1)?,
-                kind: r.get(2)?,
-                subnet: r.get(3)?,
-                ip_pool_id: r.get(4)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("network {public_id}")))
+    conn.customer_network(ctx.caller.customer_id, public_id)?
+        .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("network {public_id}")))
 }
 
 pub fn check_nic_device(device: &str) -> Result<(), ApiError> {
@@ -72,7 +53,7 @@ pub fn parse_ip(name: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
 }
 
 pub fn get_network_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
-    let (offset, limit) = args.page()?;
+    let window = args.page()?;
     let kind = args.opt_str("networkType")?;
     if let Some(k) = kind
         && !KINDS.contains(&k)
@@ -82,81 +63,51 @@ pub fn get_network_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct,
             format!("networkType {k:?}: use L2EX, L3EX or L3SH"),
         );
     }
-    let total: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM networks WHERE customer_id = ?1 AND kind != 'infra' AND (?2 IS NULL OR kind = ?2)",
-        params![ctx.caller.customer_id, kind],
-        |r| r.get(0),
-    )?;
-    let list = conn
-        .prepare_cached(
-            "SELECT public_id, kind, COALESCE(subnet, ''), comment FROM networks
-             WHERE customer_id = ?1 AND kind != 'infra' AND (?2 IS NULL OR kind = ?2)
-             ORDER BY id LIMIT ?3 OFFSET ?4",
-        )?
-        .query_map(params![ctx.caller.customer_id, kind, limit, offset], |r| {
-            Ok(Value::Struct(st([
-                ("networkId", s(r.get::<_, String>(0)?)),
-                ("networkType", s(r.get::<_, String>(1)?)),
-                ("subnet", s(r.get::<_, String>(2)?)),
-                ("comment", s(r.get::<_, String>(3)?)),
-            ])))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(st([
-        ("totalCount", int(total)),
-        ("networkList", Value::Array(list)),
-    ]))
+    let page = conn.network_page(ctx.caller.customer_id, kind, window)?;
+    Ok(list("networkList", page, |n| {
+        st([
+            ("networkId", s(n.public_id)),
+            ("networkType", s(n.kind)),
+            ("subnet", s(n.subnet)),
+            ("comment", s(n.comment)),
+        ])
+    }))
 }
 
 pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
-    let (gateway, comment, created): (Option<String>, String, String) = conn.query_row(
-        "SELECT gateway, comment, created_at FROM networks WHERE id = ?1",
-        [net.id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
     let prefix_len = net
         .subnet
         .as_deref()
         .and_then(|p| p.parse::<Ipv4Net>().ok())
         .map_or(0, |p| i64::from(p.prefix_len()));
     let attachments = conn
-        .prepare_cached(
-            "SELECT v.public_id, n.device FROM nics n JOIN vms v ON v.id = n.vm_id
-             WHERE n.network_id = ?1 ORDER BY v.public_id, n.device",
-        )?
-        .query_map([net.id], |r| {
-            Ok(Value::Struct(st([
-                ("vmId", s(r.get::<_, String>(0)?)),
-                ("device", s(r.get::<_, String>(1)?)),
-            ])))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .attachments(net.id)?
+        .into_iter()
+        .map(|(vm, device)| Value::Struct(st([("vmId", s(vm)), ("device", s(device))])))
+        .collect();
     let mut info = st([
         ("networkId", s(&net.public_id)),
         ("networkType", s(&net.kind)),
         ("subnet", s(net.subnet.clone().unwrap_or_default())),
-        ("gateway", s(gateway.unwrap_or_default())),
+        ("gateway", s(net.gateway.clone().unwrap_or_default())),
         ("prefixLength", int(prefix_len)),
         ("attachments", Value::Array(attachments)),
-        ("comment", s(comment)),
-        ("createdAt", s(created)),
+        ("comment", s(&net.comment)),
+        ("createdAt", s(&net.created_at)),
     ]);
     if net.kind == "L3SH" {
         let addrs = conn
-            .prepare_cached(
-                "SELECT a.address, COALESCE(v.public_id, ''), COALESCE(n.device, '')
-                 FROM ip_addresses a LEFT JOIN nics n ON n.id = a.nic_id LEFT JOIN vms v ON v.id = n.vm_id
-                 WHERE a.network_id = ?1 ORDER BY a.id",
-            )?
-            .query_map([net.id], |r| {
-                Ok(Value::Struct(st([
-                    ("ipAddress", s(r.get::<_, String>(0)?)),
-                    ("vmId", s(r.get::<_, String>(1)?)),
-                    ("device", s(r.get::<_, String>(2)?)),
-                ])))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .addresses_on(net.id)?
+            .into_iter()
+            .map(|a| {
+                Value::Struct(st([
+                    ("ipAddress", s(a.address)),
+                    ("vmId", s(a.vm)),
+                    ("device", s(a.device)),
+                ]))
+            })
+            .collect();
         info.insert("ipAddresses".into(), Value::Array(addrs));
     }
     Ok(st([("network", Value::Struct(info))]))
@@ -164,17 +115,10 @@ pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct,
 
 /// The lowest VLAN of any customer VLAN pool that no network uses.
 fn free_vlan(conn: &Tx<'_>) -> Result<(i64, i64), ApiError> {
-    let used: HashSet<i64> = conn
-        .prepare("SELECT vlan FROM networks WHERE vlan IS NOT NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let pools: Vec<(i64, i64, i64)> = conn
-        .prepare("SELECT id, first_vlan, last_vlan FROM vlan_pools ORDER BY first_vlan")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (pool, first, last) in pools {
-        if let Some(v) = (first..=last).find(|v| !used.contains(v)) {
-            return Ok((pool, v));
+    let used: HashSet<i64> = conn.used_vlans()?.into_iter().collect();
+    for pool in conn.vlan_pools()? {
+        if let Some(v) = (pool.first..=pool.last).find(|v| !used.contains(v)) {
+            return Ok((pool.id, v));
         }
     }
     fail(
@@ -185,10 +129,7 @@ fn free_vlan(conn: &Tx<'_>) -> Result<(i64, i64), ApiError> {
 
 /// A free prefix of length `len` from an L3EX pool: `(pool id, subnet, gateway)`.
 fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Addr), ApiError> {
-    let pools: Vec<(i64, String, Option<String>, Option<i64>)> = conn
-        .prepare("SELECT id, prefix, gateway, default_prefix_length FROM ip_pools WHERE kind = 'L3EX' ORDER BY id")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let pools = conn.ip_pools("L3EX")?;
     if pools.is_empty() {
         return fail(
             ErrorType::ResourceExhausted,
@@ -196,17 +137,16 @@ fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Add
         );
     }
     let taken: Vec<Ipv4Net> = conn
-        .prepare(
-            "SELECT subnet FROM networks WHERE subnet IS NOT NULL AND kind IN ('L3EX', 'infra')",
-        )?
-        .query_map([], |r| r.get::<_, String>(0))?
-        .filter_map(|r| r.ok().and_then(|p| p.parse().ok()))
+        .routed_subnets()?
+        .iter()
+        .filter_map(|p| p.parse().ok())
         .collect();
-    for (pool, prefix, gateway, default_len) in pools {
+    for pool in pools {
+        let prefix = &pool.prefix;
         let Ok(pool_net) = prefix.parse::<Ipv4Net>() else {
             continue;
         };
-        let want = len.or(default_len).unwrap_or(29);
+        let want = len.or(pool.default_prefix_length).unwrap_or(29);
         if !(i64::from(pool_net.prefix_len())..=30).contains(&want) {
             return fail(
                 ErrorType::ParameterError,
@@ -217,7 +157,7 @@ fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Add
             );
         }
         let want = want as u8;
-        let pool_gw: Option<Ipv4Addr> = gateway.and_then(|g| g.parse().ok());
+        let pool_gw: Option<Ipv4Addr> = pool.gateway.as_deref().and_then(|g| g.parse().ok());
         let step = 1u64 << (32 - u32::from(want));
         let start = u64::from(u32::from(pool_net.network()));
         let end = u64::from(u32::from(pool_net.broadcast()));
@@ -229,7 +169,7 @@ fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Add
             let hits_gateway = pool_gw.is_some_and(|g| cand.contains(g));
             if !hits_gateway && !taken.iter().any(|t| t.overlaps(&cand)) {
                 let gw = Ipv4Addr::from(u32::from(cand.network()) + 1);
-                return Ok((pool, cand, gw));
+                return Ok((pool.id, cand, gw));
             }
             at += step;
         }
@@ -267,8 +207,7 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
             ),
         );
     }
-    let id = new_public_id(conn, "net", "networks")?;
-    let now = now_rfc3339();
+    let id = new_public_id(conn, Resource::Network)?;
     let (vlan, vlan_pool, ip_pool, subnet, gateway): (
         i64,
         Option<i64>,
@@ -292,14 +231,15 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
             )
         }
         _ => {
-            let shared: Option<(i64, String, Option<String>, Option<i64>)> = conn
-                .query_row(
-                    "SELECT id, prefix, gateway, vlan FROM ip_pools WHERE kind = 'L3SH' ORDER BY id LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?;
-            let Some((pool, prefix, gateway, Some(vlan))) = shared else {
+            let shared = conn.ip_pools("L3SH")?.into_iter().next();
+            let Some(IpPool {
+                id: pool,
+                prefix,
+                gateway,
+                vlan: Some(vlan),
+                ..
+            }) = shared
+            else {
                 return fail(
                     ErrorType::ResourceExhausted,
                     "the operator has no L3SH segment (an L3SH ip_pool with a VLAN)",
@@ -308,10 +248,19 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
             (vlan, None, Some(pool), Some(prefix), gateway)
         }
     };
-    conn.execute(
-        "INSERT INTO networks (public_id, name, kind, customer_id, vlan, vlan_pool_id, ip_pool_id, subnet, gateway, comment, created_at)
-         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![id, kind, ctx.caller.customer_id, vlan, vlan_pool, ip_pool, subnet, gateway, comment, now],
+    conn.insert_network(
+        &NewNetwork {
+            public_id: &id,
+            kind,
+            customer: ctx.caller.customer_id,
+            vlan,
+            vlan_pool,
+            ip_pool,
+            subnet: subnet.as_deref(),
+            gateway: gateway.as_deref(),
+            comment,
+        },
+        unix_now(),
     )?;
     record_event(conn, "network", &id)?;
     Ok(Outcome {
@@ -328,12 +277,7 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
 
 pub fn deallocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
-    let (attached, addresses): (i64, i64) = conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM nics WHERE network_id = ?1),
-                (SELECT COUNT(*) FROM ip_addresses WHERE network_id = ?1)",
-        [net.id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (attached, addresses) = conn.network_use(net.id)?;
     if attached > 0 {
         return fail(
             ErrorType::InvalidStatus,
@@ -352,7 +296,7 @@ pub fn deallocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outco
             ),
         );
     }
-    conn.execute("DELETE FROM networks WHERE id = ?1", [net.id])?;
+    conn.delete_network(net.id)?;
     record_event(conn, "network", &net.public_id)?;
     Ok(Outcome {
         response: st([("networkId", s(&net.public_id))]),
@@ -402,11 +346,14 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
             "this L3SH network has no address pool",
         );
     };
-    let (first, last, gateway): (Option<String>, Option<String>, Option<String>) = conn.query_row(
-        "SELECT range_first, range_last, gateway FROM ip_pools WHERE id = ?1",
-        [pool],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let IpPool {
+        range_first: first,
+        range_last: last,
+        gateway,
+        ..
+    } = conn
+        .ip_pool(pool)?
+        .ok_or_else(|| crate::inventory::Error::NotFound(format!("address pool {pool}")))?;
     let bound = |v: Option<String>| v.and_then(|a| a.parse::<Ipv4Addr>().ok()).map(u32::from);
     let (Some(first), Some(last)) = (bound(first), bound(last)) else {
         return fail(
@@ -416,13 +363,9 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
     };
     let gateway = bound(gateway);
     let used: HashSet<u32> = conn
-        .prepare("SELECT address FROM ip_addresses WHERE ip_pool_id = ?1")?
-        .query_map([pool], |r| r.get::<_, String>(0))?
-        .filter_map(|r| {
-            r.ok()
-                .and_then(|a| a.parse::<Ipv4Addr>().ok())
-                .map(u32::from)
-        })
+        .pool_addresses(pool)?
+        .iter()
+        .filter_map(|a| a.parse::<Ipv4Addr>().ok().map(u32::from))
         .collect();
     let picked: Vec<u32> = match wanted {
         Some(text) => {
@@ -459,10 +402,7 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
     let mut out = Vec::new();
     for ip in picked {
         let text = Ipv4Addr::from(ip).to_string();
-        conn.execute(
-            "INSERT INTO ip_addresses (address, network_id, ip_pool_id, customer_id) VALUES (?1, ?2, ?3, ?4)",
-            params![text, net.id, pool, ctx.caller.customer_id],
-        )?;
+        conn.insert_address(&text, net.id, pool, ctx.caller.customer_id)?;
         record_event(conn, "ip", &text)?;
         out.push(s(text));
     }
@@ -479,14 +419,7 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
 pub fn deallocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let net = find_network(conn, ctx, args.str("networkId")?)?;
     let ip = args.str("ipAddress")?;
-    let row: Option<(i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, nic_id FROM ip_addresses WHERE address = ?1 AND network_id = ?2 AND customer_id = ?3",
-            params![ip, net.id, ctx.caller.customer_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((id, nic)) = row else {
+    let Some((id, nic)) = conn.customer_address(ctx.caller.customer_id, net.id, ip)? else {
         return fail(
             ErrorType::NotFound,
             format!("address {ip} on network {}", net.public_id),
@@ -498,7 +431,7 @@ pub fn deallocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Ou
             format!("address {ip} is assigned to a NIC; removeIpAddress first"),
         );
     }
-    conn.execute("DELETE FROM ip_addresses WHERE id = ?1", [id])?;
+    conn.delete_address(id)?;
     record_event(conn, "ip", ip)?;
     Ok(Outcome {
         response: st([("ipAddress", s(ip))]),
@@ -516,12 +449,7 @@ fn new_mac(conn: &Tx<'_>) -> Result<String, ApiError> {
             "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             b[0], b[1], b[2], b[3], b[4]
         );
-        let taken: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM nics WHERE mac = ?1)",
-            [&mac],
-            |r| r.get(0),
-        )?;
-        if !taken {
+        if !conn.mac_taken(&mac)? {
             return Ok(mac);
         }
     }
@@ -537,11 +465,7 @@ pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     let device = args.str("device")?;
     check_nic_device(device)?;
     ensure_off(&vm, "attachNetwork")?;
-    let existing: Vec<(String, Option<i64>)> = conn
-        .prepare("SELECT device, network_id FROM nics WHERE vm_id = ?1")?
-        .query_map([vm.id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (dev, network) in existing {
+    for (dev, network) in conn.nics_of(vm.id)? {
         if dev == device {
             return fail(
                 ErrorType::Conflict,
@@ -562,10 +486,7 @@ pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
         }
     }
     let mac = new_mac(conn)?;
-    conn.execute(
-        "INSERT INTO nics (mac, vm_id, device, network_id) VALUES (?1, ?2, ?3, ?4)",
-        params![mac, vm.id, device, net.id],
-    )?;
+    conn.add_nic(vm.id, device, &mac, net.id)?;
     record_event(conn, "nic", &mac)?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
@@ -580,19 +501,12 @@ pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     })
 }
 
-/// The VM's NIC at `device`: `(nic id, mac, network row id)`.
-fn nic_at(
-    conn: &Tx<'_>,
-    vm_id: i64,
-    device: &str,
-) -> Result<Option<(i64, String, Option<i64>)>, ApiError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, mac, network_id FROM nics WHERE vm_id = ?1 AND device = ?2",
-            params![vm_id, device],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?)
+/// The public id and kind of the network a NIC is on (empty if none).
+fn network_of(conn: &Tx<'_>, nic: &Nic) -> Result<(String, String), ApiError> {
+    Ok(match nic.network {
+        Some(n) => conn.network_ref(n)?.unwrap_or_default(),
+        None => Default::default(),
+    })
 }
 
 pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -600,24 +514,15 @@ pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     let device = args.str("device")?;
     check_nic_device(device)?;
     ensure_off(&vm, "detachNetwork")?;
-    let Some((nic, mac, network)) = nic_at(conn, vm.id, device)? else {
+    let Some(nic) = conn.nic_at(vm.id, device)? else {
         return fail(
             ErrorType::NotFound,
             format!("no network on {device} of VM {}", vm.public_id),
         );
     };
-    let network_id: String = match network {
-        Some(n) => conn.query_row("SELECT public_id FROM networks WHERE id = ?1", [n], |r| {
-            r.get(0)
-        })?,
-        None => String::new(),
-    };
-    conn.execute(
-        "UPDATE ip_addresses SET nic_id = NULL WHERE nic_id = ?1",
-        [nic],
-    )?;
-    conn.execute("DELETE FROM nics WHERE id = ?1", [nic])?;
-    record_event(conn, "nic", &mac)?;
+    let (network_id, _) = network_of(conn, &nic)?;
+    conn.remove_nic(nic.id)?;
+    record_event(conn, "nic", &nic.mac)?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
         response: st([
@@ -635,16 +540,13 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
     let device = args.str("device")?;
     let ip = args.str("ipAddress")?;
     check_nic_device(device)?;
-    let Some((nic, mac, network)) = nic_at(conn, vm.id, device)? else {
+    let Some(nic) = conn.nic_at(vm.id, device)? else {
         return fail(
             ErrorType::NotFound,
             format!("no network on {device} of VM {}", vm.public_id),
         );
     };
-    let kind: String = match network {
-        Some(n) => conn.query_row("SELECT kind FROM networks WHERE id = ?1", [n], |r| r.get(0))?,
-        None => String::new(),
-    };
+    let (_, kind) = network_of(conn, &nic)?;
     if kind != "L3SH" {
         return fail(
             ErrorType::ParameterError,
@@ -654,13 +556,10 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
             ),
         );
     }
-    let row: Option<(i64, Option<i64>)> = conn
-        .query_row(
-            "SELECT id, nic_id FROM ip_addresses WHERE address = ?1 AND network_id = ?2 AND customer_id = ?3",
-            params![ip, network, ctx.caller.customer_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let row = match nic.network {
+        Some(network) => conn.customer_address(ctx.caller.customer_id, network, ip)?,
+        None => None,
+    };
     let Some((addr, assigned)) = row else {
         return fail(
             ErrorType::ParameterError,
@@ -675,11 +574,8 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
             format!("address {ip} is already assigned"),
         );
     }
-    conn.execute(
-        "UPDATE ip_addresses SET nic_id = ?2 WHERE id = ?1",
-        params![addr, nic],
-    )?;
-    record_event(conn, "nic", &mac)?;
+    conn.assign_address(addr, nic.id)?;
+    record_event(conn, "nic", &nic.mac)?;
     record_event(conn, "ip", ip)?;
     Ok(Outcome {
         response: st([
@@ -697,15 +593,12 @@ pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
     let device = args.str("device")?;
     let ip = args.str("ipAddress")?;
     check_nic_device(device)?;
-    let nic = nic_at(conn, vm.id, device)?;
+    let nic = conn.nic_at(vm.id, device)?;
     let changed = match &nic {
-        Some((nic, _, _)) => conn.execute(
-            "UPDATE ip_addresses SET nic_id = NULL WHERE address = ?1 AND nic_id = ?2",
-            params![ip, nic],
-        )?,
-        None => 0,
+        Some(nic) => conn.unassign_address(ip, nic.id)?,
+        None => false,
     };
-    if changed == 0 {
+    if !changed {
         return fail(
             ErrorType::NotFound,
             format!(
@@ -714,8 +607,8 @@ pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
             ),
         );
     }
-    if let Some((_, mac, _)) = nic {
-        record_event(conn, "nic", &mac)?;
+    if let Some(nic) = nic {
+        record_event(conn, "nic", &nic.mac)?;
     }
     record_event(conn, "ip", ip)?;
     Ok(Outcome {

@@ -2,69 +2,46 @@
 //! (getRequestIdInfo), comments on VMs, networks and volumes, and the caller's quota.
 
 use dxr::Value;
-use rusqlite::{OptionalExtension, params};
 
-use super::args::{Args, Struct, int, s, st};
+use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::request_info;
 use super::vm::check_comment;
 use super::{Ctx, Outcome};
-use crate::inventory::Tx;
+use crate::inventory::images::{ImageRecord, Images};
 use crate::inventory::quotas::{Amounts, Quotas};
-use crate::inventory::record_event;
+use crate::inventory::resources::{Resource, Resources};
+use crate::inventory::{Tx, record_event};
 
-fn image_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Struct> {
-    Ok(st([
-        ("imageId", s(r.get::<_, String>(0)?)),
-        ("name", s(r.get::<_, String>(1)?)),
-        ("os", s(r.get::<_, String>(2)?)),
-        ("osVersion", s(r.get::<_, String>(3)?)),
-        ("architecture", s(r.get::<_, String>(4)?)),
-        ("minDiskGB", int(r.get(5)?)),
-        ("initSupported", Value::Boolean(r.get(6)?)),
-    ]))
+fn image_summary(i: &ImageRecord) -> Struct {
+    st([
+        ("imageId", s(&i.public_id)),
+        ("name", s(&i.name)),
+        ("os", s(&i.os)),
+        ("osVersion", s(&i.os_version)),
+        ("architecture", s(&i.architecture)),
+        ("minDiskGB", int(i.min_disk_gb)),
+        ("initSupported", Value::Boolean(i.init_supported)),
+    ])
 }
 
-const IMAGE_COLUMNS: &str = "public_id, name, os, os_version, architecture, min_disk_gb, init_supported, description, created_at";
-
 pub fn get_image_list(conn: &Tx<'_>, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
-    let (offset, limit) = args.page()?;
-    let total: i64 = conn.query_row("SELECT COUNT(*) FROM images", [], |r| r.get(0))?;
-    let list = conn
-        .prepare_cached(&format!(
-            "SELECT {IMAGE_COLUMNS} FROM images ORDER BY name LIMIT ?1 OFFSET ?2"
-        ))?
-        .query_map(params![limit, offset], |r| {
-            image_summary(r).map(Value::Struct)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(st([
-        ("totalCount", int(total)),
-        ("imageList", Value::Array(list)),
-    ]))
+    let page = conn.image_page(args.page()?)?;
+    Ok(list("imageList", page, |i| image_summary(&i)))
 }
 
 pub fn get_image_info(conn: &Tx<'_>, _ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("imageId")?;
-    let image = conn
-        .query_row(
-            &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE public_id = ?1"),
-            [id],
-            |r| {
-                let mut m = image_summary(r)?;
-                m.insert("description".into(), s(r.get::<_, String>(7)?));
-                m.insert("createdAt".into(), s(r.get::<_, String>(8)?));
-                Ok(m)
-            },
-        )
-        .optional()?;
-    match image {
-        Some(m) => Ok(st([("image", Value::Struct(m))])),
-        None => fail(
+    let Some(image) = conn.image(id)? else {
+        return fail(
             ErrorType::NotFound,
             format!("image {id}; getImageList lists them"),
-        ),
-    }
+        );
+    };
+    let mut m = image_summary(&image);
+    m.insert("description".into(), s(image.description));
+    m.insert("createdAt".into(), s(image.created_at));
+    Ok(st([("image", Value::Struct(m))]))
 }
 
 pub fn get_request_id_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
@@ -78,33 +55,19 @@ pub fn get_request_id_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Stru
     Ok(st([("request", Value::Struct(info))]))
 }
 
-/// The table holding a resource id's comment, by its prefix.
-fn resource_table(id: &str) -> Result<(&'static str, &'static str), ApiError> {
-    if id.starts_with("vm-") {
-        Ok(("vms", "vm"))
-    } else if id.starts_with("net-") {
-        Ok(("networks", "network"))
-    } else if id.starts_with("vol-") {
-        Ok(("volumes", "volume"))
-    } else {
-        fail(
+/// The kind of a resource id that has a comment, by its prefix.
+fn commented(id: &str) -> Result<Resource, ApiError> {
+    Resource::of_id(id).ok_or_else(|| {
+        ApiError::new(
             ErrorType::NotFound,
             format!("resource {id} (comments exist on vm-, net- and vol- ids)"),
         )
-    }
+    })
 }
 
 pub fn get_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("resourceId")?;
-    let (table, _) = resource_table(id)?;
-    let comment: Option<String> = conn
-        .query_row(
-            &format!("SELECT comment FROM {table} WHERE public_id = ?1 AND customer_id = ?2"),
-            params![id, ctx.caller.customer_id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match comment {
+    match conn.comment(commented(id)?, id, ctx.caller.customer_id)? {
         Some(c) => Ok(st([("resourceId", s(id)), ("comment", s(c))])),
         None => fail(ErrorType::NotFound, format!("resource {id}")),
     }
@@ -113,19 +76,15 @@ pub fn get_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Str
 pub fn set_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let id = args.str("resourceId")?;
     let comment = args.str("comment")?;
-    let (table, kind) = resource_table(id)?;
+    let kind = commented(id)?;
     check_comment(comment)?;
-    let changed = conn.execute(
-        &format!("UPDATE {table} SET comment = ?3 WHERE public_id = ?1 AND customer_id = ?2"),
-        params![id, ctx.caller.customer_id, comment],
-    )?;
-    if changed == 0 {
+    if !conn.set_comment(kind, id, ctx.caller.customer_id, comment)? {
         return fail(ErrorType::NotFound, format!("resource {id}"));
     }
-    record_event(conn, kind, id)?;
+    record_event(conn, kind.event_kind(), id)?;
     Ok(Outcome {
         response: st([("resourceId", s(id)), ("comment", s(comment))]),
-        resource: (kind, id.to_owned()),
+        resource: (kind.event_kind(), id.to_owned()),
         pending: None,
     })
 }

@@ -4,16 +4,16 @@
 //! the storage driver creates and exports them from the inventory's change events.
 
 use dxr::Value;
-use rusqlite::{OptionalExtension, params};
 
-use super::args::{Args, Struct, int, s, st};
+use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
-use crate::inventory::Tx;
 use crate::inventory::quotas::Quotas;
-use crate::inventory::record_event;
-use crate::util::now_rfc3339;
+use crate::inventory::resources::Resource;
+use crate::inventory::volumes::{NewVolume, VolumeSummary, Volumes};
+use crate::inventory::{Tx, record_event};
+use crate::util::unix_now;
 
 /// The sizes the seed offers.
 pub const SIZES_GB: [i64; 3] = [30, 100, 300];
@@ -30,70 +30,34 @@ fn check_disk_device(device: &str) -> Result<(), ApiError> {
 
 /// The caller's volume: `(row id, vm row id)`.
 fn find_volume(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<(i64, Option<i64>), ApiError> {
-    conn.query_row(
-        "SELECT id, vm_id FROM volumes WHERE public_id = ?1 AND customer_id = ?2",
-        params![public_id, ctx.caller.customer_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?
-    .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("volume {public_id}")))
+    conn.customer_volume(ctx.caller.customer_id, public_id)?
+        .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("volume {public_id}")))
+}
+
+fn summary(v: VolumeSummary) -> Struct {
+    st([
+        ("volumeId", s(v.public_id)),
+        ("sizeGB", int(v.size_gb)),
+        ("vmId", s(v.vm)),
+        ("device", s(v.device)),
+        ("comment", s(v.comment)),
+    ])
 }
 
 pub fn get_volume_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
-    let (offset, limit) = args.page()?;
-    let total: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM volumes WHERE customer_id = ?1",
-        [ctx.caller.customer_id],
-        |r| r.get(0),
-    )?;
-    let list = conn
-        .prepare_cached(
-            "SELECT o.public_id, o.size_gb, COALESCE(v.public_id, ''), COALESCE(o.device, ''), o.comment
-             FROM volumes o LEFT JOIN vms v ON v.id = o.vm_id
-             WHERE o.customer_id = ?1 ORDER BY o.id LIMIT ?2 OFFSET ?3",
-        )?
-        .query_map(params![ctx.caller.customer_id, limit, offset], |r| {
-            Ok(Value::Struct(st([
-                ("volumeId", s(r.get::<_, String>(0)?)),
-                ("sizeGB", int(r.get(1)?)),
-                ("vmId", s(r.get::<_, String>(2)?)),
-                ("device", s(r.get::<_, String>(3)?)),
-                ("comment", s(r.get::<_, String>(4)?)),
-            ])))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(st([
-        ("totalCount", int(total)),
-        ("volumeList", Value::Array(list)),
-    ]))
+    let page = conn.volume_page(ctx.caller.customer_id, args.page()?)?;
+    Ok(list("volumeList", page, summary))
 }
 
 pub fn get_volume_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let id = args.str("volumeId")?;
-    let info = conn
-        .query_row(
-            "SELECT o.public_id, o.size_gb, COALESCE(v.public_id, ''), COALESCE(o.device, ''),
-                    COALESCE(i.public_id, ''), o.comment, o.created_at
-             FROM volumes o LEFT JOIN vms v ON v.id = o.vm_id LEFT JOIN images i ON i.id = o.image_id
-             WHERE o.public_id = ?1 AND o.customer_id = ?2",
-            params![id, ctx.caller.customer_id],
-            |r| {
-                Ok(st([
-                    ("volumeId", s(r.get::<_, String>(0)?)),
-                    ("sizeGB", int(r.get(1)?)),
-                    ("vmId", s(r.get::<_, String>(2)?)),
-                    ("device", s(r.get::<_, String>(3)?)),
-                    ("imageId", s(r.get::<_, String>(4)?)),
-                    ("comment", s(r.get::<_, String>(5)?)),
-                    ("createdAt", s(r.get::<_, String>(6)?)),
-                ]))
-            },
-        )
-        .optional()?;
-    match info {
-        Some(v) => Ok(st([("volume", Value::Struct(v))])),
-        None => fail(ErrorType::NotFound, format!("volume {id}")),
-    }
+    let Some(v) = conn.volume_detail(ctx.caller.customer_id, id)? else {
+        return fail(ErrorType::NotFound, format!("volume {id}"));
+    };
+    let mut info = summary(v.summary);
+    info.insert("imageId".into(), s(v.image));
+    info.insert("createdAt".into(), s(v.created_at));
+    Ok(st([("volume", Value::Struct(info))]))
 }
 
 pub fn allocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -126,33 +90,22 @@ pub fn allocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome,
             format!("volumeGB: you use {gb} of {qgb} GB, this volume needs {size} more"),
         );
     }
-    let portal: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, iqn_prefix FROM iscsi_portals ORDER BY id LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((portal, iqn_prefix)) = portal else {
+    let Some(portal) = conn.default_portal()? else {
         return fail(
             ErrorType::ResourceExhausted,
             "the operator has no iSCSI portal configured; volumes cannot be created yet",
         );
     };
-    let id = new_public_id(conn, "vol", "volumes")?;
-    conn.execute(
-        "INSERT INTO volumes (public_id, customer_id, size_gb, backing, portal_id, target_iqn, comment, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            id,
-            ctx.caller.customer_id,
-            size,
-            format!("volumes/{id}.img"),
-            portal,
-            format!("{iqn_prefix}:{id}"),
+    let id = new_public_id(conn, Resource::Volume)?;
+    conn.insert_volume(
+        &NewVolume {
+            public_id: &id,
+            customer: ctx.caller.customer_id,
+            size_gb: size,
+            portal: &portal,
             comment,
-            now_rfc3339()
-        ],
+        },
+        unix_now(),
     )?;
     record_event(conn, "volume", &id)?;
     Ok(Outcome {
@@ -171,7 +124,7 @@ pub fn deallocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
             format!("volume {public_id} is attached; detachVolume it first"),
         );
     }
-    conn.execute("DELETE FROM volumes WHERE id = ?1", [id])?;
+    conn.delete_volume(id)?;
     record_event(conn, "volume", public_id)?;
     Ok(Outcome {
         response: st([("volumeId", s(public_id))]),
@@ -193,12 +146,7 @@ pub fn attach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
             format!("volume {public_id} is attached to a VM; detachVolume it first"),
         );
     }
-    let occupied: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM volumes WHERE vm_id = ?1 AND device = ?2)",
-        params![vm.id, device],
-        |r| r.get(0),
-    )?;
-    if occupied {
+    if conn.volume_at(vm.id, device)?.is_some() {
         return fail(
             ErrorType::Conflict,
             format!(
@@ -207,17 +155,7 @@ pub fn attach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
             ),
         );
     }
-    conn.execute(
-        "UPDATE volumes SET vm_id = ?2, device = ?3 WHERE id = ?1",
-        params![id, vm.id, device],
-    )?;
-    if device == "DISK1" {
-        // The VM's installed image is DISK1's.
-        conn.execute(
-            "UPDATE vms SET image_id = (SELECT image_id FROM volumes WHERE id = ?2), updated_at = ?3 WHERE id = ?1",
-            params![vm.id, id, now_rfc3339()],
-        )?;
-    }
+    conn.attach_volume(id, vm.id, device, unix_now())?;
     record_event(conn, "volume", public_id)?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
@@ -236,29 +174,13 @@ pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     let device = args.str("device")?;
     check_disk_device(device)?;
     ensure_off(&vm, "detachVolume")?;
-    let vol: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT id, public_id FROM volumes WHERE vm_id = ?1 AND device = ?2",
-            params![vm.id, device],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((id, public_id)) = vol else {
+    let Some((id, public_id)) = conn.volume_at(vm.id, device)? else {
         return fail(
             ErrorType::NotFound,
             format!("no volume on {device} of VM {}", vm.public_id),
         );
     };
-    conn.execute(
-        "UPDATE volumes SET vm_id = NULL, device = NULL WHERE id = ?1",
-        [id],
-    )?;
-    if device == "DISK1" {
-        conn.execute(
-            "UPDATE vms SET image_id = NULL, updated_at = ?2 WHERE id = ?1",
-            params![vm.id, now_rfc3339()],
-        )?;
-    }
+    conn.detach_volume(id, vm.id, device, unix_now())?;
     record_event(conn, "volume", &public_id)?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {

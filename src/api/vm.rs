@@ -5,17 +5,18 @@
 //! *of this customer* (a foreign id is NotFound) and the "powered off and idle" rule.
 
 use dxr::Value;
-use rusqlite::{OptionalExtension, params};
 
-use super::args::{Args, Struct, int, s, st};
+use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
 use super::requests::command_status;
 use super::{Ctx, Outcome, Pending};
-use crate::inventory::Tx;
+use crate::inventory::images::Images;
 use crate::inventory::quotas::Quotas;
-use crate::inventory::record_event;
+use crate::inventory::resources::{Resource, Resources};
+use crate::inventory::vms::{Disk1, NewVm, VmSummary, Vms};
+use crate::inventory::{Tx, record_event};
 use crate::jobs::complete::VM_STATES;
-use crate::util::now_rfc3339;
+use crate::util::unix_now;
 
 /// `power` is "on" for starting, running, stopping and resetting.
 pub fn power(state: &str) -> &'static str {
@@ -26,36 +27,12 @@ pub fn power(state: &str) -> &'static str {
 }
 
 /// A VM row as the API sees it.
-#[derive(Debug, Clone)]
-pub struct Vm {
-    pub id: i64,
-    pub public_id: String,
-    pub vm_type: String,
-    pub architecture: String,
-    pub state: String,
-    pub image_id: Option<i64>,
-    pub current_request_id: Option<String>,
-}
+pub use crate::inventory::vms::VmRecord as Vm;
 
 /// The caller's VM `public_id`; another customer's (or no) VM is NotFound.
 pub fn find_vm(conn: &Tx<'_>, ctx: &Ctx, public_id: &str) -> Result<Vm, ApiError> {
-    conn.prepare_cached(
-        "SELECT id, public_id, vm_type, architecture, state, image_id, current_request_id
-         FROM vms WHERE public_id = ?1 AND customer_id = ?2",
-    )?
-    .query_row(params![public_id, ctx.caller.customer_id], |r| {
-        Ok(Vm {
-            id: r.get(0)?,
-            public_id: r.get(1)?,
-            vm_type: r.get(2)?,
-            architecture: r.get(3)?,
-            state: r.get(4)?,
-            image_id: r.get(5)?,
-            current_request_id: r.get(6)?,
-        })
-    })
-    .optional()?
-    .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("VM {public_id}")))
+    conn.customer_vm(ctx.caller.customer_id, public_id)?
+        .ok_or_else(|| ApiError::new(ErrorType::NotFound, format!("VM {public_id}")))
 }
 
 /// ResourceBusy while an async request is in flight.
@@ -88,14 +65,19 @@ pub fn ensure_off(vm: &Vm, method: &str) -> Result<(), ApiError> {
 }
 
 /// A new unused public id such as `vm-0a1b2c3d`.
-pub fn new_public_id(conn: &Tx<'_>, prefix: &str, table: &str) -> Result<String, ApiError> {
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE public_id = ?1)");
+pub fn new_public_id(conn: &Tx<'_>, kind: Resource) -> Result<String, ApiError> {
     for _ in 0..16 {
         let mut b = [0u8; 4];
         rand::fill(&mut b);
-        let id = format!("{prefix}-{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3]);
-        let taken: bool = conn.query_row(&sql, [&id], |r| r.get(0))?;
-        if !taken {
+        let id = format!(
+            "{}-{:02x}{:02x}{:02x}{:02x}",
+            kind.prefix(),
+            b[0],
+            b[1],
+            b[2],
+            b[3]
+        );
+        if !conn.public_id_taken(kind, &id)? {
             return Ok(id);
         }
     }
@@ -124,20 +106,10 @@ fn check_architecture(arch: &str) -> Result<(), ApiError> {
 
 /// `(vcpus, memory_mb)` of a VM type; unknown types are ParameterError.
 fn vm_type_size(conn: &Tx<'_>, name: &str) -> Result<(i64, i64), ApiError> {
-    if let Some(size) = conn
-        .query_row(
-            "SELECT vcpus, memory_mb FROM vm_types WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-    {
-        return Ok(size);
+    if let Some((vcpus, memory_mb)) = conn.vm_type_size(name)? {
+        return Ok((i64::from(vcpus), i64::from(memory_mb)));
     }
-    let mut st = conn.prepare("SELECT name FROM vm_types ORDER BY vcpus, name")?;
-    let names: Vec<String> = st
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let names = conn.vm_type_names()?;
     fail(
         ErrorType::ParameterError,
         format!(
@@ -181,20 +153,19 @@ fn check_vm_room(
     Ok(())
 }
 
-fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
-    let state: String = r.get(3)?;
-    Ok(Value::Struct(st([
-        ("vmId", s(r.get::<_, String>(0)?)),
-        ("vmType", s(r.get::<_, String>(1)?)),
-        ("architecture", s(r.get::<_, String>(2)?)),
-        ("power", s(power(&state))),
-        ("state", s(state)),
-        ("comment", s(r.get::<_, String>(4)?)),
-    ])))
+fn summary(v: VmSummary) -> Struct {
+    st([
+        ("vmId", s(v.public_id)),
+        ("vmType", s(v.vm_type)),
+        ("architecture", s(v.architecture)),
+        ("power", s(power(&v.state))),
+        ("state", s(v.state)),
+        ("comment", s(v.comment)),
+    ])
 }
 
 pub fn get_vm_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
-    let (offset, limit) = args.page()?;
+    let window = args.page()?;
     let state = args.opt_str("state")?;
     if let Some(state) = state
         && !VM_STATES.contains(&state)
@@ -204,107 +175,46 @@ pub fn get_vm_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiE
             format!("state {state:?}: use one of {}", VM_STATES.join(", ")),
         );
     }
-    let total: i64 = conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM vms WHERE customer_id = ?1 AND (?2 IS NULL OR state = ?2)",
-        )?
-        .query_row(params![ctx.caller.customer_id, state], |r| r.get(0))?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT public_id, vm_type, architecture, state, comment FROM vms
-         WHERE customer_id = ?1 AND (?2 IS NULL OR state = ?2)
-         ORDER BY id LIMIT ?3 OFFSET ?4",
-    )?;
-    let list = stmt
-        .query_map(
-            params![ctx.caller.customer_id, state, limit, offset],
-            summary,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(st([
-        ("totalCount", int(total)),
-        ("vmList", Value::Array(list)),
-    ]))
+    let page = conn.vm_page(ctx.caller.customer_id, state, window)?;
+    Ok(list("vmList", page, summary))
 }
 
 pub fn get_vm_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let vm_id = args.str("vmId")?;
-    let info = conn
-        .prepare_cached(
-            "SELECT v.id, v.public_id, v.vm_type, t.vcpus, t.memory_mb, t.bandwidth_mbps, v.architecture,
-                    v.state, COALESCE(i.public_id, ''), v.comment, v.created_at, v.updated_at,
-                    COALESCE(v.current_request_id, '')
-             FROM vms v JOIN vm_types t ON t.name = v.vm_type LEFT JOIN images i ON i.id = v.image_id
-             WHERE v.public_id = ?1 AND v.customer_id = ?2",
-        )?
-        .query_row(params![vm_id, ctx.caller.customer_id], |r| {
-            let state: String = r.get(7)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                st([
-                    ("vmId", s(r.get::<_, String>(1)?)),
-                    ("vmType", s(r.get::<_, String>(2)?)),
-                    ("cpu", int(r.get(3)?)),
-                    ("memoryMB", int(r.get(4)?)),
-                    ("bandwidthMbps", int(r.get(5)?)),
-                    ("architecture", s(r.get::<_, String>(6)?)),
-                    ("power", s(power(&state))),
-                    ("state", s(state)),
-                    ("imageId", s(r.get::<_, String>(8)?)),
-                    ("comment", s(r.get::<_, String>(9)?)),
-                    ("createdAt", s(r.get::<_, String>(10)?)),
-                    ("updatedAt", s(r.get::<_, String>(11)?)),
-                    ("currentRequestId", s(r.get::<_, String>(12)?)),
-                ]),
-            ))
-        })
-        .optional()?;
-    let Some((id, mut vm)) = info else {
+    let Some(d) = conn.vm_detail(ctx.caller.customer_id, vm_id)? else {
         return fail(ErrorType::NotFound, format!("VM {vm_id}"));
     };
-    let disks = conn
-        .prepare_cached(
-            "SELECT device, public_id, size_gb FROM volumes WHERE vm_id = ?1 ORDER BY device",
-        )?
-        .query_map([id], |r| {
-            Ok(Value::Struct(st([
-                ("device", s(r.get::<_, String>(0)?)),
-                ("volumeId", s(r.get::<_, String>(1)?)),
-                ("sizeGB", int(r.get(2)?)),
-            ])))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut nic_rows = conn
-        .prepare_cached(
-            "SELECT n.id, n.device, COALESCE(w.public_id, ''), COALESCE(w.kind, ''), n.mac
-             FROM nics n LEFT JOIN networks w ON w.id = n.network_id WHERE n.vm_id = ?1 ORDER BY n.device",
-        )?
-        .query_map([id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut nics = Vec::new();
-    let mut addrs =
-        conn.prepare_cached("SELECT address FROM ip_addresses WHERE nic_id = ?1 ORDER BY address")?;
-    for (nic_id, device, network, kind, mac) in nic_rows.drain(..) {
-        let ips = addrs
-            .query_map([nic_id], |r| Ok(s(r.get::<_, String>(0)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        nics.push(Value::Struct(st([
-            ("device", s(device)),
-            ("networkId", s(network)),
-            ("networkType", s(kind)),
-            ("macAddress", s(mac)),
-            ("ipAddresses", Value::Array(ips)),
-        ])));
-    }
-    vm.insert("disks".into(), Value::Array(disks));
-    vm.insert("nics".into(), Value::Array(nics));
+    let disks = d.disks.into_iter().map(|disk| {
+        Value::Struct(st([
+            ("device", s(disk.device)),
+            ("volumeId", s(disk.volume)),
+            ("sizeGB", int(disk.size_gb)),
+        ]))
+    });
+    let nics = d.nics.into_iter().map(|nic| {
+        Value::Struct(st([
+            ("device", s(nic.device)),
+            ("networkId", s(nic.network)),
+            ("networkType", s(nic.network_kind)),
+            ("macAddress", s(nic.mac)),
+            (
+                "ipAddresses",
+                Value::Array(nic.addresses.into_iter().map(s).collect()),
+            ),
+        ]))
+    });
+    let mut vm = summary(d.summary);
+    vm.extend([
+        ("cpu".to_owned(), int(d.vcpus)),
+        ("memoryMB".to_owned(), int(d.memory_mb)),
+        ("bandwidthMbps".to_owned(), int(d.bandwidth_mbps)),
+        ("imageId".to_owned(), s(d.image)),
+        ("createdAt".to_owned(), s(d.created_at)),
+        ("updatedAt".to_owned(), s(d.updated_at)),
+        ("currentRequestId".to_owned(), s(d.current_request)),
+        ("disks".to_owned(), Value::Array(disks.collect())),
+        ("nics".to_owned(), Value::Array(nics.collect())),
+    ]);
     Ok(st([("vm", Value::Struct(vm))]))
 }
 
@@ -327,12 +237,16 @@ pub fn allocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Api
     check_comment(comment)?;
     let size = vm_type_size(conn, vm_type)?;
     check_vm_room(conn, ctx, size, None)?;
-    let id = new_public_id(conn, "vm", "vms")?;
-    let now = now_rfc3339();
-    conn.execute(
-        "INSERT INTO vms (public_id, name, customer_id, vm_type, architecture, state, comment, created_at, updated_at)
-         VALUES (?1, ?1, ?2, ?3, ?4, 'stopped', ?5, ?6, ?6)",
-        params![id, ctx.caller.customer_id, vm_type, arch, comment, now],
+    let id = new_public_id(conn, Resource::Vm)?;
+    conn.insert_vm(
+        &NewVm {
+            public_id: &id,
+            customer: ctx.caller.customer_id,
+            vm_type,
+            architecture: arch,
+            comment,
+        },
+        unix_now(),
     )?;
     record_event(conn, "vm", &id)?;
     Ok(Outcome {
@@ -352,16 +266,7 @@ pub fn deallocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_off(&vm, "deallocateVm")?;
     // Volumes and networks stay allocated; NIC rows go, their L3SH addresses stay allocated.
-    conn.execute(
-        "UPDATE volumes SET vm_id = NULL, device = NULL WHERE vm_id = ?1",
-        [vm.id],
-    )?;
-    conn.execute(
-        "UPDATE ip_addresses SET nic_id = NULL WHERE nic_id IN (SELECT id FROM nics WHERE vm_id = ?1)",
-        [vm.id],
-    )?;
-    conn.execute("DELETE FROM nics WHERE vm_id = ?1", [vm.id])?;
-    conn.execute("DELETE FROM vms WHERE id = ?1", [vm.id])?;
+    conn.deallocate_vm(vm.id)?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
         response: st([("vmId", s(&vm.public_id))]),
@@ -378,10 +283,7 @@ pub fn start_async(
     to_state: &str,
     mut response: Struct,
 ) -> Result<Outcome, ApiError> {
-    conn.execute(
-        "UPDATE vms SET state = ?2, current_request_id = ?3, updated_at = ?4 WHERE id = ?1",
-        params![vm.id, to_state, ctx.request_id, now_rfc3339()],
-    )?;
+    conn.begin_request(vm.id, to_state, &ctx.request_id, unix_now())?;
     record_event(conn, "vm", &vm.public_id)?;
     response.insert("vmId".into(), s(&vm.public_id));
     response.insert("previousState".into(), s(&vm.state));
@@ -395,15 +297,9 @@ pub fn start_async(
     })
 }
 
-/// The image installed on the VM's DISK1, if any: `(volume size, image id)`.
-pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<(i64, Option<i64>)>, ApiError> {
-    Ok(conn
-        .query_row(
-            "SELECT size_gb, image_id FROM volumes WHERE vm_id = ?1 AND device = 'DISK1'",
-            [vm.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+/// The VM's DISK1 (its size and installed image), if it has one.
+pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
+    Ok(conn.disk1(vm.id)?)
 }
 
 pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -419,8 +315,10 @@ pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Api
         );
     }
     match disk1(conn, &vm)? {
-        Some((_, Some(_))) => {}
-        Some((_, None)) => {
+        Some(Disk1 {
+            image_id: Some(_), ..
+        }) => {}
+        Some(Disk1 { image_id: None, .. }) => {
             return fail(
                 ErrorType::InvalidStatus,
                 format!(
@@ -494,14 +392,7 @@ pub fn restore_image(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     let image_id = args.str("imageId")?;
     let device = args.opt_str("device")?.unwrap_or("DISK1");
-    let image: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT architecture, min_disk_gb FROM images WHERE public_id = ?1",
-            [image_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let Some((image_arch, min_disk)) = image else {
+    let Some(image) = conn.image(image_id)? else {
         return fail(
             ErrorType::NotFound,
             format!("image {image_id}; getImageList lists them"),
@@ -514,7 +405,8 @@ pub fn restore_image(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
         );
     }
     ensure_off(&vm, "restoreImage")?;
-    let Some((size, _)) = disk1(conn, &vm)? else {
+    let (image_arch, min_disk) = (image.architecture, image.min_disk_gb);
+    let Some(Disk1 { size_gb: size, .. }) = disk1(conn, &vm)? else {
         return fail(
             ErrorType::InvalidStatus,
             format!("VM {} has no DISK1; attachVolume one first", vm.public_id),
@@ -546,10 +438,7 @@ pub fn change_vm_type(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     let size = vm_type_size(conn, vm_type)?;
     ensure_off(&vm, "changeVmType")?;
     check_vm_room(conn, ctx, size, Some(vm.id))?;
-    conn.execute(
-        "UPDATE vms SET vm_type = ?2, updated_at = ?3 WHERE id = ?1",
-        params![vm.id, vm_type, now_rfc3339()],
-    )?;
+    conn.set_vm_type(vm.id, vm_type, unix_now())?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
         response: st([
@@ -568,12 +457,11 @@ pub fn change_vm_architecture(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<O
     check_architecture(arch)?;
     ensure_off(&vm, "changeVmArchitecture")?;
     if let Some(image) = vm.image_id {
-        let (image_id, image_arch): (String, String) = conn.query_row(
-            "SELECT public_id, architecture FROM images WHERE id = ?1",
-            [image],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if image_arch == "x86_64" && arch == "i386" {
+        let image = conn
+            .image_by_row(image)?
+            .ok_or_else(|| crate::inventory::Error::NotFound(format!("image row {image}")))?;
+        let image_id = &image.public_id;
+        if image.architecture == "x86_64" && arch == "i386" {
             return fail(
                 ErrorType::ParameterError,
                 format!(
@@ -582,10 +470,7 @@ pub fn change_vm_architecture(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<O
             );
         }
     }
-    conn.execute(
-        "UPDATE vms SET architecture = ?2, updated_at = ?3 WHERE id = ?1",
-        params![vm.id, arch, now_rfc3339()],
-    )?;
+    conn.set_architecture(vm.id, arch, unix_now())?;
     record_event(conn, "vm", &vm.public_id)?;
     Ok(Outcome {
         response: st([

@@ -33,6 +33,7 @@ pub mod networks;
 pub mod queries;
 pub mod quotas;
 pub mod requests;
+pub mod resources;
 pub mod site;
 pub mod sqlite;
 pub mod switches;
@@ -77,6 +78,20 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which part of a list to return: skip `offset` rows, return at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+/// One page of a list and the number of rows the whole list has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub total: i64,
+    pub items: Vec<T>,
+}
 
 /// One committed change, as recorded in the `events` table.
 #[derive(Debug, Clone, PartialEq, Eq)]

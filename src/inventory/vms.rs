@@ -2,7 +2,7 @@
 //! The rules about a VM's state live here as modules move behind it (today: how a request's
 //! end moves its VM).
 
-use super::Result;
+use super::{Page, Result, Window};
 
 /// A VM as the status page lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -37,6 +37,76 @@ pub struct AttachedDisk {
     pub target: String,
     pub lun: u32,
     pub iqn_prefix: String,
+}
+
+/// A customer's VM as the API's rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmRecord {
+    pub id: i64,
+    pub public_id: String,
+    pub vm_type: String,
+    pub architecture: String,
+    pub state: String,
+    pub image_id: Option<i64>,
+    pub current_request_id: Option<String>,
+}
+
+/// A VM in a customer's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSummary {
+    pub public_id: String,
+    pub vm_type: String,
+    pub architecture: String,
+    pub state: String,
+    pub comment: String,
+}
+
+/// A VM with its size, disks and NICs (`getVmInfo`). Absent references are empty strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmDetail {
+    pub summary: VmSummary,
+    pub vcpus: i64,
+    pub memory_mb: i64,
+    pub bandwidth_mbps: i64,
+    pub image: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub current_request: String,
+    pub disks: Vec<DiskSummary>,
+    pub nics: Vec<NicSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSummary {
+    pub device: String,
+    pub volume: String,
+    pub size_gb: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSummary {
+    pub device: String,
+    pub network: String,
+    pub network_kind: String,
+    pub mac: String,
+    pub addresses: Vec<String>,
+}
+
+/// A VM a customer allocates (stopped, on no host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVm<'a> {
+    pub public_id: &'a str,
+    pub customer: i64,
+    pub vm_type: &'a str,
+    pub architecture: &'a str,
+    pub comment: &'a str,
+}
+
+/// What VM `id` has on DISK1: the volume's size and the image installed on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disk1 {
+    pub size_gb: i64,
+    pub image_id: Option<i64>,
 }
 
 pub trait Vms {
@@ -95,4 +165,29 @@ pub trait Vms {
     fn delete_vm(&self, name: &str) -> Result<()>;
     /// Records that image `image` (public id) is installed on the VM's DISK1.
     fn set_installed_image(&self, vm: &str, image: &str) -> Result<()>;
+
+    /// Customer `customer`'s VM `public_id` (another customer's is `None`).
+    fn customer_vm(&self, customer: i64, public_id: &str) -> Result<Option<VmRecord>>;
+    /// A page of the customer's VMs (in `state`, if given), oldest first.
+    fn vm_page(
+        &self,
+        customer: i64,
+        state: Option<&str>,
+        window: Window,
+    ) -> Result<Page<VmSummary>>;
+    /// The customer's VM `public_id` with its size, disks and NICs.
+    fn vm_detail(&self, customer: i64, public_id: &str) -> Result<Option<VmDetail>>;
+    /// Every VM type's name, smallest first.
+    fn vm_type_names(&self) -> Result<Vec<String>>;
+    /// Records a customer's new VM, stopped.
+    fn insert_vm(&self, vm: &NewVm<'_>, at: i64) -> Result<()>;
+    /// Deletes VM `id`: its volumes stay allocated (detached), its NICs go, and their L3SH
+    /// addresses stay allocated to the customer (unassigned).
+    fn deallocate_vm(&self, id: i64) -> Result<()>;
+    /// VM `id` takes transitional `state` for request `request`.
+    fn begin_request(&self, id: i64, state: &str, request: &str, at: i64) -> Result<()>;
+    /// What VM `id` has on DISK1, if a volume is attached there.
+    fn disk1(&self, id: i64) -> Result<Option<Disk1>>;
+    fn set_vm_type(&self, id: i64, vm_type: &str, at: i64) -> Result<()>;
+    fn set_architecture(&self, id: i64, architecture: &str, at: i64) -> Result<()>;
 }

@@ -1,7 +1,7 @@
 //! Volume records from the operator's side (`nhn volume create|list`): a boot volume for a
 //! physical machine. Customer volumes come from the API; both are rows the reconciler exports.
 
-use crate::inventory::volumes::{Portal, Volumes};
+use crate::inventory::volumes::{Portal, Volumes, backing_of, target_iqn};
 use crate::inventory::{self, Error, Result, Tx};
 use crate::util::unix_now;
 
@@ -57,8 +57,8 @@ pub fn create(tx: &Tx<'_>, machine: &str, size_gb: u32, portal: Option<&str>) ->
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
     );
     let row = VolumeRow {
-        target_iqn: format!("{prefix}:{id}"),
-        backing: format!("volumes/{id}.img"),
+        target_iqn: target_iqn(&prefix, &id),
+        backing: backing_of(&id),
         id,
         size_gb,
         owner: machine.to_owned(),

@@ -13,6 +13,7 @@ mod networks;
 mod queries;
 mod quotas;
 mod requests;
+mod resources;
 mod switches;
 mod vms;
 mod volumes;
@@ -437,6 +438,37 @@ fn publish(conn: &Connection, shared: &Shared) -> Result<()> {
         let _ = shared.events.send(ev);
     }
     Ok(())
+}
+
+/// One page of a list: `from_where` is the query after `SELECT <columns>` up to its `WHERE`
+/// clause, taking `filter` as its parameters; `columns` and `order` complete the row query,
+/// which gets `LIMIT`/`OFFSET` appended. Every API list goes through here.
+pub(crate) fn page<T>(
+    conn: &Connection,
+    columns: &str,
+    from_where: &str,
+    order: &str,
+    filter: &[&dyn rusqlite::ToSql],
+    window: super::Window,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<super::Page<T>> {
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) {from_where}"))?
+        .query_row(filter, |r| r.get(0))?;
+    let n = filter.len();
+    let sql = format!(
+        "SELECT {columns} {from_where} ORDER BY {order} LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    );
+    let mut all: Vec<&dyn rusqlite::ToSql> = filter.to_vec();
+    all.push(&window.limit);
+    all.push(&window.offset);
+    let items = conn
+        .prepare_cached(&sql)?
+        .query_map(all.as_slice(), row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(super::Page { total, items })
 }
 
 /// Reads one optional row; a small convenience over rusqlite's `optional()`.

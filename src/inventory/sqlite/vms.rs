@@ -2,9 +2,12 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Tx;
-use crate::inventory::Result;
-use crate::inventory::vms::{AttachedDisk, Hardware, VmOverview, Vms};
+use super::{Tx, page};
+use crate::inventory::vms::{
+    AttachedDisk, Disk1, DiskSummary, Hardware, NewVm, NicSummary, VmDetail, VmOverview, VmRecord,
+    VmSummary, Vms,
+};
+use crate::inventory::{Page, Result, Window};
 use crate::util::rfc3339;
 
 impl Vms for Tx<'_> {
@@ -252,4 +255,208 @@ impl Vms for Tx<'_> {
         )?;
         Ok(())
     }
+
+    fn customer_vm(&self, customer: i64, public_id: &str) -> Result<Option<VmRecord>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, public_id, vm_type, architecture, state, image_id, current_request_id
+                 FROM vms WHERE public_id = ?1 AND customer_id = ?2",
+            )?
+            .query_row(params![public_id, customer], |r| {
+                Ok(VmRecord {
+                    id: r.get(0)?,
+                    public_id: r.get(1)?,
+                    vm_type: r.get(2)?,
+                    architecture: r.get(3)?,
+                    state: r.get(4)?,
+                    image_id: r.get(5)?,
+                    current_request_id: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn vm_page(
+        &self,
+        customer: i64,
+        state: Option<&str>,
+        window: Window,
+    ) -> Result<Page<VmSummary>> {
+        page(
+            self.conn,
+            "public_id, vm_type, architecture, state, comment",
+            "FROM vms WHERE customer_id = ?1 AND (?2 IS NULL OR state = ?2)",
+            "id",
+            &[&customer, &state],
+            window,
+            vm_summary,
+        )
+    }
+
+    fn vm_detail(&self, customer: i64, public_id: &str) -> Result<Option<VmDetail>> {
+        let found = self
+            .conn
+            .prepare_cached(
+                "SELECT v.id, v.public_id, v.vm_type, v.architecture, v.state, v.comment,
+                        t.vcpus, t.memory_mb, t.bandwidth_mbps, COALESCE(i.public_id, ''),
+                        v.created_at, v.updated_at, COALESCE(v.current_request_id, '')
+                 FROM vms v JOIN vm_types t ON t.name = v.vm_type LEFT JOIN images i ON i.id = v.image_id
+                 WHERE v.public_id = ?1 AND v.customer_id = ?2",
+            )?
+            .query_row(params![public_id, customer], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    VmDetail {
+                        summary: VmSummary {
+                            public_id: r.get(1)?,
+                            vm_type: r.get(2)?,
+                            architecture: r.get(3)?,
+                            state: r.get(4)?,
+                            comment: r.get(5)?,
+                        },
+                        vcpus: r.get(6)?,
+                        memory_mb: r.get(7)?,
+                        bandwidth_mbps: r.get(8)?,
+                        image: r.get(9)?,
+                        created_at: r.get(10)?,
+                        updated_at: r.get(11)?,
+                        current_request: r.get(12)?,
+                        disks: Vec::new(),
+                        nics: Vec::new(),
+                    },
+                ))
+            })
+            .optional()?;
+        let Some((id, mut vm)) = found else {
+            return Ok(None);
+        };
+        vm.disks = self
+            .conn
+            .prepare_cached(
+                "SELECT device, public_id, size_gb FROM volumes WHERE vm_id = ?1 ORDER BY device",
+            )?
+            .query_map([id], |r| {
+                Ok(DiskSummary {
+                    device: r.get(0)?,
+                    volume: r.get(1)?,
+                    size_gb: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let nics: Vec<(i64, NicSummary)> = self
+            .conn
+            .prepare_cached(
+                "SELECT n.id, n.device, COALESCE(w.public_id, ''), COALESCE(w.kind, ''), n.mac
+                 FROM nics n LEFT JOIN networks w ON w.id = n.network_id WHERE n.vm_id = ?1 ORDER BY n.device",
+            )?
+            .query_map([id], |r| {
+                Ok((
+                    r.get(0)?,
+                    NicSummary {
+                        device: r.get(1)?,
+                        network: r.get(2)?,
+                        network_kind: r.get(3)?,
+                        mac: r.get(4)?,
+                        addresses: Vec::new(),
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut addresses = self.conn.prepare_cached(
+            "SELECT address FROM ip_addresses WHERE nic_id = ?1 ORDER BY address",
+        )?;
+        for (nic, mut summary) in nics {
+            summary.addresses = addresses
+                .query_map([nic], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            vm.nics.push(summary);
+        }
+        Ok(Some(vm))
+    }
+
+    fn vm_type_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT name FROM vm_types ORDER BY vcpus, name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn insert_vm(&self, vm: &NewVm<'_>, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO vms (public_id, name, customer_id, vm_type, architecture, state, comment, created_at, updated_at)
+                 VALUES (?1, ?1, ?2, ?3, ?4, 'stopped', ?5, ?6, ?6)",
+            )?
+            .execute(params![
+                vm.public_id,
+                vm.customer,
+                vm.vm_type,
+                vm.architecture,
+                vm.comment,
+                rfc3339(at)
+            ])?;
+        Ok(())
+    }
+
+    fn deallocate_vm(&self, id: i64) -> Result<()> {
+        for sql in [
+            "UPDATE volumes SET vm_id = NULL, device = NULL WHERE vm_id = ?1",
+            "UPDATE ip_addresses SET nic_id = NULL WHERE nic_id IN (SELECT id FROM nics WHERE vm_id = ?1)",
+            "DELETE FROM nics WHERE vm_id = ?1",
+            "DELETE FROM vms WHERE id = ?1",
+        ] {
+            self.conn.prepare_cached(sql)?.execute([id])?;
+        }
+        Ok(())
+    }
+
+    fn begin_request(&self, id: i64, state: &str, request: &str, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE vms SET state = ?2, current_request_id = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![id, state, request, rfc3339(at)])?;
+        Ok(())
+    }
+
+    fn disk1(&self, id: i64) -> Result<Option<Disk1>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT size_gb, image_id FROM volumes WHERE vm_id = ?1 AND device = 'DISK1'",
+            )?
+            .query_row([id], |r| {
+                Ok(Disk1 {
+                    size_gb: r.get(0)?,
+                    image_id: r.get(1)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn set_vm_type(&self, id: i64, vm_type: &str, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE vms SET vm_type = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, vm_type, rfc3339(at)])?;
+        Ok(())
+    }
+
+    fn set_architecture(&self, id: i64, architecture: &str, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE vms SET architecture = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id, architecture, rfc3339(at)])?;
+        Ok(())
+    }
+}
+
+fn vm_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<VmSummary> {
+    Ok(VmSummary {
+        public_id: r.get(0)?,
+        vm_type: r.get(1)?,
+        architecture: r.get(2)?,
+        state: r.get(3)?,
+        comment: r.get(4)?,
+    })
 }

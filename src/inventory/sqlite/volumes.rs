@@ -2,9 +2,12 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Tx;
-use crate::inventory::Result;
-use crate::inventory::volumes::{Export, Portal, VolumeRow, Volumes};
+use super::{Tx, page};
+use crate::inventory::volumes::{
+    Export, NewVolume, Portal, VolumeDetail, VolumeRow, VolumeSummary, Volumes, backing_of,
+    target_iqn,
+};
+use crate::inventory::{Page, Result, Window};
 use crate::util::rfc3339;
 
 impl Volumes for Tx<'_> {
@@ -107,4 +110,136 @@ impl Volumes for Tx<'_> {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+
+    fn default_portal(&self) -> Result<Option<Portal>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, name, iqn_prefix FROM iscsi_portals ORDER BY id LIMIT 1")?
+            .query_row([], |r| {
+                Ok(Portal {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    iqn_prefix: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn customer_volume(
+        &self,
+        customer: i64,
+        public_id: &str,
+    ) -> Result<Option<(i64, Option<i64>)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, vm_id FROM volumes WHERE public_id = ?1 AND customer_id = ?2",
+            )?
+            .query_row(params![public_id, customer], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn volume_page(&self, customer: i64, window: Window) -> Result<Page<VolumeSummary>> {
+        page(
+            self.conn,
+            SUMMARY,
+            "FROM volumes o LEFT JOIN vms v ON v.id = o.vm_id WHERE o.customer_id = ?1",
+            "o.id",
+            &[&customer],
+            window,
+            summary,
+        )
+    }
+
+    fn volume_detail(&self, customer: i64, public_id: &str) -> Result<Option<VolumeDetail>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SUMMARY}, COALESCE(i.public_id, ''), o.created_at
+                 FROM volumes o LEFT JOIN vms v ON v.id = o.vm_id LEFT JOIN images i ON i.id = o.image_id
+                 WHERE o.public_id = ?1 AND o.customer_id = ?2"
+            ))?
+            .query_row(params![public_id, customer], |r| {
+                Ok(VolumeDetail {
+                    summary: summary(r)?,
+                    image: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_volume(&self, v: &NewVolume<'_>, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO volumes (public_id, customer_id, size_gb, backing, portal_id, target_iqn, comment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                v.public_id,
+                v.customer,
+                v.size_gb,
+                backing_of(v.public_id),
+                v.portal.id,
+                target_iqn(&v.portal.iqn_prefix, v.public_id),
+                v.comment,
+                rfc3339(at)
+            ])?;
+        Ok(())
+    }
+
+    fn delete_volume(&self, id: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM volumes WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    fn volume_at(&self, vm: i64, device: &str) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, public_id FROM volumes WHERE vm_id = ?1 AND device = ?2")?
+            .query_row(params![vm, device], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    fn attach_volume(&self, id: i64, vm: i64, device: &str, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE volumes SET vm_id = ?2, device = ?3 WHERE id = ?1")?
+            .execute(params![id, vm, device])?;
+        if device == "DISK1" {
+            self.conn
+                .prepare_cached(
+                    "UPDATE vms SET image_id = (SELECT image_id FROM volumes WHERE id = ?2), updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![vm, id, rfc3339(at)])?;
+        }
+        Ok(())
+    }
+
+    fn detach_volume(&self, id: i64, vm: i64, device: &str, at: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE volumes SET vm_id = NULL, device = NULL WHERE id = ?1")?
+            .execute([id])?;
+        if device == "DISK1" {
+            self.conn
+                .prepare_cached("UPDATE vms SET image_id = NULL, updated_at = ?2 WHERE id = ?1")?
+                .execute(params![vm, rfc3339(at)])?;
+        }
+        Ok(())
+    }
+}
+
+/// A customer's volume list columns (`o`: the volume, `v`: its VM).
+const SUMMARY: &str =
+    "o.public_id, o.size_gb, COALESCE(v.public_id, ''), COALESCE(o.device, ''), o.comment";
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeSummary> {
+    Ok(VolumeSummary {
+        public_id: r.get(0)?,
+        size_gb: r.get(1)?,
+        vm: r.get(2)?,
+        device: r.get(3)?,
+        comment: r.get(4)?,
+    })
 }
