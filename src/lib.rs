@@ -13,6 +13,7 @@ pub mod http;
 pub mod initrd;
 pub mod inventory;
 pub mod jobs;
+pub mod model;
 pub mod net;
 pub mod placement;
 pub mod secret;

@@ -13,6 +13,7 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::{Ctx, Method, Outcome, WriteFn};
 use crate::inventory::requests::{ApiCall, CallRecord, PendingCounts, Requests};
 use crate::inventory::{self, Tx};
+use crate::model::Work;
 use crate::util::{now_rfc3339, unix_now};
 
 pub use crate::jobs::new_request_id;
@@ -72,10 +73,20 @@ pub fn run_write(
                 Some(p) => ("queued", None, Some(p.previous_state.clone())),
                 None => ("succeeded", Some(now.clone()), None),
             };
-            let stored_args = if pending.is_some() {
-                encode(&args_without_token(args))
-            } else {
-                String::new()
+            let work = match &pending {
+                Some(_) => {
+                    let args = crate::codec::to_json(&Value::Struct(args_without_token(args)));
+                    match Work::from_call(m.name, &args) {
+                        Some(w) => Some(w),
+                        None => {
+                            return Err(inventory::Error::Invalid(format!(
+                                "{} queued a request but names no work",
+                                m.name
+                            )));
+                        }
+                    }
+                }
+                None => None,
             };
             conn.insert_call(&ApiCall {
                 id: &ctx.request_id,
@@ -85,7 +96,7 @@ pub fn run_write(
                 resource_type: resource.0,
                 resource_id: &resource.1,
                 status,
-                args: &stored_args,
+                work: work.as_ref(),
                 client_token: token,
                 args_digest: &digest,
                 response: &encode(&response),

@@ -15,7 +15,7 @@ use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::{Resource, Resources};
 use crate::inventory::vms::{Disk1, NewVm, VmSummary, Vms};
 use crate::inventory::{Tx, record_event};
-use crate::jobs::complete::VM_STATES;
+use crate::model::VmState;
 use crate::util::unix_now;
 
 /// `power` is "on" for starting, running, stopping and resetting.
@@ -168,11 +168,11 @@ pub fn get_vm_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiE
     let window = args.page()?;
     let state = args.opt_str("state")?;
     if let Some(state) = state
-        && !VM_STATES.contains(&state)
+        && let Err(e) = state.parse::<VmState>()
     {
         return fail(
             ErrorType::ParameterError,
-            format!("state {state:?}: use one of {}", VM_STATES.join(", ")),
+            format!("state {state:?}: use one of {}", e.known.join(", ")),
         );
     }
     let page = conn.vm_page(ctx.caller.customer_id, state, window)?;

@@ -30,45 +30,7 @@ pub enum Command {
     Machine { op: MachineOp, timeout_secs: u64 },
 }
 
-/// What an operator asks of a bare-metal machine (`nhn power`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MachineOp {
-    On,
-    /// ACPI soft-off, forced after `[power] soft_off_secs`.
-    Off,
-    ForceOff,
-    /// Hard reset; a machine that is off is powered on.
-    Reset,
-    /// Boot from the network (PXE) once, at the next power on or reset.
-    PxeOnce,
-}
-
-impl MachineOp {
-    /// The request method that asks for it (`requests.method`).
-    pub fn method(self) -> &'static str {
-        match self {
-            MachineOp::On => "powerOnMachine",
-            MachineOp::Off => "powerOffMachine",
-            MachineOp::ForceOff => "forcePowerOffMachine",
-            MachineOp::Reset => "resetMachine",
-            MachineOp::PxeOnce => "pxeBootMachine",
-        }
-    }
-
-    /// The op a request method asks for, if it is a machine method.
-    pub fn from_method(method: &str) -> Option<MachineOp> {
-        [
-            MachineOp::On,
-            MachineOp::Off,
-            MachineOp::ForceOff,
-            MachineOp::Reset,
-            MachineOp::PxeOnce,
-        ]
-        .into_iter()
-        .find(|op| op.method() == method)
-    }
-}
+pub use crate::model::MachineOp;
 
 impl Command {
     /// A short name for logs and metrics.

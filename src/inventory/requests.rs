@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::Result;
+use crate::model::Work;
 
 /// A queued or running request as the engine dispatches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +16,8 @@ pub struct Job {
     /// The API method (or operator method) that made it.
     pub method: String,
     pub resource_id: String,
-    /// The caller's arguments, encoded as the API stored them.
-    pub args: String,
+    /// What it asks for (`None`: the stored work is unreadable).
+    pub work: Option<Work>,
     /// The typed command (JSON) stored when the request was first claimed.
     pub command: Option<String>,
     /// The machine it was handed to, or (not claimed yet) the hypervisor its VM is placed on,
@@ -42,6 +43,8 @@ pub struct Pending {
     pub status: String,
     /// The VM state to go back to on failure.
     pub previous_state: Option<String>,
+    /// What it asks for (`None`: the stored work is unreadable).
+    pub work: Option<Work>,
 }
 
 /// How a request ended, as stored.
@@ -72,7 +75,7 @@ pub struct OperatorRequest<'a> {
     pub method: &'a str,
     pub resource_type: &'a str,
     pub resource_id: &'a str,
-    pub args: &'a str,
+    pub work: &'a Work,
     pub at: i64,
 }
 
@@ -102,8 +105,8 @@ pub struct ApiCall<'a> {
     pub resource_id: &'a str,
     /// `queued` (async) or `succeeded`.
     pub status: &'a str,
-    /// The arguments of an async call, encoded ("" otherwise).
-    pub args: &'a str,
+    /// What an async call asks for (`None` for a synchronous call).
+    pub work: Option<&'a Work>,
     pub client_token: Option<&'a str>,
     pub args_digest: &'a str,
     /// The answer, encoded (replayed for a repeated client token).
@@ -185,8 +188,6 @@ pub trait Requests {
     fn pending(&self, id: &str) -> Result<Option<Pending>>;
     /// Stores a request's end.
     fn end(&self, id: &str, ending: &Ending<'_>) -> Result<()>;
-    /// The arguments request `id` was made with, encoded.
-    fn args(&self, id: &str) -> Result<Option<String>>;
     /// Status, result and error of request `id`.
     fn stored(&self, id: &str) -> Result<Option<Stored>>;
     /// Queues an operator's request.

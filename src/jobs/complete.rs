@@ -3,24 +3,13 @@
 //! a timeout to `error`) and clears the VM's `currentRequestId`. Idempotent: a request that is
 //! already terminal is left alone, so repeated or late callbacks change nothing.
 
-use crate::codec::{Struct, decode, encode, s};
+use crate::codec::{Struct, encode, s};
 use crate::facility::Status;
 use crate::inventory::requests::{Ending, Pending, Requests};
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
+use crate::model::{VmState, Work};
 use crate::util::unix_now;
-
-/// The VM states of §2.1.
-pub const VM_STATES: [&str; 8] = [
-    "stopped",
-    "starting",
-    "running",
-    "stopping",
-    "resetting",
-    "installing",
-    "configuring",
-    "error",
-];
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,19 +44,6 @@ impl Outcome {
     }
 }
 
-/// The VM state after `method` succeeded.
-pub fn success_state(method: &str) -> &'static str {
-    match method {
-        "powerOnVm" | "resetVm" => "running",
-        _ => "stopped",
-    }
-}
-
-/// A method on a VM (not an operator's request on a bare-metal machine).
-fn vm_method(method: &str) -> bool {
-    crate::facility::command::MachineOp::from_method(method).is_none()
-}
-
 /// What happened: `Applied`, or `Ignored` for an unknown or already terminal request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -86,6 +62,7 @@ pub fn apply(
         resource_id: vm,
         status,
         previous_state,
+        work,
     }) = tx.pending(request_id)?
     else {
         return Ok(Applied::Ignored);
@@ -97,8 +74,11 @@ pub fn apply(
     let (status, result, error_type, message, vm_state) = match outcome {
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
-            let state = success_state(&method);
-            if vm_method(&method) {
+            let state = work
+                .as_ref()
+                .map_or(VmState::Stopped, Work::success_state)
+                .as_str();
+            if work.as_ref().is_none_or(Work::on_vm) {
                 r.insert("state".into(), s(state));
             }
             (
@@ -141,24 +121,14 @@ pub fn apply(
         },
     )?;
     if tx.end_request(&vm, request_id, &vm_state, &message, now)? {
-        if method == "restoreImage"
-            && status == "succeeded"
-            && let Some(image) = restored_image(tx, request_id)?
+        if status == "succeeded"
+            && let Some(Work::Restore { image }) = &work
         {
-            tx.set_installed_image(&vm, &image)?;
+            tx.set_installed_image(&vm, image)?;
         }
         record_event(tx, "vm", &vm)?;
     }
     record_event(tx, "request", request_id)?;
     audit(tx, actor, &format!("{method}.result"), &vm, status)?;
     Ok(Applied::Applied)
-}
-
-/// The image a restoreImage request installed (its `imageId` argument).
-fn restored_image(tx: &Tx<'_>, request_id: &str) -> inventory::Result<Option<String>> {
-    let args = decode(&tx.args(request_id)?.unwrap_or_default());
-    Ok(match args.get("imageId") {
-        Some(dxr::Value::String(image)) => Some(image.clone()),
-        _ => None,
-    })
 }

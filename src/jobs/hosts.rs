@@ -17,11 +17,11 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::complete::VM_STATES;
 pub use crate::facility::agent::{HostReport, VmReport};
 use crate::inventory::hosts::{AgentRecord, Hosts};
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
+use crate::model::VmState;
 use crate::util::unix_now;
 
 /// Reports in a row that must miss a VM before it counts as gone.
@@ -178,9 +178,9 @@ pub type StateCounts = Vec<(&'static str, i64)>;
 /// VM states and agent states with their counts, for /metrics.
 pub fn state_counts(tx: &Tx<'_>) -> inventory::Result<(StateCounts, StateCounts)> {
     const HOST_STATES: [&str; 3] = ["unknown", "up", "unreachable"];
-    let vms = VM_STATES
+    let vms = VmState::ALL
         .iter()
-        .map(|s| Ok((*s, tx.count_in_state(s)?)))
+        .map(|s| Ok((s.as_str(), tx.count_in_state(s.as_str())?)))
         .collect::<inventory::Result<_>>()?;
     let hosts = HOST_STATES
         .iter()

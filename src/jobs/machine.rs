@@ -4,11 +4,11 @@
 //! the appliance is the one place that drives a BMC: the same machine's commands never
 //! overlap, and each leaves a row and an audit entry.
 
-use crate::codec::{Struct, decode, encode};
-use crate::facility::command::MachineOp;
+use crate::codec::{Struct, decode};
 use crate::inventory::machines::Machines;
 use crate::inventory::requests::{OperatorRequest, Requests};
 use crate::inventory::{self, Tx, audit, record_event};
+use crate::model::{MachineOp, Work};
 use crate::util::unix_now;
 
 /// Queues `op` on `machine`; its request id, or why not (no such machine, no BMC).
@@ -33,18 +33,13 @@ pub fn enqueue(
         }
     }
     let id = super::new_request_id();
-    let mut args = Struct::new();
-    args.insert(
-        "timeoutSecs".into(),
-        dxr::Value::Integer(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
-    );
     tx.queue_operator(&OperatorRequest {
         id: &id,
         actor,
         method: op.method(),
         resource_type: "machine",
         resource_id: machine,
-        args: &encode(&args),
+        work: &Work::Machine { op, timeout_secs },
         at: unix_now(),
     })?;
     record_event(tx, "request", &id)?;

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::codec::decode;
 use crate::config;
 use crate::facility::{Command, Dispatch, Driver, Error, Status};
 use crate::inventory::requests::{Job, Requests};
@@ -105,9 +104,15 @@ fn dispatch_of(tx: &Tx<'_>, job: Job, boot: &VmBoot) -> inventory::Result<Dispat
         .command
         .as_deref()
         .and_then(|c| serde_json::from_str::<Command>(c).ok());
-    let command = match stored {
-        Some(c) => c,
-        None => resolve::command(tx, &job.method, &job.resource_id, &decode(&job.args), boot)?,
+    let command = match (stored, &job.work) {
+        (Some(c), _) => c,
+        (None, Some(work)) => resolve::command(tx, work, &job.resource_id, boot)?,
+        (None, None) => {
+            return Err(inventory::Error::Invalid(format!(
+                "request {} stores no readable work",
+                job.id
+            )));
+        }
     };
     Ok(Dispatch {
         request_id: job.id,
@@ -133,6 +138,15 @@ fn claim(
     let Some(found) = tx.oldest_queued(customer)? else {
         return Ok(None);
     };
+    if found.work.is_none() {
+        // Written by something other than this nhn: fail it rather than block the queue.
+        let outcome = Outcome::Failed {
+            error_type: "InternalError".into(),
+            message: "the request's stored work cannot be read; make the call again".into(),
+        };
+        complete::apply(tx, &found.id, &outcome, "engine")?;
+        return Ok(None);
+    }
     let job = dispatch_of(tx, found, boot)?;
     let now = unix_now();
     tx.start(
@@ -414,6 +428,7 @@ pub fn purge(tx: &Tx<'_>, retention_days: u32) -> inventory::Result<usize> {
 mod tests {
     use super::*;
     use crate::inventory::Inventory;
+    use crate::model::Work;
 
     #[test]
     fn pick_goes_round_robin_over_customers_with_free_slots() {
@@ -454,7 +469,10 @@ mod tests {
                         method: "resetMachine",
                         resource_type: "machine",
                         resource_id: "m1",
-                        args: "",
+                        work: &Work::Machine {
+                            op: crate::model::MachineOp::Reset,
+                            timeout_secs: 0,
+                        },
                         at: days_ago(9),
                     })?;
                     if let Some(d) = finished {

@@ -1,12 +1,12 @@
 //! Turns a claimed request into the typed facility [`Command`] (DESIGN.md §6): everything the
 //! facility needs, read from the inventory in the claim's transaction, so that the facility
-//! never reads the inventory or the caller's XML-RPC arguments. This is the one place that
-//! knows which API method means which command.
+//! never reads the inventory or the caller's XML-RPC arguments. The request's [`Work`] (decided
+//! from the API method when the call was accepted) says what to do.
 
-use crate::codec::{Struct, text};
-use crate::facility::command::{BootSpec, Command, DiskSpec, MachineOp, NicSpec, VmSpec};
+use crate::facility::command::{BootSpec, Command, DiskSpec, NicSpec, VmSpec};
 use crate::inventory::vms::{Hardware, Vms};
 use crate::inventory::{self, Tx};
+use crate::model::Work;
 use crate::storage::default_initiator;
 
 /// What a VM boots, prepared by the engine outside the writer (hashing files takes time).
@@ -22,34 +22,23 @@ pub struct VmBoot {
     pub chap: bool,
 }
 
-/// The command of an async request: an API call on VM `vm`, or an operator's power request on
-/// bare-metal machine `vm` ([`super::machine`]).
-pub fn command(
-    tx: &Tx<'_>,
-    method: &str,
-    vm: &str,
-    args: &Struct,
-    boot: &VmBoot,
-) -> inventory::Result<Command> {
-    if let Some(op) = MachineOp::from_method(method) {
-        let timeout_secs = match args.get("timeoutSecs") {
-            Some(dxr::Value::Integer(t)) => u64::try_from(*t).unwrap_or(0),
-            _ => 0,
-        };
-        return Ok(Command::Machine { op, timeout_secs });
-    }
-    Ok(match method {
-        "powerOnVm" => Command::PowerOn(vm_spec(tx, vm, boot)?),
-        "powerOffVm" => Command::PowerOff {
-            force: matches!(args.get("force"), Some(dxr::Value::Boolean(true))),
+/// The command of an async request: an API call's work on VM `vm`, or an operator's power
+/// request on bare-metal machine `vm` ([`super::machine`]).
+pub fn command(tx: &Tx<'_>, work: &Work, vm: &str, boot: &VmBoot) -> inventory::Result<Command> {
+    Ok(match work {
+        Work::PowerOn => Command::PowerOn(vm_spec(tx, vm, boot)?),
+        Work::PowerOff { force } => Command::PowerOff { force: *force },
+        Work::Reset => Command::Reset,
+        Work::Restore { image } => Command::Restore {
+            image: image.clone(),
         },
-        "resetVm" => Command::Reset,
-        "restoreImage" => Command::Restore {
-            image: text(args, "imageId"),
+        Work::Configure { method, settings } => Command::Configure {
+            method: method.clone(),
+            settings: settings.clone(),
         },
-        other => Command::Configure {
-            method: other.to_owned(),
-            settings: crate::codec::to_json(&dxr::Value::Struct(args.clone())),
+        Work::Machine { op, timeout_secs } => Command::Machine {
+            op: *op,
+            timeout_secs: *timeout_secs,
         },
     })
 }

@@ -114,10 +114,39 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_boot_tokens.sql"),
     include_str!("migrations/0006_facility.sql"),
     include_str!("migrations/0007_port_native.sql"),
+    include_str!("migrations/0008_work_json.sql"),
 ];
 
+/// The migration whose rows a hook converts, by its index in [`MIGRATIONS`].
+const WORK_JSON: usize = 7;
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
+    Migrations::new(
+        MIGRATIONS
+            .iter()
+            .enumerate()
+            .map(|(i, sql)| match i {
+                WORK_JSON => M::up_with_hook(sql, work_from_xml),
+                _ => M::up(sql),
+            })
+            .collect(),
+    )
+}
+
+/// Migration 8: every request's XML-RPC arguments become its work, as JSON (`""` for a call
+/// that queued no work).
+fn work_from_xml(tx: &rusqlite::Transaction<'_>) -> rusqlite_migration::HookResult {
+    let rows: Vec<(String, String, String)> = tx
+        .prepare("SELECT id, method, args FROM requests WHERE args != ''")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = tx.prepare("UPDATE requests SET args = ?2 WHERE id = ?1")?;
+    for (id, method, xml) in rows {
+        let args = crate::codec::to_json(&dxr::Value::Struct(crate::codec::decode(&xml)));
+        let work = crate::model::Work::from_call(&method, &args);
+        update.execute(params![id, requests::work_text(work.as_ref())])?;
+    }
+    Ok(())
 }
 
 /// The schema version this build writes: one per migration.
@@ -504,6 +533,70 @@ mod tests {
                 .collect::<rusqlite::Result<_>>()?)
         })
         .unwrap()
+    }
+
+    #[test]
+    fn migration_8_turns_stored_xml_arguments_into_work() {
+        let (_dir, path) = temp_db();
+        let mut conn = Connection::open(&path).unwrap();
+        migrations().to_version(&mut conn, WORK_JSON).unwrap();
+        let xml = |v: &[(&str, dxr::Value)]| {
+            crate::codec::encode(
+                &v.iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            )
+        };
+        for (id, method, args) in [
+            (
+                "r1",
+                "powerOffVm",
+                xml(&[
+                    ("vmId", dxr::Value::String("vm-1".into())),
+                    ("force", dxr::Value::Boolean(true)),
+                ]),
+            ),
+            (
+                "r2",
+                "restoreImage",
+                xml(&[("imageId", dxr::Value::String("img-1".into()))]),
+            ),
+            (
+                "r3",
+                "resetMachine",
+                xml(&[("timeoutSecs", dxr::Value::Integer(30))]),
+            ),
+            (
+                "r4",
+                "allocateVm",
+                xml(&[("vmType", dxr::Value::String("V1".into()))]),
+            ),
+            ("r5", "getVmInfo", String::new()),
+        ] {
+            conn.execute(
+                "INSERT INTO requests (id, method, status, args, accepted_at) VALUES (?1, ?2, 'queued', ?3, 'now')",
+                params![id, method, args],
+            )
+            .unwrap();
+        }
+        migrations().to_latest(&mut conn).unwrap();
+        let stored: Vec<String> = conn
+            .prepare("SELECT args FROM requests ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            [
+                r#"{"work":"power_off","force":true}"#,
+                r#"{"work":"restore","image":"img-1"}"#,
+                r#"{"work":"machine","op":"reset","timeout_secs":30}"#,
+                "",
+                "",
+            ]
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,19 @@ use crate::inventory::requests::{
     ApiCall, CallRecord, Ending, Job, OperatorRequest, Pending, PendingCounts, Queue, RequestRow,
     Requests, Stored,
 };
+use crate::model::Work;
 use crate::util::rfc3339;
+
+/// Work as `requests.args` stores it: JSON, or "" for a synchronous call.
+pub(super) fn work_text(work: Option<&Work>) -> String {
+    work.and_then(|w| serde_json::to_string(w).ok())
+        .unwrap_or_default()
+}
+
+/// The stored work (`None` if the text is not work).
+fn work(text: String) -> Option<Work> {
+    serde_json::from_str(&text).ok()
+}
 
 /// A request with the machine it goes to: the one it was handed to, the hypervisor its VM is
 /// placed on, or the bare-metal machine it is about.
@@ -26,7 +38,7 @@ fn job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         id: r.get(0)?,
         method: r.get(1)?,
         resource_id: r.get(2)?,
-        args: r.get(3)?,
+        work: work(r.get(3)?),
         command: r.get(4)?,
         host: r.get(5)?,
     })
@@ -76,7 +88,7 @@ impl Requests for Tx<'_> {
                 c.resource_type,
                 c.resource_id,
                 c.status,
-                c.args,
+                work_text(c.work),
                 c.client_token,
                 c.args_digest,
                 c.response,
@@ -234,7 +246,7 @@ impl Requests for Tx<'_> {
         Ok(self
             .conn
             .query_row(
-                "SELECT method, resource_id, status, previous_state FROM requests WHERE id = ?1",
+                "SELECT method, resource_id, status, previous_state, args FROM requests WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(Pending {
@@ -242,6 +254,7 @@ impl Requests for Tx<'_> {
                         resource_id: r.get(1)?,
                         status: r.get(2)?,
                         previous_state: r.get(3)?,
+                        work: work(r.get(4)?),
                     })
                 },
             )
@@ -263,15 +276,6 @@ impl Requests for Tx<'_> {
             ],
         )?;
         Ok(())
-    }
-
-    fn args(&self, id: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT args FROM requests WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?)
     }
 
     fn stored(&self, id: &str) -> Result<Option<Stored>> {
@@ -301,7 +305,7 @@ impl Requests for Tx<'_> {
                 r.method,
                 r.resource_type,
                 r.resource_id,
-                r.args,
+                work_text(Some(r.work)),
                 rfc3339(r.at)
             ],
         )?;
