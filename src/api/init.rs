@@ -13,6 +13,7 @@ use super::network::{check_nic_device, parse_ip};
 use super::vm::{Vm, disk1, ensure_off, find_vm, start_async};
 use super::{Ctx, Outcome};
 use crate::inventory::Tx;
+use crate::model::VmState;
 use crate::net::Ipv4Net;
 
 /// Largest `writeFile` content.
@@ -21,7 +22,7 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024;
 /// Common checks, then `configuring`.
 fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome, ApiError> {
     ensure_off(vm, method)?;
-    if vm.state != "stopped" {
+    if vm.state != VmState::Stopped {
         return fail(
             ErrorType::InvalidStatus,
             format!(
@@ -55,7 +56,7 @@ fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome,
         }) => image,
     };
     match conn.init_support(image)? {
-        Some((true, _)) => start_async(conn, ctx, vm, "configuring", Struct::new()),
+        Some((true, _)) => start_async(conn, ctx, vm, VmState::Configuring, Struct::new()),
         Some((false, id)) => fail(
             ErrorType::InvalidStatus,
             format!(

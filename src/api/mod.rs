@@ -64,7 +64,7 @@ pub struct Outcome {
 }
 
 pub struct Pending {
-    pub previous_state: String,
+    pub previous_state: crate::model::VmState,
 }
 
 pub type ReadFn = fn(&Tx<'_>, &Ctx, &Args) -> Result<Struct, ApiError>;

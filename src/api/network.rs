@@ -18,11 +18,20 @@ use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::Resource;
 use crate::inventory::vms::Vms;
 use crate::inventory::{Tx, record_event};
+use crate::model::NetworkKind;
 use crate::net::Ipv4Net;
 use crate::util::unix_now;
 
-/// The customer network kinds.
-pub const KINDS: [&str; 3] = ["L2EX", "L3EX", "L3SH"];
+/// A `networkType` argument: a kind customers allocate.
+fn customer_kind(text: &str) -> Result<NetworkKind, ApiError> {
+    match text.parse() {
+        Ok(kind) if NetworkKind::CUSTOMER.contains(&kind) => Ok(kind),
+        _ => fail(
+            ErrorType::ParameterError,
+            format!("networkType {text:?}: use L2EX, L3EX or L3SH"),
+        ),
+    }
+}
 
 /// A customer network row.
 pub type Network = NetworkRecord;
@@ -54,20 +63,15 @@ pub fn parse_ip(name: &str, text: &str) -> Result<Ipv4Addr, ApiError> {
 
 pub fn get_network_list(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, ApiError> {
     let window = args.page()?;
-    let kind = args.opt_str("networkType")?;
-    if let Some(k) = kind
-        && !KINDS.contains(&k)
-    {
-        return fail(
-            ErrorType::ParameterError,
-            format!("networkType {k:?}: use L2EX, L3EX or L3SH"),
-        );
-    }
+    let kind = args
+        .opt_str("networkType")?
+        .map(customer_kind)
+        .transpose()?;
     let page = conn.network_page(ctx.caller.customer_id, kind, window)?;
     Ok(list("networkList", page, |n| {
         st([
             ("networkId", s(n.public_id)),
-            ("networkType", s(n.kind)),
+            ("networkType", s(n.kind.as_str())),
             ("subnet", s(n.subnet)),
             ("comment", s(n.comment)),
         ])
@@ -88,7 +92,7 @@ pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct,
         .collect();
     let mut info = st([
         ("networkId", s(&net.public_id)),
-        ("networkType", s(&net.kind)),
+        ("networkType", s(net.kind.as_str())),
         ("subnet", s(net.subnet.clone().unwrap_or_default())),
         ("gateway", s(net.gateway.clone().unwrap_or_default())),
         ("prefixLength", int(prefix_len)),
@@ -96,7 +100,7 @@ pub fn get_network_info(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct,
         ("comment", s(&net.comment)),
         ("createdAt", s(&net.created_at)),
     ]);
-    if net.kind == "L3SH" {
+    if net.kind == NetworkKind::L3sh {
         let addrs = conn
             .addresses_on(net.id)?
             .into_iter()
@@ -129,7 +133,7 @@ fn free_vlan(conn: &Tx<'_>) -> Result<(i64, i64), ApiError> {
 
 /// A free prefix of length `len` from an L3EX pool: `(pool id, subnet, gateway)`.
 fn free_prefix(conn: &Tx<'_>, len: Option<i64>) -> Result<(i64, Ipv4Net, Ipv4Addr), ApiError> {
-    let pools = conn.ip_pools("L3EX")?;
+    let pools = conn.ip_pools(NetworkKind::L3ex)?;
     if pools.is_empty() {
         return fail(
             ErrorType::ResourceExhausted,
@@ -185,13 +189,8 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
     let prefix_len = args.opt_int("prefixLength")?;
     let comment = args.opt_str("comment")?.unwrap_or("");
     check_comment(comment)?;
-    if !KINDS.contains(&kind) {
-        return fail(
-            ErrorType::ParameterError,
-            format!("networkType {kind:?}: use L2EX, L3EX or L3SH"),
-        );
-    }
-    if prefix_len.is_some() && kind != "L3EX" {
+    let kind = customer_kind(kind)?;
+    if prefix_len.is_some() && kind != NetworkKind::L3ex {
         return fail(
             ErrorType::ParameterError,
             "prefixLength applies to L3EX networks only",
@@ -215,11 +214,11 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
         Option<String>,
         Option<String>,
     ) = match kind {
-        "L2EX" => {
+        NetworkKind::L2ex => {
             let (pool, vlan) = free_vlan(conn)?;
             (vlan, Some(pool), None, None, None)
         }
-        "L3EX" => {
+        NetworkKind::L3ex => {
             let (ip_pool, subnet, gw) = free_prefix(conn, prefix_len)?;
             let (pool, vlan) = free_vlan(conn)?;
             (
@@ -231,7 +230,7 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
             )
         }
         _ => {
-            let shared = conn.ip_pools("L3SH")?.into_iter().next();
+            let shared = conn.ip_pools(NetworkKind::L3sh)?.into_iter().next();
             let Some(IpPool {
                 id: pool,
                 prefix,
@@ -266,7 +265,7 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
     Ok(Outcome {
         response: st([
             ("networkId", s(&id)),
-            ("networkType", s(kind)),
+            ("networkType", s(kind.as_str())),
             ("subnet", s(subnet.unwrap_or_default())),
             ("gateway", s(gateway.unwrap_or_default())),
         ]),
@@ -329,7 +328,7 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
     if !(1..=64).contains(&count) {
         return fail(ErrorType::ParameterError, "count must be between 1 and 64");
     }
-    if net.kind != "L3SH" {
+    if net.kind != NetworkKind::L3sh {
         return not_l3sh(&net, "allocateIpAddress");
     }
     let used = conn.usage(ctx.caller.customer_id, None)?.l3sh_addresses;
@@ -501,11 +500,11 @@ pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     })
 }
 
-/// The public id and kind of the network a NIC is on (empty if none).
-fn network_of(conn: &Tx<'_>, nic: &Nic) -> Result<(String, String), ApiError> {
+/// The public id and kind of the network a NIC is on, if any.
+fn network_of(conn: &Tx<'_>, nic: &Nic) -> Result<Option<(String, NetworkKind)>, ApiError> {
     Ok(match nic.network {
-        Some(n) => conn.network_ref(n)?.unwrap_or_default(),
-        None => Default::default(),
+        Some(n) => conn.network_ref(n)?,
+        None => None,
     })
 }
 
@@ -520,7 +519,9 @@ pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
             format!("no network on {device} of VM {}", vm.public_id),
         );
     };
-    let (network_id, _) = network_of(conn, &nic)?;
+    let network_id = network_of(conn, &nic)?
+        .map(|(id, _)| id)
+        .unwrap_or_default();
     conn.remove_nic(nic.id)?;
     record_event(conn, "nic", &nic.mac)?;
     record_event(conn, "vm", &vm.public_id)?;
@@ -546,8 +547,8 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
             format!("no network on {device} of VM {}", vm.public_id),
         );
     };
-    let (_, kind) = network_of(conn, &nic)?;
-    if kind != "L3SH" {
+    let kind = network_of(conn, &nic)?.map(|(_, kind)| kind);
+    if kind != Some(NetworkKind::L3sh) {
         return fail(
             ErrorType::ParameterError,
             format!(

@@ -70,7 +70,7 @@ pub fn run_write(
         }) => {
             response.insert("requestId".into(), s(&ctx.request_id));
             let (status, finished, previous) = match &pending {
-                Some(p) => ("queued", None, Some(p.previous_state.clone())),
+                Some(p) => ("queued", None, Some(p.previous_state.as_str())),
                 None => ("succeeded", Some(now.clone()), None),
             };
             let work = match &pending {
@@ -100,7 +100,7 @@ pub fn run_write(
                 client_token: token,
                 args_digest: &digest,
                 response: &encode(&response),
-                previous_state: previous.as_deref(),
+                previous_state: previous,
                 accepted_at: &now,
                 finished_at: finished.as_deref(),
             })?;

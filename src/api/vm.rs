@@ -15,16 +15,8 @@ use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::{Resource, Resources};
 use crate::inventory::vms::{Disk1, NewVm, VmSummary, Vms};
 use crate::inventory::{Tx, record_event};
-use crate::model::VmState;
+use crate::model::{Power, VmState};
 use crate::util::unix_now;
-
-/// `power` is "on" for starting, running, stopping and resetting.
-pub fn power(state: &str) -> &'static str {
-    match state {
-        "starting" | "running" | "stopping" | "resetting" => "on",
-        _ => "off",
-    }
-}
 
 /// A VM row as the API sees it.
 pub use crate::inventory::vms::VmRecord as Vm;
@@ -52,7 +44,7 @@ pub fn ensure_idle(vm: &Vm) -> Result<(), ApiError> {
 /// Hardware edits need the VM powered off and idle (§2.0).
 pub fn ensure_off(vm: &Vm, method: &str) -> Result<(), ApiError> {
     ensure_idle(vm)?;
-    if power(&vm.state) == "on" {
+    if vm.state.power() == Power::On {
         return fail(
             ErrorType::InvalidStatus,
             format!(
@@ -158,8 +150,8 @@ fn summary(v: VmSummary) -> Struct {
         ("vmId", s(v.public_id)),
         ("vmType", s(v.vm_type)),
         ("architecture", s(v.architecture)),
-        ("power", s(power(&v.state))),
-        ("state", s(v.state)),
+        ("power", s(v.state.power().as_str())),
+        ("state", s(v.state.as_str())),
         ("comment", s(v.comment)),
     ])
 }
@@ -223,8 +215,8 @@ pub fn get_vm_status(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Struct, Ap
     let command = command_status(conn, &vm.public_id)?;
     Ok(st([
         ("vmId", s(&vm.public_id)),
-        ("power", s(power(&vm.state))),
-        ("state", s(&vm.state)),
+        ("power", s(vm.state.power().as_str())),
+        ("state", s(vm.state.as_str())),
         ("command", Value::Struct(command)),
     ]))
 }
@@ -280,19 +272,19 @@ pub fn start_async(
     conn: &Tx<'_>,
     ctx: &Ctx,
     vm: &Vm,
-    to_state: &str,
+    to_state: VmState,
     mut response: Struct,
 ) -> Result<Outcome, ApiError> {
     conn.begin_request(vm.id, to_state, &ctx.request_id, unix_now())?;
     record_event(conn, "vm", &vm.public_id)?;
     response.insert("vmId".into(), s(&vm.public_id));
-    response.insert("previousState".into(), s(&vm.state));
-    response.insert("currentState".into(), s(to_state));
+    response.insert("previousState".into(), s(vm.state.as_str()));
+    response.insert("currentState".into(), s(to_state.as_str()));
     Ok(Outcome {
         response,
         resource: ("vm", vm.public_id.clone()),
         pending: Some(Pending {
-            previous_state: vm.state.clone(),
+            previous_state: vm.state,
         }),
     })
 }
@@ -305,7 +297,7 @@ pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
 pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != "stopped" {
+    if vm.state != VmState::Stopped {
         return fail(
             ErrorType::InvalidStatus,
             format!(
@@ -354,14 +346,14 @@ pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Api
             );
         }
     }
-    start_async(conn, ctx, &vm, "starting", Struct::new())
+    start_async(conn, ctx, &vm, VmState::Starting, Struct::new())
 }
 
 pub fn power_off_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     args.opt_bool("force")?;
     ensure_idle(&vm)?;
-    if vm.state != "running" {
+    if vm.state != VmState::Running {
         return fail(
             ErrorType::InvalidStatus,
             format!(
@@ -370,13 +362,13 @@ pub fn power_off_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Ap
             ),
         );
     }
-    start_async(conn, ctx, &vm, "stopping", Struct::new())
+    start_async(conn, ctx, &vm, VmState::Stopping, Struct::new())
 }
 
 pub fn reset_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != "running" {
+    if vm.state != VmState::Running {
         return fail(
             ErrorType::InvalidStatus,
             format!(
@@ -385,7 +377,7 @@ pub fn reset_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiErr
             ),
         );
     }
-    start_async(conn, ctx, &vm, "resetting", Struct::new())
+    start_async(conn, ctx, &vm, VmState::Resetting, Struct::new())
 }
 
 pub fn restore_image(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -429,7 +421,13 @@ pub fn restore_image(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
             ),
         );
     }
-    start_async(conn, ctx, &vm, "installing", st([("imageId", s(image_id))]))
+    start_async(
+        conn,
+        ctx,
+        &vm,
+        VmState::Installing,
+        st([("imageId", s(image_id))]),
+    )
 }
 
 pub fn change_vm_type(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {

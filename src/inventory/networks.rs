@@ -2,14 +2,14 @@
 //! repository, implemented for SQLite in `sqlite/networks.rs`.
 
 use super::{Page, Result, Window};
+use crate::model::NetworkKind;
 
 /// A customer's network (never an infrastructure one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkRecord {
     pub id: i64,
     pub public_id: String,
-    /// `L2EX`, `L3EX` or `L3SH`.
-    pub kind: String,
+    pub kind: NetworkKind,
     pub subnet: Option<String>,
     pub gateway: Option<String>,
     pub ip_pool_id: Option<i64>,
@@ -21,7 +21,7 @@ pub struct NetworkRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkSummary {
     pub public_id: String,
-    pub kind: String,
+    pub kind: NetworkKind,
     /// Empty for L2EX.
     pub subnet: String,
     pub comment: String,
@@ -59,7 +59,7 @@ pub struct IpPool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNetwork<'a> {
     pub public_id: &'a str,
-    pub kind: &'a str,
+    pub kind: NetworkKind,
     pub customer: i64,
     pub vlan: i64,
     pub vlan_pool: Option<i64>,
@@ -91,7 +91,7 @@ pub trait Networks {
     fn network_page(
         &self,
         customer: i64,
-        kind: Option<&str>,
+        kind: Option<NetworkKind>,
         window: Window,
     ) -> Result<Page<NetworkSummary>>;
     /// The VMs' NICs on network `id`: `(vm public id, device)`, by VM.
@@ -104,8 +104,8 @@ pub trait Networks {
     fn used_vlans(&self) -> Result<Vec<i64>>;
     /// The customer VLAN pools, lowest first.
     fn vlan_pools(&self) -> Result<Vec<VlanPool>>;
-    /// The address pools of `kind` (`L3EX`, `L3SH`), oldest first.
-    fn ip_pools(&self, kind: &str) -> Result<Vec<IpPool>>;
+    /// The address pools of `kind` (L3EX prefixes, the L3SH segment), oldest first.
+    fn ip_pools(&self, kind: NetworkKind) -> Result<Vec<IpPool>>;
     /// Address pool `id`.
     fn ip_pool(&self, id: i64) -> Result<Option<IpPool>>;
     /// The subnets L3EX and infrastructure networks use.
@@ -113,7 +113,7 @@ pub trait Networks {
     fn insert_network(&self, network: &NewNetwork<'_>, at: i64) -> Result<()>;
     fn delete_network(&self, id: i64) -> Result<()>;
     /// The public id and kind of network row `id`.
-    fn network_ref(&self, id: i64) -> Result<Option<(String, String)>>;
+    fn network_ref(&self, id: i64) -> Result<Option<(String, NetworkKind)>>;
 
     /// The addresses allocated from pool `pool`.
     fn pool_addresses(&self, pool: i64) -> Result<Vec<String>>;

@@ -3,6 +3,7 @@
 //! implemented for SQLite in `sqlite/quotas.rs`.
 
 use super::Result;
+use crate::model::NetworkKind;
 
 /// Amounts per quota dimension: a customer's limits, or what it uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,12 +21,13 @@ pub struct Amounts {
 }
 
 impl Amounts {
-    /// The networks of one kind (`L2EX`, `L3EX`, `L3SH`).
-    pub fn networks(&self, kind: &str) -> i64 {
+    /// The networks of one kind (infrastructure networks are nobody's: 0).
+    pub fn networks(&self, kind: NetworkKind) -> i64 {
         match kind {
-            "L2EX" => self.networks_l2ex,
-            "L3EX" => self.networks_l3ex,
-            _ => self.networks_l3sh,
+            NetworkKind::L2ex => self.networks_l2ex,
+            NetworkKind::L3ex => self.networks_l3ex,
+            NetworkKind::L3sh => self.networks_l3sh,
+            NetworkKind::Infra => 0,
         }
     }
 }

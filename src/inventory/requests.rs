@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::Result;
-use crate::model::Work;
+use crate::model::{RequestStatus, VmState, Work};
 
 /// A queued or running request as the engine dispatches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +39,9 @@ pub struct Queue {
 pub struct Pending {
     pub method: String,
     pub resource_id: String,
-    /// `queued`, `running`, or a terminal status.
-    pub status: String,
+    pub status: RequestStatus,
     /// The VM state to go back to on failure.
-    pub previous_state: Option<String>,
+    pub previous_state: Option<VmState>,
     /// What it asks for (`None`: the stored work is unreadable).
     pub work: Option<Work>,
 }

@@ -3,6 +3,7 @@
 //! end moves its VM).
 
 use super::{Page, Result, Window};
+use crate::model::VmState;
 
 /// A VM as the status page lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -46,7 +47,7 @@ pub struct VmRecord {
     pub public_id: String,
     pub vm_type: String,
     pub architecture: String,
-    pub state: String,
+    pub state: VmState,
     pub image_id: Option<i64>,
     pub current_request_id: Option<String>,
 }
@@ -57,7 +58,7 @@ pub struct VmSummary {
     pub public_id: String,
     pub vm_type: String,
     pub architecture: String,
-    pub state: String,
+    pub state: VmState,
     pub comment: String,
 }
 
@@ -120,17 +121,17 @@ pub trait Vms {
         &self,
         vm: &str,
         request: &str,
-        state: &str,
+        state: VmState,
         reason: &str,
         at: i64,
     ) -> Result<bool>;
     /// Sets VM `vm`'s state from what its host saw (not from a request): `stopped` also frees
     /// its hypervisor slot.
-    fn set_observed_state(&self, vm: &str, state: &str, reason: &str, at: i64) -> Result<()>;
+    fn set_observed_state(&self, vm: &str, state: VmState, reason: &str, at: i64) -> Result<()>;
     /// Every VM for the operator's views, by public id.
     fn overview(&self) -> Result<Vec<VmOverview>>;
     /// How many VMs are in `state`.
-    fn count_in_state(&self, state: &str) -> Result<i64>;
+    fn count_in_state(&self, state: VmState) -> Result<i64>;
     /// The kind and subnet of the network attached to NIC `device` of VM `vm_id`.
     fn nic_network(&self, vm_id: i64, device: &str) -> Result<Option<(String, Option<String>)>>;
     /// The size (vCPUs, memory MB) of VM type `name`.
@@ -185,7 +186,7 @@ pub trait Vms {
     /// addresses stay allocated to the customer (unassigned).
     fn deallocate_vm(&self, id: i64) -> Result<()>;
     /// VM `id` takes transitional `state` for request `request`.
-    fn begin_request(&self, id: i64, state: &str, request: &str, at: i64) -> Result<()>;
+    fn begin_request(&self, id: i64, state: VmState, request: &str, at: i64) -> Result<()>;
     /// What VM `id` has on DISK1, if a volume is attached there.
     fn disk1(&self, id: i64) -> Result<Option<Disk1>>;
     fn set_vm_type(&self, id: i64, vm_type: &str, at: i64) -> Result<()>;

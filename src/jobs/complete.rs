@@ -67,27 +67,18 @@ pub fn apply(
     else {
         return Ok(Applied::Ignored);
     };
-    if status != "queued" && status != "running" {
+    if !status.is_open() {
         return Ok(Applied::Ignored);
     }
-    let previous = previous_state.unwrap_or_else(|| "stopped".into());
+    let previous = previous_state.unwrap_or(VmState::Stopped);
     let (status, result, error_type, message, vm_state) = match outcome {
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
-            let state = work
-                .as_ref()
-                .map_or(VmState::Stopped, Work::success_state)
-                .as_str();
+            let state = work.as_ref().map_or(VmState::Stopped, Work::success_state);
             if work.as_ref().is_none_or(Work::on_vm) {
-                r.insert("state".into(), s(state));
+                r.insert("state".into(), s(state.as_str()));
             }
-            (
-                "succeeded",
-                r,
-                String::new(),
-                String::new(),
-                state.to_owned(),
-            )
+            ("succeeded", r, String::new(), String::new(), state)
         }
         Outcome::Failed {
             error_type,
@@ -106,7 +97,7 @@ pub fn apply(
             format!(
                 "the facility did not report {method} in time; VM {vm} is in state error until an operator checks it"
             ),
-            "error".to_owned(),
+            VmState::Error,
         ),
     };
     let now = unix_now();
@@ -120,7 +111,7 @@ pub fn apply(
             at: now,
         },
     )?;
-    if tx.end_request(&vm, request_id, &vm_state, &message, now)? {
+    if tx.end_request(&vm, request_id, vm_state, &message, now)? {
         if status == "succeeded"
             && let Some(Work::Restore { image }) = &work
         {

@@ -54,14 +54,14 @@ pub fn apply(
         let seen = report.vms.iter().find(|v| v.vm_id == vm);
         let (state, reason) = match seen {
             Some(v) if v.state == "gone" => (
-                "error",
+                VmState::Error,
                 format!(
                     "its QEMU on {host} exited without being asked: {}",
                     v.reason
                 ),
             ),
             Some(v) if v.state == "shutdown" => {
-                ("stopped", "the guest powered itself off".to_owned())
+                (VmState::Stopped, "the guest powered itself off".to_owned())
             }
             Some(_) => {
                 misses.remove(&vm);
@@ -74,7 +74,7 @@ pub fn apply(
                     continue;
                 }
                 (
-                    "error",
+                    VmState::Error,
                     format!("not running on its hypervisor {host} ({MISSES} reports in a row)"),
                 )
             }
@@ -180,7 +180,7 @@ pub fn state_counts(tx: &Tx<'_>) -> inventory::Result<(StateCounts, StateCounts)
     const HOST_STATES: [&str; 3] = ["unknown", "up", "unreachable"];
     let vms = VmState::ALL
         .iter()
-        .map(|s| Ok((s.as_str(), tx.count_in_state(s.as_str())?)))
+        .map(|s| Ok((s.as_str(), tx.count_in_state(*s)?)))
         .collect::<inventory::Result<_>>()?;
     let hosts = HOST_STATES
         .iter()

@@ -36,6 +36,31 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// Model values are stored as their text (`VmState::Running` as `running`).
+macro_rules! stored_as_text {
+    ($($ty:ty),+) => {$(
+        impl rusqlite::types::ToSql for $ty {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $ty {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                v.as_str()?
+                    .parse()
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )+};
+}
+
+stored_as_text!(
+    crate::model::VmState,
+    crate::model::RequestStatus,
+    crate::model::NetworkKind
+);
+
 impl From<rusqlite_migration::Error> for Error {
     fn from(e: rusqlite_migration::Error) -> Self {
         Error::Migration(Box::new(e))

@@ -7,6 +7,7 @@ use crate::inventory::networks::{
     AddressUse, IpPool, NetworkRecord, NetworkSummary, Networks, NewNetwork, Nic, VlanPool,
 };
 use crate::inventory::{Page, Result, Window};
+use crate::model::NetworkKind;
 use crate::util::rfc3339;
 
 impl Networks for Tx<'_> {
@@ -66,7 +67,7 @@ impl Networks for Tx<'_> {
     fn network_page(
         &self,
         customer: i64,
-        kind: Option<&str>,
+        kind: Option<NetworkKind>,
         window: Window,
     ) -> Result<Page<NetworkSummary>> {
         page(
@@ -148,7 +149,7 @@ impl Networks for Tx<'_> {
             .collect::<rusqlite::Result<_>>()?)
     }
 
-    fn ip_pools(&self, kind: &str) -> Result<Vec<IpPool>> {
+    fn ip_pools(&self, kind: NetworkKind) -> Result<Vec<IpPool>> {
         Ok(self
             .conn
             .prepare_cached(&format!(
@@ -204,7 +205,7 @@ impl Networks for Tx<'_> {
         Ok(())
     }
 
-    fn network_ref(&self, id: i64) -> Result<Option<(String, String)>> {
+    fn network_ref(&self, id: i64) -> Result<Option<(String, NetworkKind)>> {
         Ok(self
             .conn
             .prepare_cached("SELECT public_id, kind FROM networks WHERE id = ?1")?

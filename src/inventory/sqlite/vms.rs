@@ -8,6 +8,7 @@ use crate::inventory::vms::{
     VmSummary, Vms,
 };
 use crate::inventory::{Page, Result, Window};
+use crate::model::VmState;
 use crate::util::rfc3339;
 
 impl Vms for Tx<'_> {
@@ -60,11 +61,11 @@ impl Vms for Tx<'_> {
         &self,
         vm: &str,
         request: &str,
-        state: &str,
+        state: VmState,
         reason: &str,
         at: i64,
     ) -> Result<bool> {
-        let reason = if state == "error" { reason } else { "" };
+        let reason = if state == VmState::Error { reason } else { "" };
         let n = self.conn.execute(
             "UPDATE vms SET state = ?3, current_request_id = NULL, updated_at = ?4, state_reason = ?5,
                 hypervisor_id = CASE WHEN ?3 = 'stopped' THEN NULL ELSE hypervisor_id END
@@ -74,7 +75,7 @@ impl Vms for Tx<'_> {
         Ok(n > 0)
     }
 
-    fn set_observed_state(&self, vm: &str, state: &str, reason: &str, at: i64) -> Result<()> {
+    fn set_observed_state(&self, vm: &str, state: VmState, reason: &str, at: i64) -> Result<()> {
         self.conn.execute(
             "UPDATE vms SET state = ?2, state_reason = ?3, updated_at = ?4,
                 hypervisor_id = CASE WHEN ?2 = 'stopped' THEN NULL ELSE hypervisor_id END
@@ -103,7 +104,7 @@ impl Vms for Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn count_in_state(&self, state: &str) -> Result<i64> {
+    fn count_in_state(&self, state: VmState) -> Result<i64> {
         Ok(self
             .conn
             .prepare_cached("SELECT COUNT(*) FROM vms WHERE state = ?1")?
@@ -412,7 +413,7 @@ impl Vms for Tx<'_> {
         Ok(())
     }
 
-    fn begin_request(&self, id: i64, state: &str, request: &str, at: i64) -> Result<()> {
+    fn begin_request(&self, id: i64, state: VmState, request: &str, at: i64) -> Result<()> {
         self.conn
             .prepare_cached(
                 "UPDATE vms SET state = ?2, current_request_id = ?3, updated_at = ?4 WHERE id = ?1",
