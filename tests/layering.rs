@@ -160,7 +160,6 @@ const NOT_YET_BEHIND_REPOSITORIES: &[&str] = &[
     "src/api/other.rs",
     "src/api/storage.rs",
     "src/api/vm.rs",
-    "src/inventory/site/store.rs",
     "src/switch/reconciler.rs",
 ];
 

@@ -13,6 +13,7 @@ mod networks;
 mod queries;
 mod quotas;
 mod requests;
+mod site;
 mod switches;
 mod vms;
 mod volumes;
