@@ -95,7 +95,7 @@ fn import(inv: &Inventory, file: &Path) -> Result<()> {
 }
 
 fn export(inv: &Inventory, out: Option<&Path>) -> Result<()> {
-    let site = inv.read_blocking(|c| store::export(c))?;
+    let site = inv.read_blocking(store::export)?;
     let text = format!(
         "# nhn site export (nhn {}); import with `nhn inventory import FILE`\n{}",
         env!("CARGO_PKG_VERSION"),

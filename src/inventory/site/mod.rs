@@ -7,6 +7,7 @@
 //! same format ([`store::export`]), canonically ordered, so export → import → export is
 //! byte-identical. Every error names the file, the line and the object.
 
+pub mod repository;
 pub mod store;
 mod validate;
 

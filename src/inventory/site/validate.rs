@@ -167,6 +167,23 @@ fn check_vlans(c: &mut Checker, site: &SiteFile) {
     }
 }
 
+/// A gateway must lie inside its network's `net` (the network's `what`: subnet or prefix).
+fn check_gateway<T>(
+    c: &mut Checker,
+    at: &At<T>,
+    object: &str,
+    gateway: Option<Ipv4Addr>,
+    net: Ipv4Net,
+    what: &str,
+) {
+    if let Some(gw) = gateway
+        && !net.contains(gw)
+    {
+        let message = format!("gateway {gw} is outside {what} {net}");
+        c.err(at, object.to_owned(), message);
+    }
+}
+
 fn check_addresses(c: &mut Checker, site: &SiteFile) {
     let mut prefixes: Vec<(Ipv4Net, String)> = Vec::new();
     let mut check_overlap =
@@ -182,28 +199,12 @@ fn check_addresses(c: &mut Checker, site: &SiteFile) {
         };
     for n in &site.networks {
         let object = format!("network {:?}", n.name);
-        if let Some(gw) = n.gateway
-            && !n.subnet.contains(gw)
-        {
-            c.err(
-                n,
-                object.clone(),
-                format!("gateway {gw} is outside subnet {}", n.subnet),
-            );
-        }
+        check_gateway(c, n, &object, n.gateway, n.subnet, "subnet");
         check_overlap(c, n.span(), object, n.subnet);
     }
     for p in &site.ip_pools {
         let object = format!("IP pool {:?}", p.name);
-        if let Some(gw) = p.gateway
-            && !p.prefix.contains(gw)
-        {
-            c.err(
-                p,
-                object.clone(),
-                format!("gateway {gw} is outside prefix {}", p.prefix),
-            );
-        }
+        check_gateway(c, p, &object, p.gateway, p.prefix, "prefix");
         match p.kind {
             super::PoolKind::L3SH => {
                 if p.vlan.is_none() {

@@ -14,6 +14,7 @@ mod queries;
 mod quotas;
 mod requests;
 mod resources;
+mod site;
 mod switches;
 mod vms;
 mod volumes;
