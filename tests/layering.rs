@@ -161,7 +161,6 @@ const NOT_YET_BEHIND_REPOSITORIES: &[&str] = &[
     "src/api/storage.rs",
     "src/api/vm.rs",
     "src/inventory/site/store.rs",
-    "src/switch/reconciler.rs",
 ];
 
 #[test]
