@@ -13,7 +13,7 @@
 //!   the intents pending, is recorded for `nhn switch show`, and retries with exponential
 //!   backoff; other switches are unaffected. An SSH batch that went through leaves its
 //!   connection in the [`Pool`] for the next one (`[switch] ssh_idle_secs`).
-//! - **Crash safety.** Intents live in SQLite, so a restart (kill -9 included) resumes them.
+//! - **Crash safety.** Intents live in the inventory, so a restart (kill -9 included) resumes them.
 //!   Each session starts with a read-back, and intents already true on the switch are marked
 //!   applied without being sent: a change is sent at most once per crash, and applied once.
 //! - **Drift.** Every actor reads its switch back each `readback_period_secs`; a read-back that

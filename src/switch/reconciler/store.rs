@@ -153,9 +153,9 @@ pub(super) fn load_switch(tx: &Tx<'_>, name: &str) -> inventory::Result<SwitchRo
     })
 }
 
-/// Starts a batch on switch `row` seen in `state` (`parsed`: read from the switch itself, so
-/// stored as its read-back): intents already true on the switch are marked applied and never
-/// sent. Returns whether the read-back differs from the stored one, the pending intents left
+/// Starts a batch on switch `switch` (id `id`) seen in `state` (`parsed`: read from the switch
+/// itself, so stored as its read-back): intents already true on the switch are marked applied
+/// and never sent. Returns whether the read-back differs from the stored one, the pending intents left
 /// (adds before removes, oldest first) and the VLANs whose removes must wait for adds on other
 /// switches.
 pub(super) fn start_batch(
