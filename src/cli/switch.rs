@@ -7,6 +7,7 @@ use clap::Subcommand;
 use nhn::config::Config;
 use nhn::inventory::Inventory;
 use nhn::switch;
+use nhn::switch::driver::DriverKind;
 
 #[derive(Subcommand)]
 pub enum SwitchCmd {
@@ -94,15 +95,18 @@ fn show(inv: &Inventory, config: &Config) -> Result<()> {
             s.last_success_at.as_deref().unwrap_or("never"),
             s.last_readback_at.as_deref().unwrap_or("never")
         );
-        let driver = switch::reconciler::describe_driver(config, &s.driver, &s.credentials);
-        if s.driver == "snmp" {
-            println!("  driver: {driver}, credentials {:?}", s.credentials);
-        } else {
-            println!(
+        let kind: DriverKind = s
+            .driver
+            .parse()
+            .with_context(|| format!("switch {}", s.name))?;
+        let driver = switch::reconciler::describe_driver(config, kind, &s.credentials);
+        match kind {
+            DriverKind::Snmp => println!("  driver: {driver}, credentials {:?}", s.credentials),
+            DriverKind::Ssh => println!(
                 "  driver: {driver}, credentials {:?}, host key: {}",
                 s.credentials,
                 s.host_key.as_deref().unwrap_or("not pinned")
-            );
+            ),
         }
         if let Some(refusal) = &s.plan_refusal {
             println!("  {refusal}");

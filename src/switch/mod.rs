@@ -9,7 +9,8 @@
 //!   the switches' own view of their VLANs.
 //! - [`driver`]: the trait the reconciler drives switches through, with its two
 //!   implementations: [`ssh`] (CLI over exec and PTY sessions, pinned host keys) and [`snmp`]
-//!   (Q-BRIDGE-MIB over SNMPv2c/v3, port names read from the switch).
+//!   (Q-BRIDGE-MIB over SNMPv2c/v3, port names read from the switch), picked by a switch's
+//!   `DriverKind`.
 //! - [`reconciler`]: intents persisted before sending, one actor per switch, retries,
 //!   make-before-break, periodic read-back; [`status`]: what the operator sees of it.
 //!

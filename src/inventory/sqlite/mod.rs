@@ -6,6 +6,7 @@
 mod boot;
 mod hosts;
 mod images;
+mod intents;
 mod keys;
 mod leases;
 mod machines;

@@ -200,18 +200,19 @@ impl Switches for Tx<'_> {
 
     fn pending_intents(&self, switch: &str) -> Result<Vec<PendingIntent>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT i.action, i.native, i.port, i.vlan, i.reason, i.created_at FROM switch_intents i
+            "SELECT i.id, i.action, i.native, i.port, i.vlan, i.reason, i.created_at FROM switch_intents i
              JOIN switches s ON s.id = i.switch_id
              WHERE s.name = ?1 AND i.state = 'pending' ORDER BY i.id",
         )?;
         let rows = st.query_map([switch], |r| {
             Ok(PendingIntent {
-                action: r.get(0)?,
-                native: r.get(1)?,
-                port: r.get(2)?,
-                vlan: r.get(3)?,
-                reason: r.get(4)?,
-                queued_at: r.get(5)?,
+                id: r.get(0)?,
+                action: r.get(1)?,
+                native: r.get(2)?,
+                port: r.get(3)?,
+                vlan: r.get(4)?,
+                reason: r.get(5)?,
+                queued_at: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

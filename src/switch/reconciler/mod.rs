@@ -13,34 +13,41 @@
 //!   the intents pending, is recorded for `nhn switch show`, and retries with exponential
 //!   backoff; other switches are unaffected. An SSH batch that went through leaves its
 //!   connection in the [`Pool`] for the next one (`[switch] ssh_idle_secs`).
-//! - **Crash safety.** Intents live in SQLite, so a restart (kill -9 included) resumes them.
+//! - **Crash safety.** Intents live in the inventory, so a restart (kill -9 included) resumes them.
 //!   Each session starts with a read-back, and intents already true on the switch are marked
 //!   applied without being sent: a change is sent at most once per crash, and applied once.
 //! - **Drift.** Every actor reads its switch back each `readback_period_secs`; a read-back that
 //!   differs from the stored one makes the planner re-plan, which queues the repairs.
+//!
+//! This file is the planner task and the actors; [`store`] is what they keep in the inventory
+//! (through the `SwitchIntents` repository) and [`credentials`] resolves a switch's
+//! credential into an SSH or SNMP target.
 
-use std::collections::{BTreeMap, HashMap};
+mod credentials;
+mod store;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, params};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::{Config, Credential};
-use crate::inventory::Tx;
-use crate::inventory::{self, Inventory, record_event};
-use crate::util::now_rfc3339;
+use crate::config::Config;
+use crate::inventory::switches::SwitchIntents;
+use crate::inventory::{self, Inventory};
 
-use super::driver::{DriverError, SshDriver, SwitchDriver};
-use super::plan::{Action, Change, PortPlan};
+use super::driver::{DriverError, DriverKind, SshDriver, SwitchDriver};
+use super::plan::{Action, PortPlan};
 use super::readback::SwitchState;
-use super::snmp::{SnmpAuth, SnmpDriver, SnmpTarget};
-use super::ssh::{Auth, Pool, SshError, Target};
+use super::snmp::SnmpDriver;
+use super::ssh::{Pool, SshError};
 use super::templates::{PortChange, TemplateError, Templates};
 use super::vlans::{Vlan, VlanSet};
-use super::{Planned, plan_inventory};
+
+pub use credentials::describe_driver;
+use store::{load_switch, plan_and_persist, record_status};
 
 /// Event kind of the reconciler's own bookkeeping writes; the planner does not re-plan on it.
 pub const STATUS_EVENT: &str = "switch-status";
@@ -70,7 +77,7 @@ fn switch_err(switch: &str, message: impl Into<String>) -> Error {
 }
 
 /// A pending intent as the actor sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Intent {
     id: i64,
     port: String,
@@ -81,7 +88,7 @@ struct Intent {
 /// The switch row the actor needs.
 struct SwitchRow {
     id: i64,
-    driver: String,
+    driver: DriverKind,
     os: String,
     address: String,
     credentials: String,
@@ -196,136 +203,6 @@ async fn queue_intents(shared: &Arc<Shared>) -> Result<Vec<(String, usize)>, Err
     }
 }
 
-/// Plans and persists the intents in one transaction; `Ok(Err(reason))` when the plan is
-/// refused (the refusal is recorded on the edges concerned and nothing else changes).
-fn plan_and_persist(
-    conn: &Tx<'_>,
-    infra: &VlanSet,
-) -> inventory::Result<Result<Vec<(String, usize)>, String>> {
-    let planned = match plan_inventory(conn, infra) {
-        Ok(p) => p,
-        Err(super::Error::Plan(e)) => {
-            record_refusal(conn, &e)?;
-            return Ok(Err(e.to_string()));
-        }
-        Err(super::Error::Inventory(e)) => return Err(e),
-    };
-    if clear_refusals(conn, &[])? {
-        record_event(conn, STATUS_EVENT, "plan")?;
-    }
-    persist_intents(conn, &planned).map(Ok)
-}
-
-/// Marks every edge over its MAC budget with the refusal (the operator sees it per switch);
-/// edges no longer over budget lose their mark.
-fn record_refusal(conn: &Tx<'_>, e: &super::PlanError) -> inventory::Result<()> {
-    let super::PlanError::MacBudget(over) = e;
-    let now = now_rfc3339();
-    let names: Vec<&str> = over.iter().map(|o| o.edge.as_str()).collect();
-    let mut changed = false;
-    for o in over {
-        let reason = format!(
-            "plan refused: {o}; move VMs of those VLANs onto fewer edges or raise max_macs"
-        );
-        changed |= conn.execute(
-            "INSERT INTO switch_status (switch_id, plan_refusal, plan_refused_at)
-             SELECT id, ?2, ?3 FROM switches WHERE name = ?1
-             ON CONFLICT(switch_id) DO UPDATE SET plan_refusal = excluded.plan_refusal,
-                plan_refused_at = COALESCE(switch_status.plan_refused_at, excluded.plan_refused_at)
-             WHERE switch_status.plan_refusal IS NOT excluded.plan_refusal",
-            params![o.edge, reason, now],
-        )? > 0;
-        metrics::gauge!("nhn_switch_plan_refused", "switch" => o.edge.clone()).set(1.0);
-    }
-    changed |= clear_refusals(conn, &names)?;
-    if changed {
-        record_event(conn, STATUS_EVENT, "plan")?;
-    }
-    Ok(())
-}
-
-/// Clears the refusal mark of every edge not in `keep`; true if any was cleared.
-fn clear_refusals(conn: &Tx<'_>, keep: &[&str]) -> inventory::Result<bool> {
-    let mut st = conn.prepare(
-        "SELECT s.name FROM switch_status st JOIN switches s ON s.id = st.switch_id
-         WHERE st.plan_refusal IS NOT NULL",
-    )?;
-    let marked: Vec<String> = st
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut cleared = false;
-    for name in marked.iter().filter(|n| !keep.contains(&n.as_str())) {
-        conn.execute(
-            "UPDATE switch_status SET plan_refusal = NULL, plan_refused_at = NULL
-             WHERE switch_id = (SELECT id FROM switches WHERE name = ?1)",
-            [name],
-        )?;
-        metrics::gauge!("nhn_switch_plan_refused", "switch" => name.clone()).set(0.0);
-        cleared = true;
-    }
-    Ok(cleared)
-}
-
-/// Inserts the plan's new changes as pending intents and cancels pending ones it no longer
-/// wants; returns (switch, pending count) for every switch with managed ports.
-fn persist_intents(conn: &Tx<'_>, planned: &Planned) -> inventory::Result<Vec<(String, usize)>> {
-    let mut wanted: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
-    for c in &planned.changes {
-        wanted.entry(c.switch.as_str()).or_default().push(c);
-    }
-    let now = now_rfc3339();
-    let mut out = Vec::new();
-    for switch in planned.desired.ports.keys() {
-        let id: i64 = conn.query_row("SELECT id FROM switches WHERE name = ?1", [switch], |r| {
-            r.get(0)
-        })?;
-        let mut st = conn.prepare(
-            "SELECT id, port, action, native, vlan FROM switch_intents WHERE switch_id = ?1 AND state = 'pending'",
-        )?;
-        let pending: Vec<(i64, String, Option<Action>, Vlan)> = st
-            .query_map([id], |r| {
-                let action = Action::from_row(&r.get::<_, String>(2)?, r.get(3)?);
-                Ok((r.get(0)?, r.get(1)?, action, r.get(4)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let want = wanted.get(switch.as_str()).cloned().unwrap_or_default();
-        let mut changed = false;
-        for (pid, port, action, vlan) in &pending {
-            let still = want
-                .iter()
-                .any(|c| c.port == *port && Some(c.action) == *action && c.vlan == *vlan);
-            if !still {
-                conn.execute(
-                    "UPDATE switch_intents SET state = 'canceled', applied_at = ?2 WHERE id = ?1",
-                    params![pid, now],
-                )?;
-                changed = true;
-            }
-        }
-        let mut count = 0;
-        for c in want {
-            count += 1;
-            let known = pending.iter().any(|(_, port, action, vlan)| {
-                c.port == *port && Some(c.action) == *action && c.vlan == *vlan
-            });
-            if !known {
-                let (action, native) = c.action.to_row();
-                conn.execute(
-                    "INSERT INTO switch_intents (switch_id, port, action, native, vlan, reason, state, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-                    params![id, c.port, action, native, c.vlan, c.reason, now],
-                )?;
-                changed = true;
-            }
-        }
-        if changed {
-            record_event(conn, STATUS_EVENT, switch)?;
-        }
-        out.push((switch.clone(), count));
-    }
-    Ok(out)
-}
-
 /// One switch's actor: a session whenever intents are pending or a read-back is due.
 async fn actor(
     shared: Arc<Shared>,
@@ -359,7 +236,7 @@ async fn actor(
         let n = name.clone();
         let pending = shared
             .inv
-            .read(move |c| pending_count(c, &n))
+            .read(move |c| c.pending_count(&n))
             .await
             .unwrap_or(1);
         if pending == 0 && !readback_due && retry.is_none() {
@@ -399,210 +276,9 @@ async fn actor(
             }
         }
         let n = name.clone();
-        if let Ok(p) = shared.inv.read(move |c| pending_count(c, &n)).await {
+        if let Ok(p) = shared.inv.read(move |c| c.pending_count(&n)).await {
             metrics::gauge!("nhn_switch_pending_intents", "switch" => name.clone()).set(p as f64);
         }
-    }
-}
-
-fn pending_count(conn: &Tx<'_>, switch: &str) -> inventory::Result<usize> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM switch_intents i JOIN switches s ON s.id = i.switch_id
-         WHERE s.name = ?1 AND i.state = 'pending'",
-        [switch],
-        |r| r.get::<_, i64>(0),
-    )? as usize)
-}
-
-fn load_switch(conn: &Tx<'_>, name: &str) -> inventory::Result<SwitchRow> {
-    conn.query_row(
-        "SELECT id, driver, os, address, credentials, host_key FROM switches WHERE name = ?1",
-        [name],
-        |r| {
-            Ok(SwitchRow {
-                id: r.get(0)?,
-                driver: r.get(1)?,
-                os: r.get(2)?,
-                address: r.get(3)?,
-                credentials: r.get(4)?,
-                host_key: r.get(5)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| inventory::Error::NotFound(format!("switch {name}")))
-}
-
-fn load_intents(conn: &Tx<'_>, switch_id: i64) -> inventory::Result<Vec<Intent>> {
-    let mut st = conn.prepare(
-        "SELECT id, port, action, native, vlan FROM switch_intents
-         WHERE switch_id = ?1 AND state = 'pending' ORDER BY action = 'remove', id",
-    )?;
-    let rows = st.query_map([switch_id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, bool>(3)?,
-            r.get(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, port, action, native, vlan) = row?;
-        if let Some(action) = Action::from_row(&action, native) {
-            out.push(Intent {
-                id,
-                port,
-                action,
-                vlan,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// VLANs with a pending add (tagged, native or access) on another switch: their removes here
-/// must wait.
-fn adds_pending_elsewhere(conn: &Tx<'_>, switch_id: i64) -> inventory::Result<VlanSet> {
-    let mut st = conn.prepare(
-        "SELECT DISTINCT vlan FROM switch_intents
-         WHERE state = 'pending' AND action IN ('add', 'access') AND switch_id != ?1",
-    )?;
-    let rows = st.query_map([switch_id], |r| r.get::<_, Vlan>(0))?;
-    rows.collect::<rusqlite::Result<VlanSet>>()
-        .map_err(Into::into)
-}
-
-/// The credential `credentials` names, or what to add to the configuration.
-fn credential<'c>(
-    config: &'c Config,
-    driver: &str,
-    credentials: &str,
-) -> Result<&'c Credential, String> {
-    config.credentials.get(credentials).ok_or_else(|| {
-        let needs = if driver == "snmp" {
-            "community, or user, auth_protocol, auth_password, priv_protocol and priv_password"
-        } else {
-            "user and key_file or password"
-        };
-        format!(
-            "credential {credentials:?} is not in the configuration; add [credentials.{credentials}] with {needs}"
-        )
-    })
-}
-
-fn target(config: &Config, name: &str, row: &SwitchRow) -> Result<Target, Error> {
-    let cred =
-        credential(config, &row.driver, &row.credentials).map_err(|m| switch_err(name, m))?;
-    let user = cred.user.clone().ok_or_else(|| {
-        switch_err(
-            name,
-            format!("credential {:?} has no user", row.credentials),
-        )
-    })?;
-    let auth = match (&cred.key_file, &cred.password) {
-        (Some(k), _) => Auth::KeyFile(k.clone()),
-        (None, Some(p)) => Auth::Password(p.clone()),
-        (None, None) => {
-            return Err(switch_err(
-                name,
-                format!(
-                    "credential {:?} has neither key_file nor password",
-                    row.credentials
-                ),
-            ));
-        }
-    };
-    let sw = &config.switch;
-    Ok(Target {
-        switch: name.to_owned(),
-        address: row.address.clone(),
-        user,
-        auth,
-        pinned: row.host_key.clone(),
-        trust_on_first_use: sw.trust_on_first_use,
-        legacy_algorithms: sw.legacy_algorithms.iter().any(|s| s == name),
-        connect_timeout: Duration::from_secs(sw.connect_timeout_secs.max(1)),
-        command_timeout: Duration::from_secs(sw.command_timeout_secs.max(1)),
-    })
-}
-
-/// How nhn talks to an SNMP switch, from its credential and `[switch]`.
-fn snmp_target(config: &Config, name: &str, row: &SwitchRow) -> Result<SnmpTarget, Error> {
-    let auth = snmp_auth(config, &row.credentials).map_err(|m| switch_err(name, m))?;
-    let sw = &config.switch;
-    Ok(SnmpTarget {
-        address: row.address.clone(),
-        auth,
-        timeout: Duration::from_millis(sw.snmp_timeout_ms.max(10)),
-        retries: sw.snmp_retries,
-        max_varbinds: sw.snmp_max_varbinds.max(1),
-    })
-}
-
-/// The SNMP authentication a credential describes (secrets read from their files).
-fn snmp_auth(config: &Config, credentials: &str) -> Result<SnmpAuth, String> {
-    let cred = credential(config, "snmp", credentials)?;
-    let what = format!("credential {credentials:?}");
-    let secret = |inline, file, key: &str| {
-        Credential::secret(inline, file, key).map_err(|e| format!("{what}: {e}"))
-    };
-    let community = secret(
-        cred.community.as_ref(),
-        cred.community_file.as_ref(),
-        "community",
-    )?;
-    let auth_password = secret(
-        cred.auth_password.as_ref(),
-        cred.auth_password_file.as_ref(),
-        "auth_password",
-    )?;
-    let priv_password = secret(
-        cred.priv_password.as_ref(),
-        cred.priv_password_file.as_ref(),
-        "priv_password",
-    )?;
-    match (community, auth_password) {
-        (Some(_), Some(_)) => Err(format!(
-            "{what}: give a community (SNMPv2c) or SNMPv3 passwords, not both"
-        )),
-        (Some(community), None) => Ok(SnmpAuth::V2c { community }),
-        (None, Some(auth_password)) => {
-            let need = |v: Option<String>, key: &str| {
-                v.ok_or_else(|| format!("{what}: SNMPv3 (authPriv) needs {key}"))
-            };
-            let user = need(cred.user.clone(), "user")?;
-            let auth_protocol = need(cred.auth_protocol.clone(), "auth_protocol")?
-                .parse()
-                .map_err(|e| format!("{what}: {e}"))?;
-            let priv_protocol = need(cred.priv_protocol.clone(), "priv_protocol")?
-                .parse()
-                .map_err(|e| format!("{what}: {e}"))?;
-            let priv_password = need(priv_password, "priv_password (or priv_password_file)")?;
-            Ok(SnmpAuth::V3 {
-                user,
-                auth_protocol,
-                auth_password,
-                priv_protocol,
-                priv_password,
-            })
-        }
-        (None, None) => Err(format!(
-            "{what} has neither a community (SNMPv2c) nor auth_password (SNMPv3)"
-        )),
-    }
-}
-
-/// How nhn drives `driver` switches with `credentials`, for `nhn switch show`: `ssh`, `snmp
-/// v2c`, `snmp v3 authPriv (SHA/AES, user U)` or why the credential is unusable. No secret.
-pub fn describe_driver(config: &Config, driver: &str, credentials: &str) -> String {
-    if driver != "snmp" {
-        return driver.to_owned();
-    }
-    match snmp_auth(config, credentials) {
-        Ok(auth) => format!("snmp {}", auth.describe()),
-        Err(e) => format!("snmp (unusable: {e})"),
     }
 }
 
@@ -616,29 +292,33 @@ async fn session(
 ) -> Result<(usize, SwitchState), Error> {
     let n = name.to_owned();
     let row = shared.inv.read(move |c| load_switch(c, &n)).await?;
-    if row.driver == "snmp" {
-        let t = snmp_target(&shared.config, name, &row)?;
-        let mut d = SnmpDriver::connect(&t).await.map_err(DriverError::from)?;
-        let result = session_body(shared, name, &row, &mut d, known).await;
-        d.close().await;
-        return result;
+    match row.driver {
+        DriverKind::Snmp => {
+            let t = credentials::snmp_target(&shared.config, name, &row)?;
+            let mut d = SnmpDriver::connect(&t).await.map_err(DriverError::from)?;
+            let result = session_body(shared, name, &row, &mut d, known).await;
+            d.close().await;
+            result
+        }
+        DriverKind::Ssh => {
+            let t = credentials::target(&shared.config, name, &row)?;
+            let set = shared.templates.get(&row.os)?;
+            let s = shared.pool.checkout(&t, &set.meta).await?;
+            let learned = s.learned_host_key().map(str::to_owned);
+            let mut d = SshDriver::new(s, set, name);
+            let result = match pin_host_key(shared, name, &row, learned).await {
+                Ok(()) => session_body(shared, name, &row, &mut d, known).await,
+                Err(e) => Err(e),
+            };
+            // A connection is kept for the next batch only if this one went through.
+            if result.is_ok() {
+                shared.pool.checkin(d.into_session()).await;
+            } else {
+                d.close().await;
+            }
+            result
+        }
     }
-    let t = target(&shared.config, name, &row)?;
-    let set = shared.templates.get(&row.os)?;
-    let s = shared.pool.checkout(&t, &set.meta).await?;
-    let learned = s.learned_host_key().map(str::to_owned);
-    let mut d = SshDriver::new(s, set, name);
-    let result = match pin_host_key(shared, name, &row, learned).await {
-        Ok(()) => session_body(shared, name, &row, &mut d, known).await,
-        Err(e) => Err(e),
-    };
-    // A connection is kept for the next batch only if this one went through.
-    if result.is_ok() {
-        shared.pool.checkin(d.into_session()).await;
-    } else {
-        d.close().await;
-    }
-    result
 }
 
 /// Trust on first use: pins the host key an unpinned switch showed.
@@ -656,13 +336,7 @@ async fn pin_host_key(
     let n = name.to_owned();
     shared
         .inv
-        .write(move |c| {
-            c.execute(
-                "UPDATE switches SET host_key = ?1 WHERE id = ?2",
-                params![fp, id],
-            )?;
-            record_event(c, "switch", &n)
-        })
+        .write(move |c| store::pin_host_key(c, &n, id, &fp))
         .await?;
     Ok(())
 }
@@ -702,39 +376,11 @@ async fn session_body<D: SwitchDriver>(
         Some(state) => (state, false),
         None => read_back(d, shared, name).await?,
     };
-    let id = row.id;
-    let stored = state.clone();
+    let (id, n, stored) = (row.id, name.to_owned(), state.clone());
+    // Intents already true on the switch are done: never sent again.
     let (changed, intents, held) = shared
         .inv
-        .write(move |c| {
-            let changed = if parsed {
-                store_readback(c, id, &stored)?
-            } else {
-                false
-            };
-            c.execute(
-                "INSERT INTO switch_status (switch_id, last_readback_at) VALUES (?1, ?2)
-                 ON CONFLICT(switch_id) DO UPDATE SET last_readback_at = excluded.last_readback_at",
-                params![id, now_rfc3339()],
-            )?;
-            // Intents already true on the switch are done: never sent again.
-            let mut todo = Vec::new();
-            let empty = PortPlan::default();
-            for i in load_intents(c, id)? {
-                let port = stored.ports.get(&i.port).unwrap_or(&empty);
-                if i.action.holds(i.vlan, port) {
-                    c.execute(
-                        "UPDATE switch_intents SET state = 'applied', applied_at = ?2 WHERE id = ?1",
-                        params![i.id, now_rfc3339()],
-                    )?;
-                } else {
-                    todo.push(i);
-                }
-            }
-            let held = adds_pending_elsewhere(c, id)?;
-            record_event(c, STATUS_EVENT, &format!("switch {id}"))?;
-            Ok((changed, todo, held))
-        })
+        .write(move |c| store::start_batch(c, &n, id, &stored, parsed))
         .await?;
     if changed {
         tracing::info!(switch = %name, "read-back differs from the last one: re-planning");
@@ -764,36 +410,20 @@ async fn session_body<D: SwitchDriver>(
         .collect();
     let verified = d.apply(&state, &changes).await?;
     let empty = PortPlan::default();
-    let missing: Vec<String> = send
+    let (done, missed): (Vec<&Intent>, Vec<&Intent>) = send.iter().partition(|i| {
+        let port = verified.ports.get(&i.port).unwrap_or(&empty);
+        i.action.holds(i.vlan, port)
+    });
+    let missing: Vec<String> = missed
         .iter()
-        .filter(|i| {
-            let port = verified.ports.get(&i.port).unwrap_or(&empty);
-            !i.action.holds(i.vlan, port)
-        })
         .map(|i| format!("{} VLAN {} on {}", i.action.as_str(), i.vlan, i.port))
         .collect();
-    let id = row.id;
-    let ids: Vec<i64> = send.iter().map(|i| i.id).collect();
-    let n = name.to_owned();
-    let applied = ids.len() - missing.len();
-    let verified2 = verified.clone();
-    let miss = missing.clone();
-    let send2 = send.clone();
+    let done: Vec<i64> = done.iter().map(|i| i.id).collect();
+    let applied = done.len();
+    let (id, n, stored) = (row.id, name.to_owned(), verified.clone());
     shared
         .inv
-        .write(move |c| {
-            store_readback(c, id, &verified2)?;
-            for i in &send2 {
-                let label = format!("{} VLAN {} on {}", i.action.as_str(), i.vlan, i.port);
-                if !miss.contains(&label) {
-                    c.execute(
-                        "UPDATE switch_intents SET state = 'applied', applied_at = ?2 WHERE id = ?1 AND state = 'pending'",
-                        params![i.id, now_rfc3339()],
-                    )?;
-                }
-            }
-            record_status(c, &n, Ok(()))
-        })
+        .write(move |c| store::finish_batch(c, &n, id, &stored, &done))
         .await?;
     metrics::counter!("nhn_switch_changes_applied_total", "switch" => name.to_owned())
         .increment(applied as u64);
@@ -811,85 +441,18 @@ async fn session_body<D: SwitchDriver>(
     Ok((applied, verified))
 }
 
-/// Stores a read-back in `switch_applied`; true if it differs from the stored one.
-fn store_readback(conn: &Tx<'_>, switch_id: i64, st: &SwitchState) -> inventory::Result<bool> {
-    let mut old: BTreeMap<String, String> = BTreeMap::new();
-    {
-        let mut q = conn.prepare(
-            "SELECT port, vlans, mode, native_vlan FROM switch_applied WHERE switch_id = ?1",
-        )?;
-        for r in q.query_map([switch_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<Vlan>>(3)?,
-            ))
-        })? {
-            let (p, v, m, n) = r?;
-            old.insert(p, format!("{m} {v} {n:?}"));
-        }
-    }
-    let new: BTreeMap<String, String> = st
-        .ports
-        .iter()
-        .map(|(p, s)| {
-            let row = format!("{} {} {:?}", s.mode.as_str(), s.carried(), s.native);
-            (p.clone(), row)
-        })
-        .collect();
-    let now = now_rfc3339();
-    conn.execute(
-        "DELETE FROM switch_applied WHERE switch_id = ?1",
-        [switch_id],
-    )?;
-    for (port, s) in &st.ports {
-        conn.execute(
-            "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                switch_id,
-                port,
-                s.mode.as_str(),
-                s.carried().to_string(),
-                s.native,
-                now
-            ],
-        )?;
-    }
-    Ok(old != new)
-}
-
-fn record_status(conn: &Tx<'_>, switch: &str, result: Result<(), &str>) -> inventory::Result<()> {
-    let now = now_rfc3339();
-    let id: i64 = conn.query_row("SELECT id FROM switches WHERE name = ?1", [switch], |r| {
-        r.get(0)
-    })?;
-    match result {
-        Ok(()) => conn.execute(
-            "INSERT INTO switch_status (switch_id, last_success_at) VALUES (?1, ?2)
-             ON CONFLICT(switch_id) DO UPDATE SET last_success_at = excluded.last_success_at",
-            params![id, now],
-        )?,
-        Err(msg) => conn.execute(
-            "INSERT INTO switch_status (switch_id, last_error, last_error_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT(switch_id) DO UPDATE SET last_error = excluded.last_error, last_error_at = excluded.last_error_at",
-            params![id, msg, now],
-        )?,
-    };
-    record_event(conn, STATUS_EVENT, switch)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::store::{persist_intents, store_readback};
     use super::*;
     use crate::inventory::site;
     use crate::placement::store::{PlaceArgs, place, remove_vm};
+    use crate::switch::plan_inventory;
 
     fn seeded() -> (tempfile::TempDir, Inventory) {
         let dir = tempfile::tempdir().unwrap();
         let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
-        let text = include_str!("../../examples/seed-site.toml");
+        let text = include_str!("../../../examples/seed-site.toml");
         let file = site::parse("seed", text).unwrap();
         inv.write_blocking(move |c| site::store::import(c, &file).map(|_| ()))
             .unwrap();
@@ -909,7 +472,7 @@ mod tests {
             )?;
             Ok(st
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?)
+                .collect::<Result<_, _>>()?)
         })
         .unwrap()
     }
@@ -1055,7 +618,7 @@ mod tests {
                     c.execute(
                         "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
                          SELECT id, ?1, ?2, ?3, ?4, 'x' FROM switches WHERE name = 'Edge-Switch-1'",
-                        params![port, mode, vlans, native],
+                        (port, mode, vlans, native),
                     )?;
                 }
                 crate::switch::snapshot::applied(c)
