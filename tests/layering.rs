@@ -151,45 +151,25 @@ fn the_library_keeps_to_its_layers() {
     );
 }
 
-/// Files that still run SQL of their own through `Tx`'s `Deref` (issue 15 moves them behind
-/// repositories; this list only shrinks). Every other file outside `src/inventory/sqlite/`
-/// must not name rusqlite.
-const NOT_YET_BEHIND_REPOSITORIES: &[&str] = &[];
-
+/// Every file outside `src/inventory/sqlite/` keeps off rusqlite: the SQL sits behind the
+/// repositories there. (`Tx` has no `Deref` to the connection, so code outside cannot run SQL
+/// through it either; this catches a `use rusqlite` that would go around it.)
 #[test]
 fn only_the_sqlite_backend_speaks_sqlite() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("src");
     let mut paths = Vec::new();
     rust_files(&src, &mut paths);
-    let mut offenders = Vec::new();
-    let mut still_listed = Vec::new();
-    for p in &paths {
-        let rel = p.strip_prefix(root).unwrap_or(p).display().to_string();
-        if rel.starts_with("src/inventory/sqlite/") {
-            continue;
-        }
-        let names_it = std::fs::read_to_string(p).is_ok_and(|t| t.contains("rusqlite"));
-        match (
-            names_it,
-            NOT_YET_BEHIND_REPOSITORIES.contains(&rel.as_str()),
-        ) {
-            (true, false) => offenders.push(rel),
-            (true, true) => still_listed.push(rel),
-            (false, _) => {}
-        }
-    }
+    assert!(paths.len() > 50, "too few source files found");
+    let offenders: Vec<String> = paths
+        .iter()
+        .map(|p| p.strip_prefix(root).unwrap_or(p).display().to_string())
+        .filter(|rel| !rel.starts_with("src/inventory/sqlite/"))
+        .filter(|rel| std::fs::read_to_string(root.join(rel)).is_ok_and(|t| t.contains("rusqlite")))
+        .collect();
     assert!(
         offenders.is_empty(),
         "rusqlite outside src/inventory/sqlite/ (put the SQL behind a repository there): {offenders:?}"
-    );
-    let stale: Vec<&&str> = NOT_YET_BEHIND_REPOSITORIES
-        .iter()
-        .filter(|f| !still_listed.iter().any(|s| s == *f))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "these no longer use rusqlite: remove them from NOT_YET_BEHIND_REPOSITORIES: {stale:?}"
     );
 }
 

@@ -357,16 +357,7 @@ async fn run(
             // per statement).
             let out = api
                 .inventory
-                .read_blocking(|conn| {
-                    crate::inventory::exec_cached(conn, "BEGIN DEFERRED")?;
-                    let out = f(conn, &ctx, &args);
-                    if let Err(e) = crate::inventory::exec_cached(conn, "COMMIT") {
-                        // Never hand a connection back to the pool inside a transaction.
-                        let _ = conn.execute_batch("ROLLBACK");
-                        return Err(e.into());
-                    }
-                    Ok(out)
-                })
+                .read_blocking(|tx| tx.snapshot(|tx| f(tx, &ctx, &args)))
                 .map_err(ApiError::from)?;
             let out = out.map(|mut r| {
                 r.insert("requestId".into(), s(&ctx.request_id));

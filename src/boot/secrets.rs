@@ -112,7 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
         inv.write_blocking(|c| {
-            c.execute(
+            c.raw().execute(
                 "INSERT INTO leases (address, mac, state, expires_at, updated_at)
                  VALUES ('10.96.0.12', '52:54:00:96:00:02', 'bound', 2000, 1000)",
                 [],
@@ -140,7 +140,7 @@ mod tests {
         let t = token.clone();
         let (wrong, first, second, stored) = inv
             .write_blocking(move |c| {
-                let stored: i64 = c.query_row(
+                let stored: i64 = c.raw().query_row(
                     "SELECT COUNT(*) FROM boot_tokens WHERE token_sha256 = ?1",
                     [&t],
                     |r| r.get(0),

@@ -19,9 +19,8 @@
 //!   backwards.
 //! - **Backends.** Everything that speaks SQL lives in [`sqlite`]: the writer thread, the
 //!   reader pool and the repositories. Closures get a [`Tx`], the transaction (or read
-//!   snapshot) of the backend; the rest of nhn calls the repository methods on it and does not
-//!   see the database. (Modules not yet moved behind repositories reach the connection through
-//!   `Tx`'s `Deref`; ARCHITECTURE.md lists them.)
+//!   snapshot) of the backend; the rest of nhn calls the repository methods on it and cannot
+//!   reach the database (`Tx` hands out its connection only to test fixtures).
 
 pub mod boot;
 pub mod hosts;
@@ -42,7 +41,7 @@ pub mod volumes;
 
 use std::path::PathBuf;
 
-pub use sqlite::{Inventory, Tx, audit, exec_cached, optional, record_event, schema_version};
+pub use sqlite::{Inventory, Tx, audit, record_event, schema_version};
 
 /// A backend's own error, kept whole (its message and source chain).
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;

@@ -87,7 +87,7 @@ mod tests {
         let inv = Inventory::open(&dir.path().join("nhn.db")).unwrap();
         let out = inv
             .write_blocking(|c| {
-                c.execute_batch(
+                c.raw().execute_batch(
                     "INSERT INTO machines (name, kind, power_driver, bmc_address, created_at) VALUES
                         ('bm1', 'bare-metal', 'ipmi', '127.0.0.1:623', ''),
                         ('hv1', 'hypervisor', 'agent', NULL, '')",

@@ -465,7 +465,7 @@ mod tests {
             let planned = plan_inventory(c, &VlanSet::new())
                 .map_err(|e| inventory::Error::Invalid(e.to_string()))?;
             persist_intents(c, &planned)?;
-            let mut st = c.prepare(
+            let mut st = c.raw().prepare(
                 "SELECT s.name || ':' || i.port, i.action || IIF(i.native, ' untagged', ''),
                         i.state, i.vlan FROM switch_intents i
                  JOIN switches s ON s.id = i.switch_id WHERE s.name = 'Edge-Switch-1' ORDER BY i.id",
@@ -543,7 +543,7 @@ mod tests {
         place_vm(&inv, "VM1-2", "Hypervisor-1", "100");
         let run = |max_macs: i64| {
             inv.write_blocking(move |c| {
-                c.execute(
+                c.raw().execute(
                     "UPDATE switches SET max_macs = ?1 WHERE name = 'Edge-Switch-1'",
                     [max_macs],
                 )?;
@@ -566,9 +566,10 @@ mod tests {
         // Nothing was queued while refused; once the budget allows it, the mark goes.
         let intents = |inv: &Inventory| {
             inv.read_blocking(|c| {
-                Ok(c.query_row("SELECT COUNT(*) FROM switch_intents", [], |r| {
-                    r.get::<_, i64>(0)
-                })?)
+                Ok(c.raw()
+                    .query_row("SELECT COUNT(*) FROM switch_intents", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?)
             })
             .unwrap()
         };
@@ -589,7 +590,7 @@ mod tests {
             .unwrap();
         let (first, second) = inv
             .write_blocking(move |c| {
-                let id: i64 = c.query_row(
+                let id: i64 = c.raw().query_row(
                     "SELECT id FROM switches WHERE name = 'Edge-Switch-1'",
                     [],
                     |r| r.get(0),
@@ -615,7 +616,7 @@ mod tests {
                     ("swp2", "access", "20", None),
                     ("swp3", "trunk", "10,20", Some(20)),
                 ] {
-                    c.execute(
+                    c.raw().execute(
                         "INSERT INTO switch_applied (switch_id, port, mode, vlans, native_vlan, read_at)
                          SELECT id, ?1, ?2, ?3, ?4, 'x' FROM switches WHERE name = 'Edge-Switch-1'",
                         (port, mode, vlans, native),
