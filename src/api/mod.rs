@@ -25,6 +25,9 @@ pub mod rpc;
 pub mod storage;
 pub mod vm;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use tokio::sync::{Notify, Semaphore};

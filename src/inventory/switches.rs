@@ -83,7 +83,7 @@ pub struct MachineNicRow {
 pub struct VmPlacementRow {
     pub name: String,
     pub host: Option<String>,
-    pub state: String,
+    pub state: crate::model::VmState,
     pub vcpus: u32,
     pub memory_mb: u32,
     pub moving_to: Option<String>,

@@ -43,6 +43,14 @@ impl VmState {
     }
 }
 
+impl VmState {
+    /// Whether its NICs are on the wire (running, or on its way up or down, or booted into
+    /// nhn's initrd to install or configure): its VLANs must then be on its host's port.
+    pub fn on_the_wire(self) -> bool {
+        !matches!(self, VmState::Stopped | VmState::Error)
+    }
+}
+
 /// Whether a VM (or machine) is powered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Power {

@@ -422,6 +422,35 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A migrated in-memory database for unit tests: the real schema and repositories, no file,
+/// no writer thread. Statements run in autocommit; `Tx::nested` still isolates a call.
+#[cfg(test)]
+pub struct Memory(Connection);
+
+#[cfg(test)]
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory::new()
+    }
+}
+
+#[cfg(test)]
+impl Memory {
+    pub fn new() -> Memory {
+        let mut conn = Connection::open_in_memory().expect("open an in-memory database");
+        conn.execute_batch("PRAGMA foreign_keys=ON;")
+            .expect("enable foreign keys");
+        migrations()
+            .to_latest(&mut conn)
+            .expect("migrate the in-memory database");
+        Memory(conn)
+    }
+
+    pub fn tx(&self) -> Tx<'_> {
+        Tx::new(&self.0)
+    }
+}
+
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, shared: Weak<Shared>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
