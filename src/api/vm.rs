@@ -15,7 +15,7 @@ use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::{Resource, Resources};
 use crate::inventory::vms::{Disk1, NewVm, VmSummary, Vms};
 use crate::inventory::{Tx, record_event};
-use crate::model::{Power, VmState};
+use crate::model::{EventKind, Power, VmState};
 use crate::util::unix_now;
 
 /// A VM row as the API sees it.
@@ -240,7 +240,7 @@ pub fn allocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Api
         },
         unix_now(),
     )?;
-    record_event(conn, "vm", &id)?;
+    record_event(conn, EventKind::Vm, &id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&id)),
@@ -259,7 +259,7 @@ pub fn deallocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     ensure_off(&vm, "deallocateVm")?;
     // Volumes and networks stay allocated; NIC rows go, their L3SH addresses stay allocated.
     conn.deallocate_vm(vm.id)?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([("vmId", s(&vm.public_id))]),
         resource: ("vm", vm.public_id),
@@ -276,7 +276,7 @@ pub fn start_async(
     mut response: Struct,
 ) -> Result<Outcome, ApiError> {
     conn.begin_request(vm.id, to_state, &ctx.request_id, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     response.insert("vmId".into(), s(&vm.public_id));
     response.insert("previousState".into(), s(vm.state.as_str()));
     response.insert("currentState".into(), s(to_state.as_str()));
@@ -437,7 +437,7 @@ pub fn change_vm_type(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     ensure_off(&vm, "changeVmType")?;
     check_vm_room(conn, ctx, size, Some(vm.id))?;
     conn.set_vm_type(vm.id, vm_type, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&vm.public_id)),
@@ -469,7 +469,7 @@ pub fn change_vm_architecture(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<O
         }
     }
     conn.set_architecture(vm.id, arch, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&vm.public_id)),

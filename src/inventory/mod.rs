@@ -98,6 +98,6 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub seq: i64,
-    pub kind: String,
+    pub kind: crate::model::EventKind,
     pub object: String,
 }

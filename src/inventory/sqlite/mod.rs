@@ -30,6 +30,7 @@ use rusqlite_migration::{M, Migrations};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{Error, Event, Result};
+use crate::model::EventKind;
 use crate::util;
 
 impl From<rusqlite::Error> for Error {
@@ -60,7 +61,8 @@ macro_rules! stored_as_text {
 stored_as_text!(
     crate::model::VmState,
     crate::model::RequestStatus,
-    crate::model::NetworkKind
+    crate::model::NetworkKind,
+    crate::model::EventKind
 );
 
 impl From<rusqlite_migration::Error> for Error {
@@ -130,7 +132,7 @@ impl Tx<'_> {
 }
 
 /// Records a change event inside the current transaction. Call it from every mutation.
-pub fn record_event(tx: &Tx<'_>, kind: &str, object: &str) -> Result<()> {
+pub fn record_event(tx: &Tx<'_>, kind: EventKind, object: &str) -> Result<()> {
     tx.conn
         .prepare_cached("INSERT INTO events (at, kind, object) VALUES (?1, ?2, ?3)")?
         .execute(params![util::now_rfc3339(), kind, object])?;
@@ -526,15 +528,16 @@ fn publish(conn: &Connection, shared: &Shared) -> Result<()> {
     let mut stmt =
         conn.prepare_cached("SELECT seq, kind, object FROM events WHERE seq > ?1 ORDER BY seq")?;
     let rows = stmt.query_map([*published], |r| {
-        Ok(Event {
-            seq: r.get(0)?,
-            kind: r.get(1)?,
-            object: r.get(2)?,
-        })
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?))
     })?;
-    for ev in rows {
-        let ev = ev?;
-        *published = ev.seq;
+    for row in rows {
+        let (seq, kind, object) = row?;
+        *published = seq;
+        let Ok(kind) = kind.parse() else {
+            tracing::warn!(%kind, %object, "ignoring a change event of a kind this nhn does not know");
+            continue;
+        };
+        let ev = Event { seq, kind, object };
         // No subscribers is fine: nothing follows the inventory in CLI commands.
         let _ = shared.events.send(ev);
     }
@@ -588,7 +591,7 @@ mod tests {
                 "INSERT INTO customers (name, created_at) VALUES (?1, 'now')",
                 [name],
             )?;
-            record_event(c, "customer", name)
+            record_event(c, EventKind::Customer, name)
         }
     }
 

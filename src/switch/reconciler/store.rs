@@ -16,6 +16,7 @@ use crate::switch::{PlanError, Planned, plan_inventory};
 use crate::util::unix_now;
 
 use super::{Intent, STATUS_EVENT, SwitchRow};
+use crate::model::EventKind;
 
 /// Plans and persists the intents in one transaction; `Ok(Err(reason))` when the plan is
 /// refused (the refusal is recorded on the edges concerned and nothing else changes).
@@ -267,5 +268,5 @@ pub(super) fn pin_host_key(
     host_key: &str,
 ) -> inventory::Result<()> {
     tx.pin_host_key(id, host_key)?;
-    record_event(tx, "switch", switch)
+    record_event(tx, EventKind::Switch, switch)
 }
