@@ -9,7 +9,7 @@ mod state;
 mod work;
 
 pub use event::EventKind;
-pub use state::{NetworkKind, Power, RequestStatus, VmState};
+pub use state::{DriverKind, NetworkKind, Power, RequestStatus, VmState};
 pub use work::{MachineOp, Work};
 
 /// A string that names no variant of a model enum.

@@ -62,7 +62,8 @@ stored_as_text!(
     crate::model::VmState,
     crate::model::RequestStatus,
     crate::model::NetworkKind,
-    crate::model::EventKind
+    crate::model::EventKind,
+    crate::model::DriverKind
 );
 
 impl From<rusqlite_migration::Error> for Error {
