@@ -11,7 +11,7 @@ use dxr::Value;
 
 use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
-use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
+use super::vm::{check_comment, device_outcome, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::networks::{IpPool, NetworkRecord, Networks, NewNetwork, Nic};
 use crate::inventory::quotas::Quotas;
@@ -525,15 +525,7 @@ pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     conn.remove_nic(nic.id)?;
     record_event(conn, EventKind::Nic, &nic.mac)?;
     record_event(conn, EventKind::Vm, &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("networkId", s(network_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    Ok(device_outcome(vm, device, "networkId", &network_id))
 }
 
 pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -578,15 +570,7 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
     conn.assign_address(addr, nic.id)?;
     record_event(conn, EventKind::Nic, &nic.mac)?;
     record_event(conn, EventKind::Ip, ip)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("ipAddress", s(ip)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    Ok(device_outcome(vm, device, "ipAddress", ip))
 }
 
 pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -612,13 +596,5 @@ pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
         record_event(conn, EventKind::Nic, &nic.mac)?;
     }
     record_event(conn, EventKind::Ip, ip)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("ipAddress", s(ip)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    Ok(device_outcome(vm, device, "ipAddress", ip))
 }

@@ -7,7 +7,7 @@ use dxr::Value;
 
 use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
-use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
+use super::vm::{check_comment, device_outcome, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::Resource;
@@ -159,15 +159,7 @@ pub fn attach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     conn.attach_volume(id, vm.id, device, unix_now())?;
     record_event(conn, EventKind::Volume, public_id)?;
     record_event(conn, EventKind::Vm, &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("volumeId", s(public_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    Ok(device_outcome(vm, device, "volumeId", public_id))
 }
 
 pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -184,13 +176,5 @@ pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     conn.detach_volume(id, vm.id, device, unix_now())?;
     record_event(conn, EventKind::Volume, &public_id)?;
     record_event(conn, EventKind::Vm, &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("volumeId", s(public_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    Ok(device_outcome(vm, device, "volumeId", &public_id))
 }

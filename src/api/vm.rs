@@ -41,6 +41,33 @@ pub fn ensure_idle(vm: &Vm) -> Result<(), ApiError> {
     }
 }
 
+/// InvalidStatus unless the VM is in `state`.
+pub fn ensure_state(vm: &Vm, state: VmState, method: &str) -> Result<(), ApiError> {
+    if vm.state != state {
+        return fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "VM {} is {}; {method} needs it {state}",
+                vm.public_id, vm.state
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The answer of a call that changed one device of a VM: `{vmId, device, <member>}`.
+pub fn device_outcome(vm: Vm, device: &str, member: &'static str, value: &str) -> Outcome {
+    Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            (member, s(value)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
+    }
+}
+
 /// Hardware edits need the VM powered off and idle (§2.0).
 pub fn ensure_off(vm: &Vm, method: &str) -> Result<(), ApiError> {
     ensure_idle(vm)?;
@@ -289,6 +316,28 @@ pub fn start_async(
     })
 }
 
+/// The image installed on the VM's DISK1 (row id); InvalidStatus if there is none, with
+/// `no_disk`, what to do when the VM has no DISK1 at all.
+pub fn installed_image(conn: &Tx<'_>, vm: &Vm, no_disk: &str) -> Result<i64, ApiError> {
+    match disk1(conn, vm)? {
+        Some(Disk1 {
+            image_id: Some(image),
+            ..
+        }) => Ok(image),
+        Some(Disk1 { image_id: None, .. }) => fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "VM {}: DISK1 has no image; restoreImage first",
+                vm.public_id
+            ),
+        ),
+        None => fail(
+            ErrorType::InvalidStatus,
+            format!("VM {} has no DISK1; {no_disk}", vm.public_id),
+        ),
+    }
+}
+
 /// The VM's DISK1 (its size and installed image), if it has one.
 pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
     Ok(conn.disk1(vm.id)?)
@@ -297,38 +346,12 @@ pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
 pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Stopped {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; powerOnVm needs it stopped",
-                vm.public_id, vm.state
-            ),
-        );
-    }
-    match disk1(conn, &vm)? {
-        Some(Disk1 {
-            image_id: Some(_), ..
-        }) => {}
-        Some(Disk1 { image_id: None, .. }) => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {}: DISK1 has no image; restoreImage first",
-                    vm.public_id
-                ),
-            );
-        }
-        None => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {} has no DISK1; allocateVolume and attachVolume it as DISK1, then restoreImage",
-                    vm.public_id
-                ),
-            );
-        }
-    }
+    ensure_state(&vm, VmState::Stopped, "powerOnVm")?;
+    installed_image(
+        conn,
+        &vm,
+        "allocateVolume and attachVolume it as DISK1, then restoreImage",
+    )?;
     // A stopped VM holds no slot: pick its hypervisor now (VLAN-aware, see `placement`), in
     // this transaction, so the switch plane builds its VLANs while the facility starts it.
     match crate::placement::store::place_for_start(conn, vm.id, &ctx.infra_vlans)? {
@@ -353,30 +376,14 @@ pub fn power_off_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Ap
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     args.opt_bool("force")?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Running {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; powerOffVm needs it running",
-                vm.public_id, vm.state
-            ),
-        );
-    }
+    ensure_state(&vm, VmState::Running, "powerOffVm")?;
     start_async(conn, ctx, &vm, VmState::Stopping, Struct::new())
 }
 
 pub fn reset_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Running {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; resetVm needs it running",
-                vm.public_id, vm.state
-            ),
-        );
-    }
+    ensure_state(&vm, VmState::Running, "resetVm")?;
     start_async(conn, ctx, &vm, VmState::Resetting, Struct::new())
 }
 
