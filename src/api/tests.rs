@@ -542,3 +542,35 @@ fn lists_page_with_offset_and_limit_oldest_first() {
     let stopped = f.ok(f.acme, "getVmList", st([("state", s("running"))]));
     assert_eq!(stopped.get("totalCount"), Some(&int(0)));
 }
+
+#[test]
+fn imported_images_are_in_the_catalogue_customers_see() {
+    use crate::inventory::images::{ImageContent, ImageRecord, Images};
+    let f = Fixture::new();
+    let image = ImageRecord {
+        public_id: "img-deb12".into(),
+        name: "deb12".into(),
+        os: "Debian".into(),
+        os_version: "12".into(),
+        architecture: "x86_64".into(),
+        min_disk_gb: 30,
+        init_supported: true,
+        description: "imported".into(),
+        created_at: String::new(),
+    };
+    let content = ImageContent {
+        archive: "images/img-deb12/rootfs.tar.zst".into(),
+        sha256: "ab".repeat(32),
+        kernel_version: "6.1.0-57-amd64".into(),
+        archive_bytes: 1 << 20,
+        unpacked_bytes: 3 << 20,
+    };
+    f.mem.tx().add_image(&image, &content, 0).unwrap();
+    let list = f.ok(f.globex, "getImageList", st([]));
+    assert_eq!(list.get("totalCount"), Some(&int(2)));
+    let info = f.ok(f.globex, "getImageInfo", st([("imageId", s("img-deb12"))]));
+    assert_eq!(member(&info, &["image", "os"]), &s("Debian"));
+    assert_eq!(member(&info, &["image", "description"]), &s("imported"));
+    // A second import of the same name is refused; the first stays.
+    assert!(f.mem.tx().add_image(&image, &content, 0).is_err());
+}

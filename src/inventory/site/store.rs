@@ -238,7 +238,7 @@ fn add_nic(tx: &Tx<'_>, m: &Machine, n: &Nic) -> Result<()> {
 /// The file as import compares it with the export: machines' NICs in device order, whatever
 /// order the file lists them in; and a switch without `host_key` keeps the key the inventory
 /// has pinned (set earlier, or learned on first use): re-importing a site must not unpin
-/// switches.
+/// switches; nor drop an imported image's archive.
 fn comparable(file: &SiteFile, current: &SiteFile) -> SiteFile {
     let mut file = file.clone();
     for m in &mut file.machines {
@@ -250,6 +250,13 @@ fn comparable(file: &SiteFile, current: &SiteFile) -> SiteFile {
             .iter()
             .find(|c| c.name == s.name)
             .and_then(|c| c.host_key.clone());
+    }
+    // An image's content comes from `nhn image import`; a file that names no archive keeps it.
+    for i in file.images.iter_mut().filter(|i| i.archive.is_empty()) {
+        if let Some(c) = current.images.iter().find(|c| c.name == i.name) {
+            i.archive.clone_from(&c.archive);
+            i.sha256.clone_from(&c.sha256);
+        }
     }
     file
 }

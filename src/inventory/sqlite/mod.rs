@@ -161,6 +161,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_facility.sql"),
     include_str!("migrations/0007_port_native.sql"),
     include_str!("migrations/0008_work_json.sql"),
+    include_str!("migrations/0009_image_content.sql"),
 ];
 
 /// The migration whose rows a hook converts, by its index in [`MIGRATIONS`].
