@@ -289,8 +289,8 @@ fn hostile_and_broken_archives_are_refused_and_leave_nothing() {
     let small = work.path().join("ok.tar.zst");
     pack(&small, Pack::Zstd, &files, &[]);
     let truncated = std::fs::read(&small).unwrap();
-    type Make = Box<dyn Fn(&Path)>;
-    let cases: Vec<(&str, Make, &str, &str)> = vec![
+    type Make<'a> = Box<dyn Fn(&Path) + 'a>;
+    let cases: Vec<(&str, Make<'_>, &str, &str)> = vec![
         (
             "climb",
             Box::new(|p: &Path| pack(p, Pack::Gzip, &climbing, &[])),
