@@ -10,6 +10,7 @@ pub mod config;
 pub mod dhcp;
 pub mod facility;
 pub mod http;
+pub mod images;
 pub mod initrd;
 pub mod inventory;
 pub mod jobs;

@@ -4,13 +4,13 @@
 //! the VM to `configuring` and queues an async request carrying the arguments for the facility.
 
 use crate::inventory::images::Images;
-use crate::inventory::vms::{Disk1, Vms};
+use crate::inventory::vms::Vms;
 use base64::Engine;
 
 use super::args::{Args, Struct};
 use super::fault::{ApiError, ErrorType, fail};
 use super::network::{check_nic_device, parse_ip};
-use super::vm::{Vm, disk1, ensure_off, find_vm, start_async};
+use super::vm::{Vm, ensure_off, ensure_state, find_vm, installed_image, start_async};
 use super::{Ctx, Outcome};
 use crate::inventory::Tx;
 use crate::model::VmState;
@@ -22,39 +22,8 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024;
 /// Common checks, then `configuring`.
 fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome, ApiError> {
     ensure_off(vm, method)?;
-    if vm.state != VmState::Stopped {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; {method} needs it stopped",
-                vm.public_id, vm.state
-            ),
-        );
-    }
-    let image = match disk1(conn, vm)? {
-        None => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {} has no DISK1; attachVolume one and restoreImage first",
-                    vm.public_id
-                ),
-            );
-        }
-        Some(Disk1 { image_id: None, .. }) => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {}: DISK1 has no image; restoreImage first",
-                    vm.public_id
-                ),
-            );
-        }
-        Some(Disk1 {
-            image_id: Some(image),
-            ..
-        }) => image,
-    };
+    ensure_state(vm, VmState::Stopped, method)?;
+    let image = installed_image(conn, vm, "attachVolume one and restoreImage first")?;
     match conn.init_support(image)? {
         Some((true, _)) => start_async(conn, ctx, vm, VmState::Configuring, Struct::new()),
         Some((false, id)) => fail(

@@ -6,6 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::inventory::keys::Keys;
 use crate::inventory::{Error, Result, Tx, audit, record_event};
+use crate::model::EventKind;
 use crate::util::unix_now;
 
 /// What a key may do: `read` get* calls; `operate` adds power, restore, init, attach/detach,
@@ -107,7 +108,7 @@ pub fn create(tx: &Tx<'_>, customer: &str, scope: Scope) -> Result<NewKey> {
         &key.id,
         &format!("ok: customer {customer}, scope {}", scope.as_str()),
     )?;
-    record_event(tx, "key", &key.id)?;
+    record_event(tx, EventKind::Key, &key.id)?;
     Ok(key)
 }
 
@@ -127,7 +128,7 @@ pub fn revoke(tx: &Tx<'_>, id: &str) -> Result<()> {
         }
     }
     audit(tx, "cli", "key.revoke", id, "ok")?;
-    record_event(tx, "key", id)
+    record_event(tx, EventKind::Key, id)
 }
 
 #[cfg(test)]

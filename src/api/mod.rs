@@ -25,6 +25,9 @@ pub mod rpc;
 pub mod storage;
 pub mod vm;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use tokio::sync::{Notify, Semaphore};
@@ -32,6 +35,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::config;
 use crate::inventory::Inventory;
 use crate::inventory::Tx;
+use crate::model::EventKind;
 use crate::switch::vlans::VlanSet;
 use args::{Args, Struct};
 use auth::{Caller, KeyCache};
@@ -516,7 +520,7 @@ impl Api {
                 let ev = events.recv().await;
                 let Some(api) = weak.upgrade() else { return };
                 match ev {
-                    Ok(ev) if ev.kind != "key" && ev.kind != "customer" => {}
+                    Ok(ev) if !matches!(ev.kind, EventKind::Key | EventKind::Customer) => {}
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         api.keys.clear()
                     }

@@ -11,14 +11,14 @@ use dxr::Value;
 
 use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
-use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
+use super::vm::{check_comment, device_outcome, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::networks::{IpPool, NetworkRecord, Networks, NewNetwork, Nic};
 use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::Resource;
 use crate::inventory::vms::Vms;
 use crate::inventory::{Tx, record_event};
-use crate::model::NetworkKind;
+use crate::model::{EventKind, NetworkKind};
 use crate::net::Ipv4Net;
 use crate::util::unix_now;
 
@@ -261,7 +261,7 @@ pub fn allocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome
         },
         unix_now(),
     )?;
-    record_event(conn, "network", &id)?;
+    record_event(conn, EventKind::Network, &id)?;
     Ok(Outcome {
         response: st([
             ("networkId", s(&id)),
@@ -296,7 +296,7 @@ pub fn deallocate_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outco
         );
     }
     conn.delete_network(net.id)?;
-    record_event(conn, "network", &net.public_id)?;
+    record_event(conn, EventKind::Network, &net.public_id)?;
     Ok(Outcome {
         response: st([("networkId", s(&net.public_id))]),
         resource: ("network", net.public_id),
@@ -402,7 +402,7 @@ pub fn allocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outc
     for ip in picked {
         let text = Ipv4Addr::from(ip).to_string();
         conn.insert_address(&text, net.id, pool, ctx.caller.customer_id)?;
-        record_event(conn, "ip", &text)?;
+        record_event(conn, EventKind::Ip, &text)?;
         out.push(s(text));
     }
     Ok(Outcome {
@@ -431,7 +431,7 @@ pub fn deallocate_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Ou
         );
     }
     conn.delete_address(id)?;
-    record_event(conn, "ip", ip)?;
+    record_event(conn, EventKind::Ip, ip)?;
     Ok(Outcome {
         response: st([("ipAddress", s(ip))]),
         resource: ("ip", ip.to_owned()),
@@ -486,8 +486,8 @@ pub fn attach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     }
     let mac = new_mac(conn)?;
     conn.add_nic(vm.id, device, &mac, net.id)?;
-    record_event(conn, "nic", &mac)?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Nic, &mac)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&vm.public_id)),
@@ -523,17 +523,9 @@ pub fn detach_network(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
         .map(|(id, _)| id)
         .unwrap_or_default();
     conn.remove_nic(nic.id)?;
-    record_event(conn, "nic", &nic.mac)?;
-    record_event(conn, "vm", &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("networkId", s(network_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    record_event(conn, EventKind::Nic, &nic.mac)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
+    Ok(device_outcome(vm, device, "networkId", &network_id))
 }
 
 pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -576,17 +568,9 @@ pub fn assign_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
         );
     }
     conn.assign_address(addr, nic.id)?;
-    record_event(conn, "nic", &nic.mac)?;
-    record_event(conn, "ip", ip)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("ipAddress", s(ip)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    record_event(conn, EventKind::Nic, &nic.mac)?;
+    record_event(conn, EventKind::Ip, ip)?;
+    Ok(device_outcome(vm, device, "ipAddress", ip))
 }
 
 pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -609,16 +593,8 @@ pub fn remove_ip_address(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
         );
     }
     if let Some(nic) = nic {
-        record_event(conn, "nic", &nic.mac)?;
+        record_event(conn, EventKind::Nic, &nic.mac)?;
     }
-    record_event(conn, "ip", ip)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("ipAddress", s(ip)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    record_event(conn, EventKind::Ip, ip)?;
+    Ok(device_outcome(vm, device, "ipAddress", ip))
 }

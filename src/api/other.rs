@@ -84,7 +84,7 @@ pub fn set_resource_comment(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Out
     record_event(conn, kind.event_kind(), id)?;
     Ok(Outcome {
         response: st([("resourceId", s(id)), ("comment", s(comment))]),
-        resource: (kind.event_kind(), id.to_owned()),
+        resource: (kind.event_kind().as_str(), id.to_owned()),
         pending: None,
     })
 }

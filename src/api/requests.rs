@@ -13,7 +13,7 @@ use super::fault::{ApiError, ErrorType, fail};
 use super::{Ctx, Method, Outcome, WriteFn};
 use crate::inventory::requests::{ApiCall, CallRecord, PendingCounts, Requests};
 use crate::inventory::{self, Tx};
-use crate::model::Work;
+use crate::model::{EventKind, Work};
 use crate::util::{now_rfc3339, unix_now};
 
 pub use crate::jobs::new_request_id;
@@ -105,7 +105,7 @@ pub fn run_write(
                 finished_at: finished.as_deref(),
             })?;
             inventory::audit(conn, &ctx.caller.key_id, m.name, &resource.1, "ok")?;
-            inventory::record_event(conn, "request", &ctx.request_id)?;
+            inventory::record_event(conn, EventKind::Request, &ctx.request_id)?;
             Ok(Ok(response))
         }
         Err(e) => {

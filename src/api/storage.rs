@@ -7,12 +7,13 @@ use dxr::Value;
 
 use super::args::{Args, Struct, int, list, s, st};
 use super::fault::{ApiError, ErrorType, fail};
-use super::vm::{check_comment, ensure_off, find_vm, new_public_id};
+use super::vm::{check_comment, device_outcome, ensure_off, find_vm, new_public_id};
 use super::{Ctx, Outcome};
 use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::Resource;
 use crate::inventory::volumes::{NewVolume, VolumeSummary, Volumes};
 use crate::inventory::{Tx, record_event};
+use crate::model::EventKind;
 use crate::util::unix_now;
 
 /// The sizes the seed offers.
@@ -107,7 +108,7 @@ pub fn allocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome,
         },
         unix_now(),
     )?;
-    record_event(conn, "volume", &id)?;
+    record_event(conn, EventKind::Volume, &id)?;
     Ok(Outcome {
         response: st([("volumeId", s(&id)), ("sizeGB", int(size))]),
         resource: ("volume", id),
@@ -125,7 +126,7 @@ pub fn deallocate_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcom
         );
     }
     conn.delete_volume(id)?;
-    record_event(conn, "volume", public_id)?;
+    record_event(conn, EventKind::Volume, public_id)?;
     Ok(Outcome {
         response: st([("volumeId", s(public_id))]),
         resource: ("volume", public_id.to_owned()),
@@ -156,17 +157,9 @@ pub fn attach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
         );
     }
     conn.attach_volume(id, vm.id, device, unix_now())?;
-    record_event(conn, "volume", public_id)?;
-    record_event(conn, "vm", &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("volumeId", s(public_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    record_event(conn, EventKind::Volume, public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
+    Ok(device_outcome(vm, device, "volumeId", public_id))
 }
 
 pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
@@ -181,15 +174,7 @@ pub fn detach_volume(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
         );
     };
     conn.detach_volume(id, vm.id, device, unix_now())?;
-    record_event(conn, "volume", &public_id)?;
-    record_event(conn, "vm", &vm.public_id)?;
-    Ok(Outcome {
-        response: st([
-            ("vmId", s(&vm.public_id)),
-            ("device", s(device)),
-            ("volumeId", s(public_id)),
-        ]),
-        resource: ("vm", vm.public_id),
-        pending: None,
-    })
+    record_event(conn, EventKind::Volume, &public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
+    Ok(device_outcome(vm, device, "volumeId", &public_id))
 }

@@ -15,7 +15,7 @@ use crate::inventory::quotas::Quotas;
 use crate::inventory::resources::{Resource, Resources};
 use crate::inventory::vms::{Disk1, NewVm, VmSummary, Vms};
 use crate::inventory::{Tx, record_event};
-use crate::model::{Power, VmState};
+use crate::model::{EventKind, Power, VmState};
 use crate::util::unix_now;
 
 /// A VM row as the API sees it.
@@ -38,6 +38,33 @@ pub fn ensure_idle(vm: &Vm) -> Result<(), ApiError> {
             ),
         ),
         None => Ok(()),
+    }
+}
+
+/// InvalidStatus unless the VM is in `state`.
+pub fn ensure_state(vm: &Vm, state: VmState, method: &str) -> Result<(), ApiError> {
+    if vm.state != state {
+        return fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "VM {} is {}; {method} needs it {state}",
+                vm.public_id, vm.state
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The answer of a call that changed one device of a VM: `{vmId, device, <member>}`.
+pub fn device_outcome(vm: Vm, device: &str, member: &'static str, value: &str) -> Outcome {
+    Outcome {
+        response: st([
+            ("vmId", s(&vm.public_id)),
+            ("device", s(device)),
+            (member, s(value)),
+        ]),
+        resource: ("vm", vm.public_id),
+        pending: None,
     }
 }
 
@@ -240,7 +267,7 @@ pub fn allocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Api
         },
         unix_now(),
     )?;
-    record_event(conn, "vm", &id)?;
+    record_event(conn, EventKind::Vm, &id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&id)),
@@ -259,7 +286,7 @@ pub fn deallocate_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, A
     ensure_off(&vm, "deallocateVm")?;
     // Volumes and networks stay allocated; NIC rows go, their L3SH addresses stay allocated.
     conn.deallocate_vm(vm.id)?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([("vmId", s(&vm.public_id))]),
         resource: ("vm", vm.public_id),
@@ -276,7 +303,7 @@ pub fn start_async(
     mut response: Struct,
 ) -> Result<Outcome, ApiError> {
     conn.begin_request(vm.id, to_state, &ctx.request_id, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     response.insert("vmId".into(), s(&vm.public_id));
     response.insert("previousState".into(), s(vm.state.as_str()));
     response.insert("currentState".into(), s(to_state.as_str()));
@@ -289,6 +316,28 @@ pub fn start_async(
     })
 }
 
+/// The image installed on the VM's DISK1 (row id); InvalidStatus if there is none, with
+/// `no_disk`, what to do when the VM has no DISK1 at all.
+pub fn installed_image(conn: &Tx<'_>, vm: &Vm, no_disk: &str) -> Result<i64, ApiError> {
+    match disk1(conn, vm)? {
+        Some(Disk1 {
+            image_id: Some(image),
+            ..
+        }) => Ok(image),
+        Some(Disk1 { image_id: None, .. }) => fail(
+            ErrorType::InvalidStatus,
+            format!(
+                "VM {}: DISK1 has no image; restoreImage first",
+                vm.public_id
+            ),
+        ),
+        None => fail(
+            ErrorType::InvalidStatus,
+            format!("VM {} has no DISK1; {no_disk}", vm.public_id),
+        ),
+    }
+}
+
 /// The VM's DISK1 (its size and installed image), if it has one.
 pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
     Ok(conn.disk1(vm.id)?)
@@ -297,38 +346,12 @@ pub fn disk1(conn: &Tx<'_>, vm: &Vm) -> Result<Option<Disk1>, ApiError> {
 pub fn power_on_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Stopped {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; powerOnVm needs it stopped",
-                vm.public_id, vm.state
-            ),
-        );
-    }
-    match disk1(conn, &vm)? {
-        Some(Disk1 {
-            image_id: Some(_), ..
-        }) => {}
-        Some(Disk1 { image_id: None, .. }) => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {}: DISK1 has no image; restoreImage first",
-                    vm.public_id
-                ),
-            );
-        }
-        None => {
-            return fail(
-                ErrorType::InvalidStatus,
-                format!(
-                    "VM {} has no DISK1; allocateVolume and attachVolume it as DISK1, then restoreImage",
-                    vm.public_id
-                ),
-            );
-        }
-    }
+    ensure_state(&vm, VmState::Stopped, "powerOnVm")?;
+    installed_image(
+        conn,
+        &vm,
+        "allocateVolume and attachVolume it as DISK1, then restoreImage",
+    )?;
     // A stopped VM holds no slot: pick its hypervisor now (VLAN-aware, see `placement`), in
     // this transaction, so the switch plane builds its VLANs while the facility starts it.
     match crate::placement::store::place_for_start(conn, vm.id, &ctx.infra_vlans)? {
@@ -353,30 +376,14 @@ pub fn power_off_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, Ap
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     args.opt_bool("force")?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Running {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; powerOffVm needs it running",
-                vm.public_id, vm.state
-            ),
-        );
-    }
+    ensure_state(&vm, VmState::Running, "powerOffVm")?;
     start_async(conn, ctx, &vm, VmState::Stopping, Struct::new())
 }
 
 pub fn reset_vm(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, ApiError> {
     let vm = find_vm(conn, ctx, args.str("vmId")?)?;
     ensure_idle(&vm)?;
-    if vm.state != VmState::Running {
-        return fail(
-            ErrorType::InvalidStatus,
-            format!(
-                "VM {} is {}; resetVm needs it running",
-                vm.public_id, vm.state
-            ),
-        );
-    }
+    ensure_state(&vm, VmState::Running, "resetVm")?;
     start_async(conn, ctx, &vm, VmState::Resetting, Struct::new())
 }
 
@@ -437,7 +444,7 @@ pub fn change_vm_type(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<Outcome, 
     ensure_off(&vm, "changeVmType")?;
     check_vm_room(conn, ctx, size, Some(vm.id))?;
     conn.set_vm_type(vm.id, vm_type, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&vm.public_id)),
@@ -469,7 +476,7 @@ pub fn change_vm_architecture(conn: &Tx<'_>, ctx: &Ctx, args: &Args) -> Result<O
         }
     }
     conn.set_architecture(vm.id, arch, unix_now())?;
-    record_event(conn, "vm", &vm.public_id)?;
+    record_event(conn, EventKind::Vm, &vm.public_id)?;
     Ok(Outcome {
         response: st([
             ("vmId", s(&vm.public_id)),

@@ -78,15 +78,7 @@ pub fn run(cmd: InitrdCmd, config: &Config) -> Result<()> {
 }
 
 fn build(options: &nhn::initrd::Options, out: &Path) -> Result<()> {
-    use std::io::IsTerminal;
-    let bar = indicatif::ProgressBar::new(5);
-    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = super::progress_bar(5, "{bar:30} {pos}/{len} {msg}");
     let built = nhn::initrd::build(options, &mut |done, _, what| {
         bar.set_position(done);
         bar.set_message(what.to_owned());

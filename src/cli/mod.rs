@@ -15,6 +15,7 @@ mod agent;
 mod boot;
 mod config;
 mod host;
+mod image;
 mod initrd;
 mod inventory;
 mod key;
@@ -74,6 +75,9 @@ pub enum Command {
     /// Build the switchroot initrd (busybox, iscsistart, kernel modules, nhn's init scripts).
     #[command(subcommand)]
     Initrd(initrd::InitrdCmd),
+    /// OS images customers restore onto DISK1: import an archive, list, show, remove.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
     /// Volumes: iSCSI boot volumes of diskless machines (sparse files exported by the target daemon).
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
@@ -160,6 +164,7 @@ impl Command {
             Command::Inventory(_)
             | Command::Initrd(_)
             | Command::Volume(_)
+            | Command::Image(_)
             | Command::Lease(_)
             | Command::Key(_)
             | Command::Switch(_)
@@ -178,6 +183,7 @@ impl Command {
             Command::Boot(cmd) => boot::run(cmd, &config),
             Command::Initrd(cmd) => initrd::run(cmd, &config),
             Command::Volume(cmd) => volume::run(cmd, &open_inventory(&config)?),
+            Command::Image(cmd) => image::run(cmd, &open_inventory(&config)?, &config),
             Command::Lease(cmd) => lease::run(cmd, &open_inventory(&config)?),
             Command::Key(cmd) => key::run(cmd, &open_inventory(&config)?),
             Command::Switch(cmd) => switch::run(cmd, &open_inventory(&config)?, &config),
@@ -283,4 +289,18 @@ fn wait_request(
 /// The `[switch] infra_vlans` of the configuration, which every plan and placement takes.
 fn infra_vlans(config: &Config) -> VlanSet {
     config.switch.infra_vlans.iter().copied().collect()
+}
+
+/// A progress bar on stderr with `template`; hidden when stderr is not a terminal or under CI.
+pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(len);
+    if !std::io::stderr().is_terminal() || std::env::var_os("CI").is_some() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }

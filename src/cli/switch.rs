@@ -95,10 +95,7 @@ fn show(inv: &Inventory, config: &Config) -> Result<()> {
             s.last_success_at.as_deref().unwrap_or("never"),
             s.last_readback_at.as_deref().unwrap_or("never")
         );
-        let kind: DriverKind = s
-            .driver
-            .parse()
-            .with_context(|| format!("switch {}", s.name))?;
+        let kind = s.driver;
         let driver = switch::reconciler::describe_driver(config, kind, &s.credentials);
         match kind {
             DriverKind::Snmp => println!("  driver: {driver}, credentials {:?}", s.credentials),

@@ -28,6 +28,7 @@ use super::{ra, snapshot};
 use crate::config::Config;
 use crate::inventory::leases::{LeaseStore, LeaseWrite};
 use crate::inventory::{self, Inventory, Tx};
+use crate::model::EventKind;
 use crate::net::Mac;
 use crate::util::unix_now;
 
@@ -174,7 +175,7 @@ async fn refresh(
     loop {
         match events.recv().await {
             // Our own writes: lease batches, and discovered machines (already in `recorded`).
-            Ok(ev) if ev.kind == "leases" || ev.kind == "discovered" => continue,
+            Ok(ev) if matches!(ev.kind, EventKind::Leases | EventKind::Discovered) => continue,
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
@@ -465,7 +466,7 @@ fn write_batch(tx: &Tx<'_>, changes: &[(LeaseChange, Option<Mac>)]) -> inventory
                 })?;
                 if let Some(mac) = newly {
                     if let Some(name) = tx.discover(&mac.to_string(), now)? {
-                        inventory::record_event(tx, "discovered", &name)?;
+                        inventory::record_event(tx, EventKind::Discovered, &name)?;
                     }
                     discovered.push(*mac);
                 }
@@ -486,7 +487,7 @@ fn write_batch(tx: &Tx<'_>, changes: &[(LeaseChange, Option<Mac>)]) -> inventory
             LeaseChange::Offer { .. } => {}
         }
     }
-    inventory::record_event(tx, "leases", &format!("{} changes", changes.len()))?;
+    inventory::record_event(tx, EventKind::Leases, &format!("{} changes", changes.len()))?;
     Ok(discovered)
 }
 

@@ -17,6 +17,27 @@ pub struct ImageRecord {
     pub created_at: String,
 }
 
+/// An image's content as `nhn image import` recorded it (empty for a catalogue entry from
+/// the site file that nothing was imported for yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageContent {
+    /// The archive, relative to the data dir.
+    pub archive: String,
+    pub sha256: String,
+    pub kernel_version: String,
+    pub archive_bytes: u64,
+    pub unpacked_bytes: u64,
+}
+
+/// An image for the operator: the catalogue entry, its content, and the VMs that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDetail {
+    pub image: ImageRecord,
+    pub content: ImageContent,
+    /// Public ids of the VMs whose DISK1 holds it.
+    pub used_by: Vec<String>,
+}
+
 pub trait Images {
     /// Whether image `id` (row id) supports the Init* methods (CentOS images with init
     /// support), and its public id.
@@ -27,4 +48,12 @@ pub trait Images {
     fn image(&self, public_id: &str) -> Result<Option<ImageRecord>>;
     /// The image with row id `id` (the one a VM's DISK1 holds).
     fn image_by_row(&self, id: i64) -> Result<Option<ImageRecord>>;
+    /// Records an imported image: a new catalogue entry, or content for an entry the site
+    /// file declared. An entry that already has content is refused (Invalid).
+    fn add_image(&self, image: &ImageRecord, content: &ImageContent, at: i64) -> Result<()>;
+    /// Every image with its content and users, by name.
+    fn image_details(&self) -> Result<Vec<ImageDetail>>;
+    /// Deletes image `public_id` from the catalogue; whether it existed. Refused (Invalid,
+    /// naming them) while VMs hold it.
+    fn delete_image(&self, public_id: &str) -> Result<bool>;
 }

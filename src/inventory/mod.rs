@@ -41,6 +41,8 @@ pub mod volumes;
 
 use std::path::PathBuf;
 
+#[cfg(test)]
+pub use sqlite::Memory;
 pub use sqlite::{Inventory, Tx, audit, record_event, schema_version};
 
 /// A backend's own error, kept whole (its message and source chain).
@@ -96,6 +98,6 @@ pub struct Page<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub seq: i64,
-    pub kind: String,
+    pub kind: crate::model::EventKind,
     pub object: String,
 }

@@ -3,6 +3,7 @@
 //! in `sqlite/resources.rs`.
 
 use super::Result;
+use crate::model::EventKind;
 
 /// A customer resource kind with a public id and a comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +24,11 @@ impl Resource {
     }
 
     /// The kind its change events carry.
-    pub fn event_kind(self) -> &'static str {
+    pub fn event_kind(self) -> EventKind {
         match self {
-            Resource::Vm => "vm",
-            Resource::Network => "network",
-            Resource::Volume => "volume",
+            Resource::Vm => EventKind::Vm,
+            Resource::Network => EventKind::Network,
+            Resource::Volume => EventKind::Volume,
         }
     }
 

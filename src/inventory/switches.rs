@@ -20,7 +20,7 @@ pub struct SwitchStatus {
     pub role: String,
     pub os: String,
     /// `ssh` or `snmp`.
-    pub driver: String,
+    pub driver: crate::model::DriverKind,
     /// The credential's name in the configuration (never a secret).
     pub credentials: String,
     pub address: String,
@@ -83,7 +83,7 @@ pub struct MachineNicRow {
 pub struct VmPlacementRow {
     pub name: String,
     pub host: Option<String>,
-    pub state: String,
+    pub state: crate::model::VmState,
     pub vcpus: u32,
     pub memory_mb: u32,
     pub moving_to: Option<String>,
@@ -108,7 +108,7 @@ pub struct AppliedRow {
 pub struct SwitchAccess {
     pub id: i64,
     /// `ssh` or `snmp`.
-    pub driver: String,
+    pub driver: crate::model::DriverKind,
     /// Template set (`openvswitch`, `cisco-ios`, ...).
     pub os: String,
     pub address: String,

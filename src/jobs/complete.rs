@@ -10,7 +10,7 @@ use crate::facility::Status;
 use crate::inventory::requests::{Ending, Pending, Requests};
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
-use crate::model::{VmState, Work};
+use crate::model::{EventKind, VmState, Work};
 use crate::util::unix_now;
 
 /// How a request ended.
@@ -120,9 +120,9 @@ pub fn apply(
         {
             tx.set_installed_image(&vm, image)?;
         }
-        record_event(tx, "vm", &vm)?;
+        record_event(tx, EventKind::Vm, &vm)?;
     }
-    record_event(tx, "request", request_id)?;
+    record_event(tx, EventKind::Request, request_id)?;
     audit(tx, actor, &format!("{method}.result"), &vm, status)?;
     Ok(Applied::Applied)
 }

@@ -21,7 +21,7 @@ pub use crate::facility::agent::{HostReport, VmReport};
 use crate::inventory::hosts::{AgentRecord, Hosts};
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
-use crate::model::VmState;
+use crate::model::{EventKind, VmState};
 use crate::util::unix_now;
 
 /// Reports in a row that must miss a VM before it counts as gone.
@@ -42,7 +42,7 @@ pub fn apply(
     let json = serde_json::to_string(report).unwrap_or_default();
     let (host, was) = tx.record_report(host_id, &json, now)?;
     if was != "up" {
-        record_event(tx, "host", &host)?;
+        record_event(tx, EventKind::Host, &host)?;
         audit(tx, "agent", "host.up", &host, &was)?;
     }
     // VMs that should run here and are not busy with a request (a request's own result
@@ -81,7 +81,7 @@ pub fn apply(
         };
         misses.remove(&vm);
         tx.set_observed_state(&vm, state, &reason, now)?;
-        record_event(tx, "vm", &vm)?;
+        record_event(tx, EventKind::Vm, &vm)?;
         audit(tx, "agent", &format!("vm.{state}"), &vm, &reason)?;
         tracing::warn!(%vm, %host, %state, %reason, "VM state changed by the host's report");
         changed.push(vm);
@@ -95,7 +95,7 @@ pub fn sweep(tx: &Tx<'_>, dead_secs: u64) -> inventory::Result<Vec<String>> {
     let dead = tx.silent_since(cutoff)?;
     for (id, name) in &dead {
         tx.mark_unreachable(*id)?;
-        record_event(tx, "host", name)?;
+        record_event(tx, EventKind::Host, name)?;
         audit(tx, "engine", "host.unreachable", name, "no report")?;
         tracing::warn!(host = %name, dead_secs, "hypervisor unreachable: its agent stopped reporting");
     }
@@ -125,7 +125,7 @@ pub fn enroll(tx: &Tx<'_>, host: &str, url: &str) -> inventory::Result<String> {
     let credential = format!("nhna_{}", crate::sign::hex(&raw));
     let hash = crate::sign::hex(&crate::sign::credential_key(&credential));
     tx.enroll_agent(id, url, &hash, unix_now())?;
-    record_event(tx, "host", host)?;
+    record_event(tx, EventKind::Host, host)?;
     audit(tx, "cli", "agent.enroll", host, url)?;
     Ok(credential)
 }

@@ -8,7 +8,7 @@ use crate::codec::{Struct, decode};
 use crate::inventory::machines::Machines;
 use crate::inventory::requests::{OperatorRequest, Requests};
 use crate::inventory::{self, Tx, audit, record_event};
-use crate::model::{MachineOp, Work};
+use crate::model::{EventKind, MachineOp, Work};
 use crate::util::unix_now;
 
 /// Queues `op` on `machine`; its request id, or why not (no such machine, no BMC).
@@ -42,7 +42,7 @@ pub fn enqueue(
         work: &Work::Machine { op, timeout_secs },
         at: unix_now(),
     })?;
-    record_event(tx, "request", &id)?;
+    record_event(tx, EventKind::Request, &id)?;
     audit(tx, actor, op.method(), machine, "queued")?;
     Ok(Ok(id))
 }
@@ -71,7 +71,7 @@ pub fn progress(tx: &Tx<'_>, id: &str) -> inventory::Result<Option<Progress>> {
 pub fn cancel_if_queued(tx: &Tx<'_>, id: &str, why: &str) -> inventory::Result<bool> {
     let canceled = tx.cancel_queued(id, why, unix_now())?;
     if canceled {
-        record_event(tx, "request", id)?;
+        record_event(tx, EventKind::Request, id)?;
     }
     Ok(canceled)
 }

@@ -190,7 +190,7 @@ fn claim(
         &serde_json::to_string(&job.command).unwrap_or_default(),
         job.host.as_deref(),
     )?;
-    inventory::record_event(tx, "request", &job.request_id)?;
+    inventory::record_event(tx, crate::model::EventKind::Request, &job.request_id)?;
     Ok(Some(Claimed::Facility(Box::new(job))))
 }
 

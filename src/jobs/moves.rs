@@ -25,7 +25,7 @@ use crate::codec::{Struct, s};
 use crate::inventory::requests::{Job, OperatorRequest, Requests};
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Inventory, Tx, audit, record_event};
-use crate::model::{RequestStatus, Work};
+use crate::model::{EventKind, RequestStatus, Work};
 use crate::placement::store;
 use crate::switch::vlans::VlanSet;
 use crate::util::unix_now;
@@ -132,7 +132,7 @@ pub fn enqueue(
         work,
         at: unix_now(),
     })?;
-    record_event(tx, "request", &id)?;
+    record_event(tx, EventKind::Request, &id)?;
     audit(tx, "operator", method, vm, "queued")?;
     Ok(id)
 }
@@ -143,7 +143,7 @@ pub fn start(tx: &Tx<'_>, job: &MoveJob) -> inventory::Result<()> {
     let deadline =
         now.saturating_add(i64::try_from(job.wait_secs + SLACK_SECS).unwrap_or(i64::MAX));
     tx.start(&job.id, now, deadline, "", None)?;
-    record_event(tx, "request", &job.id)
+    record_event(tx, EventKind::Request, &job.id)
 }
 
 /// Claims move request `id` if it is still queued (the CLI running its own request when no

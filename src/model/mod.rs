@@ -1,13 +1,15 @@
 //! nhn's domain values, shared by every layer and known to none of the transports: what an
 //! async request asks for ([`Work`]), the states a VM, a request and a machine's power go
-//! through, and the kinds of networks and switch drivers. They are plain enums with the exact
-//! strings the inventory stores and the API shows, so that code matches on variants instead of
-//! comparing strings, and a typo is a compile error instead of a silent mismatch.
+//! through, the kinds of networks, and what a change event is about. They are plain enums
+//! with the exact strings the inventory stores and the API shows, so that code matches on
+//! variants instead of comparing strings, and a typo is a compile error, not a mismatch.
 
+mod event;
 mod state;
 mod work;
 
-pub use state::{NetworkKind, Power, RequestStatus, VmState};
+pub use event::EventKind;
+pub use state::{DriverKind, NetworkKind, Power, RequestStatus, VmState};
 pub use work::{MachineOp, Work};
 
 /// A string that names no variant of a model enum.

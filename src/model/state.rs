@@ -1,5 +1,5 @@
-//! The states things go through (HAAS-API.md §2.1 for VMs, §2.5 for requests) and the kinds
-//! of customer networks.
+//! The states things go through (HAAS-API.md §2.1 for VMs, §2.5 for requests), the kinds of
+//! customer networks, and how a switch is driven.
 
 use super::named;
 
@@ -40,6 +40,14 @@ impl VmState {
             }
             _ => Power::Off,
         }
+    }
+}
+
+impl VmState {
+    /// Whether its NICs are on the wire (running, or on its way up or down, or booted into
+    /// nhn's initrd to install or configure): its VLANs must then be on its host's port.
+    pub fn on_the_wire(self) -> bool {
+        !matches!(self, VmState::Stopped | VmState::Error)
     }
 }
 
@@ -107,6 +115,18 @@ impl NetworkKind {
         [NetworkKind::L2ex, NetworkKind::L3ex, NetworkKind::L3sh];
 }
 
+/// Which driver a switch is driven by: its `driver` in the site file and the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// CLI templates over SSH (`switch-templates/<os>/`).
+    Ssh,
+    /// Q-BRIDGE-MIB over SNMP.
+    Snmp,
+}
+
+named!(DriverKind, "switch driver", [(Ssh, "ssh"), (Snmp, "snmp")]);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +142,13 @@ mod tests {
         for k in NetworkKind::ALL {
             assert_eq!(k.as_str().parse::<NetworkKind>(), Ok(*k));
         }
+        for d in DriverKind::ALL {
+            assert_eq!(d.as_str().parse::<DriverKind>(), Ok(*d));
+        }
+        assert_eq!(
+            "telnet".parse::<DriverKind>().unwrap_err().to_string(),
+            "\"telnet\" is not a switch driver; use one of: ssh, snmp"
+        );
         let err = "paused".parse::<VmState>().unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -10,6 +10,8 @@
 //! [`store`] applies a decision to the inventory.
 
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 
 use std::fmt;
 

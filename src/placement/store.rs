@@ -13,6 +13,7 @@ use crate::switch::vlans::{MAX_VLAN, Vlan, VlanSet};
 use crate::util::unix_now;
 
 use super::{Choice, Request, choose};
+use crate::model::EventKind;
 
 /// What `nhn vm place` asks for.
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ fn network(conn: &Tx<'_>, arg: &str) -> Result<(i64, Vlan)> {
     }
     let name = format!("vlan-{vlan}");
     let id = conn.create_l2ex(&format!("net-{name}"), &name, vlan, unix_now())?;
-    record_event(conn, "network", &name)?;
+    record_event(conn, EventKind::Network, &name)?;
     Ok((id, vlan))
 }
 
@@ -112,7 +113,7 @@ pub fn place(conn: &Tx<'_>, args: &PlaceArgs, infra_vlans: &VlanSet) -> Result<C
         );
         conn.add_nic(vm, &format!("NET{}", i + 1), &mac, *net)?;
     }
-    record_event(conn, "vm", &args.name)?;
+    record_event(conn, EventKind::Vm, &args.name)?;
     audit(
         conn,
         "cli",
@@ -191,7 +192,7 @@ pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) 
     if !conn.begin_move(name, host_id, unix_now())? {
         return Err(Error::NotFound(format!("VM {name:?}")));
     }
-    record_event(conn, "vm", name)?;
+    record_event(conn, EventKind::Vm, name)?;
     audit(
         conn,
         "cli",
@@ -246,7 +247,7 @@ pub fn move_destination(conn: &Tx<'_>, name: &str) -> Result<String> {
 pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
     let to = move_destination(conn, name)?;
     conn.finish_move(name, unix_now())?;
-    record_event(conn, "vm", name)?;
+    record_event(conn, EventKind::Vm, name)?;
     audit(conn, "cli", "vm.move.finish", name, &format!("ok: on {to}"))?;
     Ok(to)
 }
@@ -257,7 +258,7 @@ pub fn remove_vm(conn: &Tx<'_>, name: &str) -> Result<Option<String>> {
         .host_of_vm(name)?
         .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?;
     conn.delete_vm(name)?;
-    record_event(conn, "vm", name)?;
+    record_event(conn, EventKind::Vm, name)?;
     audit(conn, "cli", "vm.remove", name, "ok")?;
     Ok(host)
 }

@@ -19,6 +19,7 @@ use crate::inventory::volumes::{Export, Volumes};
 use tokio::sync::watch;
 
 use crate::inventory::{self, Inventory};
+use crate::model::EventKind;
 
 /// One exported volume, as the inventory wants it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,7 +267,7 @@ pub async fn follow(
                 _ = stop.wait_for(|s| *s) => return,
                 _ = &mut deadline => break,
                 ev = events.recv() => match ev {
-                    Ok(e) if matches!(e.kind.as_str(), "volume" | "machine" | "iscsi_portal" | "vm") => break,
+                    Ok(e) if matches!(e.kind, EventKind::Volume | EventKind::Machine | EventKind::IscsiPortal | EventKind::Vm) => break,
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,

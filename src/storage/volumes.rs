@@ -3,6 +3,7 @@
 
 use crate::inventory::volumes::{Portal, Volumes, backing_of, target_iqn};
 use crate::inventory::{self, Error, Result, Tx};
+use crate::model::EventKind;
 use crate::util::unix_now;
 
 pub use crate::inventory::volumes::VolumeRow;
@@ -72,7 +73,7 @@ pub fn create(tx: &Tx<'_>, machine: &str, size_gb: u32, portal: Option<&str>) ->
         &row.id,
         &format!("ok: {size_gb} GB for {machine}"),
     )?;
-    inventory::record_event(tx, "volume", &row.id)?;
+    inventory::record_event(tx, EventKind::Volume, &row.id)?;
     Ok(row)
 }
 

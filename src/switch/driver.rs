@@ -10,9 +10,7 @@
 //! and verification; a driver only reads the switch and applies one batch. [`DriverKind`]
 //! says which of the two a switch is driven by.
 
-use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 
 use super::readback::{self, SwitchState};
 use super::snmp::{SnmpDriver, SnmpError};
@@ -31,37 +29,7 @@ pub enum DriverError {
     Parse(#[from] readback::ParseError),
 }
 
-/// Which driver a switch is driven by: its `driver` in the site file and the inventory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DriverKind {
-    Ssh,
-    Snmp,
-}
-
-/// A `driver` that is neither `ssh` nor `snmp`.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown switch driver {0:?} (ssh or snmp)")]
-pub struct UnknownDriver(String);
-
-impl FromStr for DriverKind {
-    type Err = UnknownDriver;
-    fn from_str(s: &str) -> Result<Self, UnknownDriver> {
-        match s {
-            "ssh" => Ok(DriverKind::Ssh),
-            "snmp" => Ok(DriverKind::Snmp),
-            other => Err(UnknownDriver(other.to_owned())),
-        }
-    }
-}
-
-impl fmt::Display for DriverKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DriverKind::Ssh => "ssh",
-            DriverKind::Snmp => "snmp",
-        })
-    }
-}
+pub use crate::model::DriverKind;
 
 /// One session with one switch.
 pub trait SwitchDriver: Send {
@@ -175,22 +143,4 @@ impl SwitchDriver for SnmpDriver {
 
     /// UDP: nothing to tear down.
     async fn close(self) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn driver_kinds_read_and_print_as_in_the_site_file() {
-        for (text, kind) in [("ssh", DriverKind::Ssh), ("snmp", DriverKind::Snmp)] {
-            assert_eq!(text.parse::<DriverKind>().unwrap(), kind);
-            assert_eq!(kind.to_string(), text);
-        }
-        let err = "telnet".parse::<DriverKind>().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "unknown switch driver \"telnet\" (ssh or snmp)"
-        );
-    }
 }

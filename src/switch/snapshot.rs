@@ -13,16 +13,6 @@ use super::plan::{
 };
 use super::vlans::VlanSet;
 
-/// VM states in which its NICs are on the wire, so its VLANs must be on its host's port.
-const ACTIVE_STATES: &[&str] = &[
-    "starting",
-    "running",
-    "stopping",
-    "resetting",
-    "installing",
-    "configuring",
-];
-
 /// The topology; `infra_vlans` comes from the configuration (`[switch] infra_vlans`).
 pub fn topology(tx: &Tx<'_>, infra_vlans: &VlanSet) -> Result<Topology> {
     let mut t = Topology {
@@ -98,7 +88,7 @@ pub fn placement(tx: &Tx<'_>) -> Result<Placement> {
             name: vm.name,
             host: vm.host,
             moving_to: vm.moving_to,
-            active: ACTIVE_STATES.contains(&vm.state.as_str()),
+            active: vm.state.on_the_wire(),
             vlans: vm.vlans,
             vcpus: vm.vcpus,
             memory_mb: vm.memory_mb,
@@ -141,4 +131,99 @@ pub fn applied(tx: &Tx<'_>) -> Result<PortPlans> {
         out.entry(switch).or_default().insert(port, plan);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The planner's inputs as read from an in-memory store holding the seed site.
+
+    use super::*;
+    use crate::inventory::vms::Vms;
+    use crate::inventory::{Memory, site};
+    use crate::model::VmState;
+    use crate::placement::store::{PlaceArgs, place};
+
+    fn seeded() -> Memory {
+        let mem = Memory::new();
+        let text = include_str!("../../examples/seed-site.toml");
+        let parsed = site::parse("seed-site.toml", text).expect("the seed site parses");
+        site::store::import(&mem.tx(), &parsed).expect("the seed site imports");
+        mem
+    }
+
+    #[test]
+    fn the_topology_is_the_site_files() {
+        let mem = seeded();
+        let t = topology(&mem.tx(), &"4000".parse().unwrap()).unwrap();
+        let roles: Vec<(String, SwitchRole, Option<u32>)> = t
+            .switches
+            .iter()
+            .map(|s| (s.name.clone(), s.role, s.max_macs))
+            .collect();
+        assert_eq!(roles.len(), 5);
+        assert_eq!(
+            roles.iter().filter(|r| r.1 == SwitchRole::Core).count(),
+            2,
+            "{roles:?}"
+        );
+        assert!(roles.contains(&("Edge-Switch-1".into(), SwitchRole::Edge, Some(64))));
+        assert_eq!(t.links.len(), 7);
+        let hosts: Vec<(String, u32, bool, Vec<String>)> = t
+            .hosts
+            .iter()
+            .map(|h| {
+                let ports = h.ports.iter().map(|p| format!("{}:{}", p.switch, p.port));
+                (h.name.clone(), h.vcpus, h.available, ports.collect())
+            })
+            .collect();
+        assert_eq!(
+            hosts,
+            (1..=3)
+                .map(|n| (
+                    format!("Hypervisor-{n}"),
+                    32,
+                    true,
+                    vec![format!("Edge-Switch-{n}:swp3")]
+                ))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(t.nics.len(), 3);
+        assert!(
+            t.nics
+                .iter()
+                .all(|n| n.kind == MachineKind::Hypervisor && n.boot)
+        );
+        assert_eq!(t.storage_vlans.to_string(), "10");
+        assert_eq!(t.infra_vlans.to_string(), "4000");
+    }
+
+    #[test]
+    fn only_vms_on_the_wire_are_active() {
+        let mem = seeded();
+        let tx = mem.tx();
+        for (name, vlan) in [("VM1", "100"), ("VM2", "200")] {
+            let args = PlaceArgs {
+                name: name.into(),
+                networks: vec![vlan.into()],
+                host: Some("Hypervisor-1".into()),
+                vm_type: "V10".into(),
+            };
+            place(&tx, &args, &VlanSet::new()).unwrap();
+        }
+        for (state, active) in [
+            (VmState::Running, true),
+            (VmState::Installing, true),
+            (VmState::Stopping, true),
+            (VmState::Error, false),
+            (VmState::Stopped, false),
+        ] {
+            let id = tx.vm_id_by_name("VM2").unwrap().unwrap();
+            tx.begin_request(id, state, "req-1", 0).unwrap();
+            let p = placement(&tx).unwrap();
+            let vm2 = p.vms.iter().find(|v| v.name == "VM2").unwrap();
+            assert_eq!(vm2.active, active, "{state}");
+            assert_eq!(vm2.vlans, [200]);
+            assert_eq!(p.allocated.to_string(), "10,20,100,200");
+        }
+    }
 }

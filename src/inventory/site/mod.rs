@@ -138,19 +138,14 @@ pub enum SwitchRole {
     Edge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SwitchDriver {
-    Ssh,
-    Snmp,
-}
+pub use crate::model::DriverKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Switch {
     pub name: String,
     pub role: SwitchRole,
-    pub driver: SwitchDriver,
+    pub driver: DriverKind,
     /// Template set under `switch-templates/` (e.g. `openvswitch`, `cisco-ios`).
     pub os: String,
     /// Management address, `host` or `host:port`.

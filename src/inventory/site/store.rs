@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::repository::{SiteObjects, SiteStore};
 use super::*;
 use crate::inventory::{Error, Result, Tx, record_event};
+use crate::model::EventKind;
 use crate::util::unix_now;
 
 /// The string form of a unit enum, as it appears in site files and in the database.
@@ -71,20 +72,34 @@ const KINDS: &[Step] = &[
     |i| {
         i.named(
             "iSCSI portal",
-            "iscsi_portal",
+            EventKind::IscsiPortal,
             |f| &f.iscsi_portals,
             |p| &p.name,
         )
     },
-    |i| i.named("VLAN pool", "vlan_pool", |f| &f.vlan_pools, |p| &p.name),
-    |i| i.named("network", "network", |f| &f.networks, |n| &n.name),
-    |i| i.named("IP pool", "ip_pool", |f| &f.ip_pools, |p| &p.name),
-    |i| i.named("switch", "switch", |f| &f.switches, |s| &s.name),
+    |i| {
+        i.named(
+            "VLAN pool",
+            EventKind::VlanPool,
+            |f| &f.vlan_pools,
+            |p| &p.name,
+        )
+    },
+    |i| i.named("network", EventKind::Network, |f| &f.networks, |n| &n.name),
+    |i| i.named("IP pool", EventKind::IpPool, |f| &f.ip_pools, |p| &p.name),
+    |i| i.named("switch", EventKind::Switch, |f| &f.switches, |s| &s.name),
     |i| i.links(),
     |i| i.machines(),
-    |i| i.named("VM type", "vm_type", |f| &f.vm_types, |t| &t.name),
-    |i| i.named("image", "image", |f| &f.images, |m| &m.name),
-    |i| i.named("customer", "customer", |f| &f.customers, |c| &c.name),
+    |i| i.named("VM type", EventKind::VmType, |f| &f.vm_types, |t| &t.name),
+    |i| i.named("image", EventKind::Image, |f| &f.images, |m| &m.name),
+    |i| {
+        i.named(
+            "customer",
+            EventKind::Customer,
+            |f| &f.customers,
+            |c| &c.name,
+        )
+    },
 ];
 
 /// An import under way: the file (as compared), the inventory's export, the report so far.
@@ -134,7 +149,7 @@ impl<'a, 't> Import<'a, 't> {
     fn named<T: PartialEq + 'a>(
         &mut self,
         label: &'static str,
-        event: &str,
+        event: EventKind,
         items: fn(&SiteFile) -> &Vec<At<T>>,
         name: fn(&T) -> &str,
     ) -> Result<()>
@@ -159,7 +174,7 @@ impl<'a, 't> Import<'a, 't> {
             }
             let name = format!("{} <-> {}", l.a, l.b);
             self.tx.put(&**l, self.at)?;
-            record_event(self.tx, "link", &name)?;
+            record_event(self.tx, EventKind::Link, &name)?;
             self.report.created.push(("link", name));
         }
         for (a, b) in old.difference(&new) {
@@ -182,7 +197,7 @@ impl<'a, 't> Import<'a, 't> {
             for n in &m.nics {
                 add_nic(self.tx, m, n)?;
             }
-            record_event(self.tx, "machine", &m.name)?;
+            record_event(self.tx, EventKind::Machine, &m.name)?;
         }
         Ok(())
     }
@@ -223,7 +238,7 @@ fn add_nic(tx: &Tx<'_>, m: &Machine, n: &Nic) -> Result<()> {
 /// The file as import compares it with the export: machines' NICs in device order, whatever
 /// order the file lists them in; and a switch without `host_key` keeps the key the inventory
 /// has pinned (set earlier, or learned on first use): re-importing a site must not unpin
-/// switches.
+/// switches; nor drop an imported image's archive.
 fn comparable(file: &SiteFile, current: &SiteFile) -> SiteFile {
     let mut file = file.clone();
     for m in &mut file.machines {
@@ -235,6 +250,13 @@ fn comparable(file: &SiteFile, current: &SiteFile) -> SiteFile {
             .iter()
             .find(|c| c.name == s.name)
             .and_then(|c| c.host_key.clone());
+    }
+    // An image's content comes from `nhn image import`; a file that names no archive keeps it.
+    for i in file.images.iter_mut().filter(|i| i.archive.is_empty()) {
+        if let Some(c) = current.images.iter().find(|c| c.name == i.name) {
+            i.archive.clone_from(&c.archive);
+            i.sha256.clone_from(&c.sha256);
+        }
     }
     file
 }
@@ -257,7 +279,7 @@ pub fn import(tx: &Tx<'_>, file: &SiteFile) -> Result<ImportReport> {
         };
         list.push(("site", file.site.name.clone()));
         tx.put_site_info(&file.site)?;
-        record_event(tx, "site", &file.site.name)?;
+        record_event(tx, EventKind::Site, &file.site.name)?;
     }
     let mut import = Import {
         tx,

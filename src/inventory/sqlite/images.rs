@@ -1,10 +1,11 @@
 //! [`Images`] on SQLite.
 
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Tx, page};
-use crate::inventory::images::{ImageRecord, Images};
-use crate::inventory::{Page, Result, Window};
+use crate::inventory::images::{ImageContent, ImageDetail, ImageRecord, Images};
+use crate::inventory::{Error, Page, Result, Window};
+use crate::util::rfc3339;
 
 const COLUMNS: &str = "public_id, name, os, os_version, architecture, min_disk_gb, init_supported, description, created_at";
 
@@ -62,5 +63,118 @@ impl Images for Tx<'_> {
 
     fn image_by_row(&self, id: i64) -> Result<Option<ImageRecord>> {
         self.image_where("id = ?1", &id)
+    }
+
+    fn add_image(&self, i: &ImageRecord, c: &ImageContent, at: i64) -> Result<()> {
+        let existing: Option<String> = self
+            .conn
+            .prepare_cached("SELECT archive FROM images WHERE name = ?1")?
+            .query_row([&i.name], |r| r.get(0))
+            .optional()?;
+        if existing.as_deref().is_some_and(|a| !a.is_empty()) {
+            return Err(Error::Invalid(format!(
+                "image {:?} is already imported; `nhn image remove {}` it first",
+                i.name, i.public_id
+            )));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO images (public_id, name, os, os_version, architecture, min_disk_gb,
+                    init_supported, description, archive, sha256, kernel_version, archive_bytes,
+                    unpacked_bytes, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT(name) DO UPDATE SET os = excluded.os, os_version = excluded.os_version,
+                    architecture = excluded.architecture, min_disk_gb = excluded.min_disk_gb,
+                    description = excluded.description, archive = excluded.archive,
+                    sha256 = excluded.sha256, kernel_version = excluded.kernel_version,
+                    archive_bytes = excluded.archive_bytes, unpacked_bytes = excluded.unpacked_bytes",
+            )?
+            .execute(params![
+                i.public_id,
+                i.name,
+                i.os,
+                i.os_version,
+                i.architecture,
+                i.min_disk_gb,
+                i.init_supported,
+                i.description,
+                c.archive,
+                c.sha256,
+                c.kernel_version,
+                c.archive_bytes as i64,
+                c.unpacked_bytes as i64,
+                rfc3339(at)
+            ])?;
+        Ok(())
+    }
+
+    fn image_details(&self) -> Result<Vec<ImageDetail>> {
+        let rows: Vec<(i64, ImageRecord, ImageContent)> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS}, id, archive, sha256, kernel_version, archive_bytes, unpacked_bytes
+                 FROM images ORDER BY name"
+            ))?
+            .query_map([], |r| {
+                Ok((
+                    r.get(9)?,
+                    image(r)?,
+                    ImageContent {
+                        archive: r.get(10)?,
+                        sha256: r.get(11)?,
+                        kernel_version: r.get(12)?,
+                        archive_bytes: r.get::<_, i64>(13)? as u64,
+                        unpacked_bytes: r.get::<_, i64>(14)? as u64,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, image, content)| {
+                Ok(ImageDetail {
+                    used_by: self.users(id)?,
+                    image,
+                    content,
+                })
+            })
+            .collect()
+    }
+
+    fn delete_image(&self, public_id: &str) -> Result<bool> {
+        let Some(id): Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM images WHERE public_id = ?1")?
+            .query_row([public_id], |r| r.get(0))
+            .optional()?
+        else {
+            return Ok(false);
+        };
+        let users = self.users(id)?;
+        if !users.is_empty() {
+            return Err(Error::Invalid(format!(
+                "image {public_id} is installed on {}; those VMs must be deallocated or restored with another image first",
+                users.join(", ")
+            )));
+        }
+        self.conn
+            .prepare_cached("DELETE FROM images WHERE id = ?1")?
+            .execute([id])?;
+        Ok(true)
+    }
+}
+
+impl Tx<'_> {
+    /// The VMs whose DISK1 (or whose volumes) hold image row `id`.
+    fn users(&self, id: i64) -> Result<Vec<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT public_id FROM vms WHERE image_id = ?1
+                 UNION SELECT COALESCE(v.public_id, o.public_id) FROM volumes o
+                     LEFT JOIN vms v ON v.id = o.vm_id WHERE o.image_id = ?1
+                 ORDER BY 1",
+            )?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -46,11 +46,12 @@ use super::ssh::{Pool, SshError};
 use super::templates::{PortChange, TemplateError, Templates};
 use super::vlans::{Vlan, VlanSet};
 
+use crate::model::EventKind;
 pub use credentials::describe_driver;
 use store::{load_switch, plan_and_persist, record_status};
 
 /// Event kind of the reconciler's own bookkeeping writes; the planner does not re-plan on it.
-pub const STATUS_EVENT: &str = "switch-status";
+pub const STATUS_EVENT: EventKind = EventKind::SwitchStatus;
 
 /// How long the planner waits for more events before planning (bursts become one plan).
 const DEBOUNCE: Duration = Duration::from_millis(50);

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use crate::inventory::switches::{AppliedPort, NewIntent, StatusUpdate, SwitchIntents, Switches};
 use crate::inventory::{self, Tx, record_event};
-use crate::switch::driver::DriverKind;
 use crate::switch::plan::{Action, Change, PortPlan};
 use crate::switch::readback::SwitchState;
 use crate::switch::vlans::{Vlan, VlanSet};
@@ -16,6 +15,7 @@ use crate::switch::{PlanError, Planned, plan_inventory};
 use crate::util::unix_now;
 
 use super::{Intent, STATUS_EVENT, SwitchRow};
+use crate::model::EventKind;
 
 /// Plans and persists the intents in one transaction; `Ok(Err(reason))` when the plan is
 /// refused (the refusal is recorded on the edges concerned and nothing else changes).
@@ -134,18 +134,14 @@ fn switch_id(tx: &Tx<'_>, name: &str) -> inventory::Result<i64> {
         .ok_or_else(|| inventory::Error::NotFound(format!("switch {name}")))
 }
 
-/// The switch row the actor needs, its driver parsed.
+/// The switch row the actor needs.
 pub(super) fn load_switch(tx: &Tx<'_>, name: &str) -> inventory::Result<SwitchRow> {
     let row = tx
         .switch_access(name)?
         .ok_or_else(|| inventory::Error::NotFound(format!("switch {name}")))?;
-    let driver: DriverKind = row
-        .driver
-        .parse()
-        .map_err(|e| inventory::Error::Invalid(format!("switch {name}: {e} in table switches")))?;
     Ok(SwitchRow {
         id: row.id,
-        driver,
+        driver: row.driver,
         os: row.os,
         address: row.address,
         credentials: row.credentials,
@@ -267,5 +263,5 @@ pub(super) fn pin_host_key(
     host_key: &str,
 ) -> inventory::Result<()> {
     tx.pin_host_key(id, host_key)?;
-    record_event(tx, "switch", switch)
+    record_event(tx, EventKind::Switch, switch)
 }

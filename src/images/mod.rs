@@ -1,0 +1,284 @@
+//! Operating-system images (`nhn image import`): a root filesystem archive (tar.zst, tar.gz or
+//! tar.xz) becomes a catalogue entry customers can `restoreImage` onto DISK1.
+//!
+//! One pass over the archive ([`archive::scan`]) keeps a copy under the data dir with its
+//! SHA-256, refuses entries that climb out of the root (`..`), sums what the filesystem needs,
+//! and takes out the image's kernels and module trees. Then the image's own kernel gets an nhn
+//! initrd built from its own modules (`crate::initrd`), so a machine boots the image's kernel
+//! with matching modules. Everything is assembled in a staging directory and renamed into
+//! `<data_dir>/images/<image id>/` only when complete: a failed import leaves nothing behind.
+
+pub mod archive;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use archive::Compression;
+
+/// What the operator says about an image.
+#[derive(Debug, Clone)]
+pub struct Describe {
+    pub name: String,
+    pub os: String,
+    pub os_version: String,
+    pub architecture: String,
+    pub min_disk_gb: u32,
+    pub description: String,
+}
+
+/// The tools the per-image initrd is built with (as `nhn initrd build` takes them).
+#[derive(Debug, Clone)]
+pub struct InitrdTools {
+    pub busybox: PathBuf,
+    pub iscsistart: PathBuf,
+    pub modules: Vec<String>,
+}
+
+/// An imported image's files and facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub public_id: String,
+    /// The image's directory: `rootfs.tar.*`, `vmlinuz`, `initrd.img`.
+    pub dir: PathBuf,
+    /// The archive, relative to the data dir (as the inventory stores it).
+    pub archive: String,
+    pub sha256: String,
+    pub archive_bytes: u64,
+    pub unpacked_bytes: u64,
+    pub kernel_version: String,
+    pub initrd_bytes: u64,
+    pub initrd_modules: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a tar.zst, tar.gz or tar.xz archive (its first bytes are none of theirs)")]
+    UnknownFormat(PathBuf),
+    #[error("the archive is corrupt or truncated: {0}")]
+    Corrupt(String),
+    #[error("the archive holds {0:?}, a path that climbs out of the root with `..`; refusing it")]
+    UnsafePath(String),
+    #[error(
+        "the archive has no kernel with its modules: it needs boot/vmlinuz-<kver> and lib/modules/<kver>/modules.dep for the same <kver> (kernels found: {kernels}; module trees found: {modules})"
+    )]
+    NoKernel { kernels: String, modules: String },
+    #[error(
+        "the image unpacks to {unpacked_mb} MB, which needs a disk of at least {need_gb} GB; --min-disk-gb {min_disk_gb} is too small"
+    )]
+    TooSmall {
+        unpacked_mb: u64,
+        need_gb: u64,
+        min_disk_gb: u32,
+    },
+    #[error("building the image's initrd: {0}")]
+    Initrd(#[from] crate::initrd::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the images live under the data dir.
+pub fn images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("images")
+}
+
+/// The public id of the image named `name`.
+pub fn public_id(name: &str) -> String {
+    format!("img-{name}")
+}
+
+/// The smallest disk (GB) a root filesystem of `unpacked` bytes fits on: ext4's metadata
+/// and reserved blocks take about a tenth.
+fn disk_needed_gb(unpacked: u64) -> u64 {
+    (unpacked + unpacked / 10).div_ceil(1 << 30).max(1)
+}
+
+/// Imports `file` as image `what.name` into `data_dir`; `progress(done, total)` counts the
+/// archive's bytes, then the initrd's steps.
+pub fn import(
+    data_dir: &Path,
+    file: &Path,
+    what: &Describe,
+    tools: &InitrdTools,
+    progress: &mut dyn FnMut(u64, u64, &str),
+) -> Result<Imported> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let mut head = [0u8; 6];
+    let mut f = fs::File::open(file).map_err(io_err(file))?;
+    let total = f.metadata().map_err(io_err(file))?.len();
+    let n = f.read(&mut head).map_err(io_err(file))?;
+    let compression =
+        Compression::sniff(&head[..n]).ok_or_else(|| Error::UnknownFormat(file.to_owned()))?;
+    let root = images_dir(data_dir);
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
+    let staging = tempfile_dir(&root)?;
+    let result = assemble(
+        &staging,
+        file,
+        compression,
+        total,
+        what,
+        tools,
+        data_dir,
+        progress,
+    );
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+/// A fresh staging directory under `root` (`.import-…`), on the same filesystem as the
+/// images so the final rename is atomic.
+fn tempfile_dir(root: &Path) -> Result<PathBuf> {
+    for _ in 0..16 {
+        let dir = root.join(format!(".import-{:08x}", rand::random::<u32>()));
+        match fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(Error::Io { path: dir, source }),
+        }
+    }
+    Err(Error::Io {
+        path: root.to_owned(),
+        source: std::io::Error::other("cannot create a staging directory"),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    staging: &Path,
+    file: &Path,
+    compression: Compression,
+    total: u64,
+    what: &Describe,
+    tools: &InitrdTools,
+    data_dir: &Path,
+    progress: &mut dyn FnMut(u64, u64, &str),
+) -> Result<Imported> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let extracted = staging.join("extracted");
+    let kept = staging.join(compression.file_name());
+    let scanned = archive::scan(file, compression, &kept, &extracted, &mut |done| {
+        progress(done, total, "reading the archive")
+    })?;
+    // The newest kernel that has its modules.
+    let kernel_version = scanned
+        .kernels
+        .iter()
+        .rev()
+        .find(|k| {
+            extracted
+                .join("lib/modules")
+                .join(k)
+                .join("modules.dep")
+                .is_file()
+        })
+        .cloned()
+        .ok_or_else(|| {
+            let list = |s: &std::collections::BTreeSet<String>| {
+                if s.is_empty() {
+                    "none".to_owned()
+                } else {
+                    s.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            };
+            Error::NoKernel {
+                kernels: list(&scanned.kernels),
+                modules: list(&scanned.module_trees),
+            }
+        })?;
+    let need_gb = disk_needed_gb(scanned.unpacked_bytes);
+    if need_gb > u64::from(what.min_disk_gb) {
+        return Err(Error::TooSmall {
+            unpacked_mb: scanned.unpacked_bytes.div_ceil(1 << 20),
+            need_gb,
+            min_disk_gb: what.min_disk_gb,
+        });
+    }
+    let built = crate::initrd::build(
+        &crate::initrd::Options {
+            kernel_version: kernel_version.clone(),
+            modules_dir: extracted.join("lib/modules"),
+            modules: tools.modules.clone(),
+            compress: crate::initrd::Compress::Gzip,
+            busybox: tools.busybox.clone(),
+            iscsistart: tools.iscsistart.clone(),
+            mtime: 0,
+        },
+        // The archive is read: the bar stays full while the initrd's steps are named.
+        &mut |_, _, step| progress(total, total, step),
+    )?;
+    let initrd = staging.join("initrd.img");
+    fs::write(&initrd, &built.bytes).map_err(io_err(&initrd))?;
+    let kernel = extracted
+        .join("boot")
+        .join(format!("vmlinuz-{kernel_version}"));
+    let vmlinuz = staging.join("vmlinuz");
+    fs::rename(&kernel, &vmlinuz).map_err(io_err(&kernel))?;
+    // The modules are in the initrd now; the rest of the root stays in the archive.
+    fs::remove_dir_all(&extracted).map_err(io_err(&extracted))?;
+    let public_id = public_id(&what.name);
+    let dir = images_dir(data_dir).join(&public_id);
+    fs::rename(staging, &dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source: if source.kind() == std::io::ErrorKind::DirectoryNotEmpty
+            || source.kind() == std::io::ErrorKind::AlreadyExists
+        {
+            std::io::Error::other(
+                "an image of that name already has files here; `nhn image remove` it first",
+            )
+        } else {
+            source
+        },
+    })?;
+    Ok(Imported {
+        archive: format!("images/{public_id}/{}", compression.file_name()),
+        public_id,
+        dir,
+        sha256: scanned.sha256,
+        archive_bytes: scanned.archive_bytes,
+        unpacked_bytes: scanned.unpacked_bytes,
+        kernel_version,
+        initrd_bytes: built.bytes.len() as u64,
+        initrd_modules: built.modules.len(),
+    })
+}
+
+/// Deletes an image's files (after its catalogue entry is gone).
+pub fn remove_files(data_dir: &Path, public_id: &str) -> std::io::Result<()> {
+    let dir = images_dir(data_dir).join(public_id);
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_disk_needed_leaves_room_for_the_filesystem() {
+        for (unpacked, gb) in [
+            (0, 1),
+            (500 << 20, 1),
+            (1000 << 20, 2),
+            (27 << 30, 30),
+            (28 << 30, 31),
+        ] {
+            assert_eq!(disk_needed_gb(unpacked), gb, "{unpacked}");
+        }
+    }
+}
