@@ -70,6 +70,25 @@ fn lock_data_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Whether an appliance (`nhn serve`) runs on data dir `dir`: something holds its lock. For
+/// commands that hand work to the appliance when one runs and do it themselves otherwise.
+pub fn appliance_running(dir: &Path) -> Result<bool> {
+    let path = dir.join("serve.lock");
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    // Taken only to look: released when `file` closes at the end of this function.
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub async fn run(config: Config) -> Result<()> {
     // Handle SIGTERM/SIGINT from the first moment: a signal during start-up must still mean
     // "stop cleanly", not the default "die".
@@ -353,6 +372,7 @@ fn requests(ctx: &Shared) -> Result<Requests> {
             boot: crate::jobs::boot::BootFiles::from_config(&ctx.config),
             edge_gate: ctx.config.switch.reconcile,
             host_dead_secs: ctx.config.facility.host_dead_secs,
+            infra_vlans: ctx.config.switch.infra_vlans.iter().copied().collect(),
         },
     );
     let internal = Internal::new(

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::cli::{Nhn, Serving, examples};
@@ -99,26 +98,7 @@ fn serve_in_a_namespace_answers_another_namespace_and_stops_on_sigterm() {
 
 /// Starts `nhn serve` on loopback with an ephemeral port; waits until it holds the data dir.
 fn start_serve(nhn: &Nhn) -> Serving {
-    let child = nhn
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--internal-listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn nhn serve");
-    let lock = nhn.dir().join("serve.lock");
-    let pid = child.id().to_string();
-    let serving = Serving(child);
-    let locked = wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid)
-    });
-    assert!(locked, "nhn serve did not take the data dir lock");
-    serving
+    nhn.serve_on_loopback(&[])
 }
 
 #[test]

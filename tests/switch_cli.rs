@@ -215,3 +215,75 @@ fn impossible_requests_are_refused_with_the_reason_and_change_nothing() {
         "a refused command wrote to the inventory"
     );
 }
+
+#[test]
+fn vm_move_goes_through_the_running_appliance() {
+    let nhn = seeded();
+    let place = ["vm", "place", "VM1-1", "--network", "100", "--host"];
+    nhn.ok(&[&place[..], &["Hypervisor-1"]].concat());
+    // No reconciler: nothing ever confirms the destination's VLANs.
+    let config = nhn.dir().join("nhn.toml");
+    std::fs::write(&config, "[switch]\nreconcile = false\n").expect("write nhn.toml");
+    let config = config.to_str().expect("utf-8 path");
+    let serve = nhn.serve_on_loopback(&["--config", config]);
+    let err = nhn.fails(&[
+        "--config",
+        config,
+        "vm",
+        "move",
+        "VM1-1",
+        "--host",
+        "Hypervisor-3",
+        "--no-finish",
+        "--wait-secs",
+        "1",
+    ]);
+    assert!(err.contains("stays on both hosts"), "{err}");
+    assert_eq!(
+        nhn.ok(&["--config", config, "vm", "move", "VM1-1", "--finish"]),
+        "moved VM1-1 to Hypervisor-3\n"
+    );
+    let (status, log) = serve.terminate_with_log();
+    assert!(status.success(), "{status}:\n{log}");
+    let db = nhn.db();
+    let rows: Vec<(String, String, String, String)> = db
+        .prepare(
+            "SELECT method, status, result, error_message FROM requests
+             WHERE resource_type = 'vm' AND resource_id = 'VM1-1' ORDER BY rowid",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect()
+        })
+        .expect("read requests");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str()),
+        ("moveVm", "failed")
+    );
+    assert!(rows[0].3.contains("stays on both hosts"), "{rows:?}");
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str()),
+        ("finishVmMove", "succeeded")
+    );
+    assert!(rows[1].2.contains("Hypervisor-3"), "{rows:?}");
+    // The appliance's engine ran both, not the command.
+    let actors: Vec<(String, String)> = db
+        .prepare("SELECT action, actor FROM audit WHERE action LIKE '%Vm%.result' ORDER BY id")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("read audit");
+    assert_eq!(
+        actors,
+        [
+            ("moveVm.result".to_owned(), "engine".to_owned()),
+            ("finishVmMove.result".to_owned(), "engine".to_owned())
+        ]
+    );
+    // The VM kept its power state.
+    let state: String = db
+        .query_row("SELECT state FROM vms WHERE name = 'VM1-1'", [], |r| {
+            r.get(0)
+        })
+        .expect("read the VM");
+    assert_eq!(state, "running");
+}

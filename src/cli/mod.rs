@@ -8,7 +8,8 @@
 //! library, its items stay private and the compiler reports any that fall out of use.
 //!
 //! What every command shares lives here once: the global options, which log filter a command
-//! runs with, opening the inventory and starting an async runtime.
+//! runs with, opening the inventory, starting an async runtime and waiting for an operator's
+//! request (`nhn power`, `nhn vm move`) to end.
 
 mod agent;
 mod boot;
@@ -224,6 +225,65 @@ fn block_on(service: impl Future<Output = Result<()>>) -> Result<()> {
     tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")?
         .block_on(service)
+}
+
+/// A single-threaded async runtime for a command's own async work (BMC calls, a VM move).
+fn current_thread() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// How an operator's request ended, as [`wait_request`] saw it.
+enum Ended {
+    Succeeded(nhn::codec::Struct),
+    Failed(String),
+    /// Queued for 10 s with nothing picking it up: canceled.
+    NotPickedUp,
+    /// Still queued or running after the caller's patience.
+    StillRunning,
+}
+
+/// Waits for operator request `id` to end, looking every 100 ms; `running` is called each time
+/// it is seen running. A request that nothing picked up within 10 s is canceled (no appliance
+/// runs); one still pending after `patience` is left to the appliance.
+fn wait_request(
+    inv: &Inventory,
+    id: &str,
+    patience: Option<std::time::Duration>,
+    mut running: impl FnMut(),
+) -> Result<Ended> {
+    use nhn::jobs::machine::{self, Progress};
+    use std::time::{Duration, Instant};
+    const PICKUP: Duration = Duration::from_secs(10);
+    let started = Instant::now();
+    loop {
+        let rid = id.to_owned();
+        let progress = inv.read_blocking(move |c| machine::progress(c, &rid))?;
+        match progress {
+            Some(Progress::Queued) if started.elapsed() > PICKUP => {
+                let rid = id.to_owned();
+                let canceled = inv.write_blocking(move |c| {
+                    machine::cancel_if_queued(c, &rid, "nothing picked it up within 10 s")
+                })?;
+                if canceled {
+                    return Ok(Ended::NotPickedUp);
+                }
+            }
+            Some(Progress::Queued | Progress::Running)
+                if patience.is_some_and(|p| started.elapsed() > p) =>
+            {
+                return Ok(Ended::StillRunning);
+            }
+            Some(Progress::Queued) => {}
+            Some(Progress::Running) => running(),
+            Some(Progress::Succeeded(result)) => return Ok(Ended::Succeeded(result)),
+            Some(Progress::Failed(why)) => return Ok(Ended::Failed(why)),
+            None => anyhow::bail!("request {id} vanished from the inventory"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The `[switch] infra_vlans` of the configuration, which every plan and placement takes.

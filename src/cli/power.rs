@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
+use super::Ended;
+
 use nhn::config::Config;
 use nhn::facility::command::MachineOp;
 use nhn::inventory::Inventory;
@@ -95,8 +97,7 @@ fn request(
     op: MachineOp,
     timeout: Option<u64>,
 ) -> Result<()> {
-    use nhn::jobs::machine::{self, Progress};
-    const PICKUP: Duration = Duration::from_secs(10);
+    use nhn::jobs::machine;
     let timeout = timeout.unwrap_or(config.power.timeout_secs);
     let name = machine.to_owned();
     let id = inv
@@ -106,49 +107,32 @@ fn request(
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("{machine}: {} (request {id}) queued", op.method()));
     spinner.enable_steady_tick(Duration::from_millis(120));
-    loop {
-        let rid = id.clone();
-        let progress = inv.read_blocking(move |c| machine::progress(c, &rid))?;
-        match progress {
-            Some(Progress::Queued) if started.elapsed() > PICKUP => {
-                let rid = id.clone();
-                let canceled = inv.write_blocking(move |c| {
-                    machine::cancel_if_queued(c, &rid, "nothing picked it up within 10 s")
-                })?;
-                if canceled {
-                    spinner.finish_and_clear();
-                    anyhow::bail!(
-                        "{machine}: request {id} was not picked up within 10 s and is canceled: is `nhn serve` running with this inventory? Start it, or pass --direct to drive the BMC from this command"
-                    );
-                }
+    let ended = super::wait_request(inv, &id, None, || {
+        spinner.set_message(format!("{machine}: {} (request {id}) running", op.method()))
+    })?;
+    spinner.finish_and_clear();
+    match ended {
+        Ended::Succeeded(result) => {
+            let state = nhn::codec::text(&result, "power");
+            let secs = started.elapsed().as_secs_f64();
+            if op == MachineOp::PxeOnce {
+                println!(
+                    "{machine}: next boot from the network (PXE), once; now {state} (request {id})"
+                );
+            } else {
+                println!(
+                    "{machine}: {state} ({} observed after {secs:.1} s, request {id})",
+                    op.method()
+                );
             }
-            Some(Progress::Queued) => {}
-            Some(Progress::Running) => {
-                spinner.set_message(format!("{machine}: {} (request {id}) running", op.method()))
-            }
-            Some(Progress::Succeeded(result)) => {
-                spinner.finish_and_clear();
-                let state = nhn::codec::text(&result, "power");
-                let secs = started.elapsed().as_secs_f64();
-                if op == MachineOp::PxeOnce {
-                    println!(
-                        "{machine}: next boot from the network (PXE), once; now {state} (request {id})"
-                    );
-                } else {
-                    println!(
-                        "{machine}: {state} ({} observed after {secs:.1} s, request {id})",
-                        op.method()
-                    );
-                }
-                return Ok(());
-            }
-            Some(Progress::Failed(why)) => {
-                spinner.finish_and_clear();
-                anyhow::bail!("{machine}: {} failed (request {id}): {why}", op.method());
-            }
-            None => anyhow::bail!("request {id} vanished from the inventory"),
+            Ok(())
         }
-        std::thread::sleep(Duration::from_millis(100));
+        Ended::Failed(why) => {
+            anyhow::bail!("{machine}: {} failed (request {id}): {why}", op.method())
+        }
+        Ended::NotPickedUp | Ended::StillRunning => anyhow::bail!(
+            "{machine}: request {id} was not picked up within 10 s and is canceled: is `nhn serve` running with this inventory? Start it, or pass --direct to drive the BMC from this command"
+        ),
     }
 }
 
@@ -170,10 +154,7 @@ fn direct(
             )
         })?;
     let driver = power::for_machine(&bmc, config)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::current_thread()?;
     let started = Instant::now();
     let bmc = driver.bmc();
     runtime.block_on(async {

@@ -1,14 +1,19 @@
 //! `nhn vm`: place, move and remove VMs in the inventory (`nhn::placement::store`); the
-//! reconciler of `nhn serve` then moves their VLANs on the switches.
+//! reconciler of `nhn serve` then moves their VLANs on the switches. A move is a request
+//! (`nhn::jobs::moves`): run by the appliance's job engine when `nhn serve` runs on this data
+//! dir, else claimed and run by this command; either way it is waited for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 
 use nhn::config::Config;
 use nhn::inventory::Inventory;
+use nhn::model::Work;
 use nhn::placement::store as vms;
+
+use super::Ended;
 
 #[derive(Subcommand)]
 pub enum VmCmd {
@@ -37,7 +42,8 @@ pub enum VmCmd {
     /// The VM first holds a slot on both hosts and its VLANs are added along the destination's
     /// path; once the switches report them (`nhn serve` must be running), the move finishes and
     /// the source's VLANs are removed. --no-finish stops after the first step (the hypervisors
-    /// then migrate the VM), --finish completes a move started that way.
+    /// then migrate the VM), --finish completes a move started that way. The move is a request
+    /// that the running appliance carries out (this command runs it itself when none runs).
     Move {
         name: String,
         #[arg(long, required_unless_present = "finish")]
@@ -90,36 +96,15 @@ pub fn run(cmd: VmCmd, inv: &Inventory, config: &Config) -> Result<()> {
             finish: _,
             wait_secs,
         } => {
-            if let Some(host) = host {
-                let (n, h, i) = (name.clone(), host.clone(), infra.clone());
-                inv.write_blocking(move |c| vms::begin_move(c, &n, &h, &i))
-                    .with_context(|| format!("cannot move VM {name} to {host}"))?;
-                println!("moving {name} to {host}: waiting for its VLANs on the destination");
-                let deadline = Instant::now() + Duration::from_secs(wait_secs);
-                loop {
-                    let (n, i) = (name.clone(), infra.clone());
-                    if inv.read_blocking(move |c| vms::move_ready(c, &n, &i))? {
-                        break;
-                    }
-                    if Instant::now() >= deadline {
-                        anyhow::bail!(
-                            "the destination's VLANs for {name} were not confirmed within {wait_secs} s \
-                             (is `nhn serve` running? see `nhn switch show`); {name} stays on both hosts: \
-                             run `nhn vm move {name} --finish` once the switches are ready"
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                println!("destination ready for {name} on {host}");
-                if no_finish {
-                    return Ok(());
-                }
-            }
-            let n = name.clone();
-            let to = inv
-                .write_blocking(move |c| vms::finish_move(c, &n))
-                .with_context(|| format!("cannot finish moving VM {name}"))?;
-            println!("moved {name} to {to}");
+            let work = match host {
+                Some(to) => Work::Move {
+                    to,
+                    finish: !no_finish,
+                    wait_secs,
+                },
+                None => Work::FinishMove,
+            };
+            move_vm(inv, config, &name, work)?;
         }
         VmCmd::Remove { name } => {
             let n = name.clone();
@@ -133,4 +118,56 @@ pub fn run(cmd: VmCmd, inv: &Inventory, config: &Config) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `nhn vm move`: queues the move request; runs it here when no appliance runs on the data
+/// dir (or waits for the appliance's engine), then prints how it went.
+fn move_vm(inv: &Inventory, config: &Config, name: &str, work: Work) -> Result<()> {
+    use nhn::jobs::moves;
+    let (to, wait_secs) = match &work {
+        Work::Move { to, wait_secs, .. } => (Some(to.clone()), *wait_secs),
+        _ => (None, 0),
+    };
+    let infra = super::infra_vlans(config);
+    let (n, i) = (name.to_owned(), infra.clone());
+    let id = inv
+        .write_blocking(move |c| moves::enqueue(c, &n, &work, &i))
+        .with_context(|| match &to {
+            Some(to) => format!("cannot move VM {name} to {to}"),
+            None => format!("cannot finish moving VM {name}"),
+        })?;
+    if let Some(to) = &to {
+        println!("moving {name} to {to}: waiting for its VLANs on the destination");
+    }
+    if !nhn::serve::appliance_running(&config.data_dir)? {
+        let rid = id.clone();
+        // `None`: an appliance started meanwhile and took it; then it is waited for below.
+        if let Some(job) = inv.write_blocking(move |c| moves::claim(c, &rid))? {
+            super::current_thread()?.block_on(moves::execute(inv, &infra, &job, "cli"))?;
+        }
+    }
+    let patience = Duration::from_secs(10 + wait_secs + 60);
+    match super::wait_request(inv, &id, Some(patience), || {})? {
+        Ended::Succeeded(result) => {
+            let (ready, host) = (
+                nhn::codec::text(&result, "destination"),
+                nhn::codec::text(&result, "host"),
+            );
+            if !ready.is_empty() {
+                println!("destination ready for {name} on {ready}");
+            }
+            if !host.is_empty() {
+                println!("moved {name} to {host}");
+            }
+            Ok(())
+        }
+        Ended::Failed(why) => anyhow::bail!("{why}"),
+        Ended::NotPickedUp => anyhow::bail!(
+            "{name}: request {id} was not picked up within 10 s and is canceled: is `nhn serve` running with this inventory?"
+        ),
+        Ended::StillRunning => anyhow::bail!(
+            "{name}: request {id} still runs after {} s; `nhn serve` finishes it (see `nhn switch show`)",
+            patience.as_secs()
+        ),
+    }
 }

@@ -1,7 +1,9 @@
 //! Finishing an async request: one transaction sets its terminal status, result and error,
 //! moves the VM to its final state (§2.1 transitions; failure goes back to the previous state,
-//! a timeout to `error`) and clears the VM's `currentRequestId`. Idempotent: a request that is
-//! already terminal is left alone, so repeated or late callbacks change nothing.
+//! a timeout to `error`) and clears the VM's `currentRequestId`; work that sets no VM state
+//! (a bare-metal machine's power, a VM move: [`Work::sets_vm_state`]) ends only the request.
+//! Idempotent: a request that is already terminal is left alone, so repeated or late
+//! callbacks change nothing.
 
 use crate::codec::{Struct, encode, s};
 use crate::facility::Status;
@@ -75,7 +77,7 @@ pub fn apply(
         Outcome::Succeeded(r) => {
             let mut r = r.clone();
             let state = work.as_ref().map_or(VmState::Stopped, Work::success_state);
-            if work.as_ref().is_none_or(Work::on_vm) {
+            if work.as_ref().is_none_or(Work::sets_vm_state) {
                 r.insert("state".into(), s(state.as_str()));
             }
             ("succeeded", r, String::new(), String::new(), state)
@@ -111,7 +113,8 @@ pub fn apply(
             at: now,
         },
     )?;
-    if tx.end_request(&vm, request_id, vm_state, &message, now)? {
+    let sets_state = work.as_ref().is_none_or(Work::sets_vm_state);
+    if sets_state && tx.end_request(&vm, request_id, vm_state, &message, now)? {
         if status == "succeeded"
             && let Some(Work::Restore { image }) = &work
         {

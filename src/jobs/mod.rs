@@ -8,16 +8,23 @@
 //! whose deadline passed (asking the facility first) and purges old terminal requests. At
 //! start, running requests are reconciled: finished ones are applied, unknown ones dispatched
 //! again (dispatch is idempotent per request id on the facility side).
+//!
+//! VM moves ([`moves`], `nhn vm move`) are the one kind of work the engine runs itself: they
+//! change only the inventory and wait for the switches' read-backs, so no facility is
+//! involved. `claim` routes them to the moves runner instead of the driver, recovery at
+//! start runs running moves again (their steps are idempotent), and the reconciler takes over
+//! an overdue move that no runner of this engine holds.
 
 pub mod boot;
 pub mod complete;
 pub mod edge;
 pub mod hosts;
 pub mod machine;
+pub mod moves;
 pub mod resolve;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -26,9 +33,11 @@ use crate::config;
 use crate::facility::{Command, Dispatch, Driver, Error, Status};
 use crate::inventory::requests::{Job, Requests};
 use crate::inventory::{self, Inventory, Tx};
+use crate::switch::vlans::VlanSet;
 use crate::util::unix_now;
 use boot::BootFiles;
 use complete::Outcome;
+use moves::MoveJob;
 use resolve::VmBoot;
 
 /// A fresh request id: five groups of eight hex digits (IIJ's form).
@@ -86,6 +95,8 @@ pub struct Engine {
     wake: Arc<Notify>,
     options: Options,
     misses: hosts::Misses,
+    /// The move requests this engine's runners hold (none runs twice here).
+    moving: Mutex<HashSet<String>>,
 }
 
 /// How the engine deals with machines.
@@ -95,6 +106,15 @@ pub struct Options {
     pub edge_gate: bool,
     /// A host whose agent is silent this long is `unreachable`.
     pub host_dead_secs: u64,
+    /// `[switch] infra_vlans`: a move's readiness sees the edges as the planner does.
+    pub infra_vlans: VlanSet,
+}
+
+/// A claimed request: for the facility, or a VM move the engine runs itself.
+#[derive(Debug)]
+enum Claimed {
+    Facility(Box<Dispatch>),
+    Move(MoveJob),
 }
 
 /// The request as a dispatch: its stored command, or (not claimed yet, or claimed by an nhn
@@ -123,18 +143,28 @@ fn dispatch_of(tx: &Tx<'_>, job: Job, boot: &VmBoot) -> inventory::Result<Dispat
     })
 }
 
-fn dispatches(tx: &Tx<'_>, jobs: Vec<Job>, boot: &VmBoot) -> inventory::Result<Vec<Dispatch>> {
-    jobs.into_iter().map(|j| dispatch_of(tx, j, boot)).collect()
+/// Requests as the moves the engine runs and the dispatches for the facility.
+fn split_dispatches(
+    tx: &Tx<'_>,
+    jobs: Vec<Job>,
+    boot: &VmBoot,
+) -> inventory::Result<(Vec<MoveJob>, Vec<Dispatch>)> {
+    let (moving, rest) = moves::split(jobs);
+    let dispatches = rest
+        .into_iter()
+        .map(|j| dispatch_of(tx, j, boot))
+        .collect::<inventory::Result<_>>()?;
+    Ok((moving, dispatches))
 }
 
 /// Claims the customer's oldest queued request: `running`, deadline from now, its command
-/// resolved and stored with the machine it goes to.
+/// resolved and stored with the machine it goes to; a move is only marked running.
 fn claim(
     tx: &Tx<'_>,
     config: &config::Api,
     customer: i64,
     boot: &VmBoot,
-) -> inventory::Result<Option<Dispatch>> {
+) -> inventory::Result<Option<Claimed>> {
     let Some(found) = tx.oldest_queued(customer)? else {
         return Ok(None);
     };
@@ -147,6 +177,10 @@ fn claim(
         complete::apply(tx, &found.id, &outcome, "engine")?;
         return Ok(None);
     }
+    if let Some(job) = MoveJob::of_job(&found) {
+        moves::start(tx, &job)?;
+        return Ok(Some(Claimed::Move(job)));
+    }
     let job = dispatch_of(tx, found, boot)?;
     let now = unix_now();
     tx.start(
@@ -157,7 +191,7 @@ fn claim(
         job.host.as_deref(),
     )?;
     inventory::record_event(tx, crate::model::EventKind::Request, &job.request_id)?;
-    Ok(Some(job))
+    Ok(Some(Claimed::Facility(Box::new(job))))
 }
 
 impl Engine {
@@ -175,6 +209,7 @@ impl Engine {
             wake,
             options,
             misses: hosts::Misses::default(),
+            moving: Mutex::default(),
         })
     }
 
@@ -247,15 +282,65 @@ impl Engine {
             *cursor = Some(customer);
             let config = self.config.clone();
             let boot = self.options.boot.current().await;
-            let Some(job) = self
+            match self
                 .inventory
                 .write(move |c| claim(c, &config, customer, &boot))
                 .await?
-            else {
-                continue;
-            };
-            self.send(driver.clone(), job);
+            {
+                Some(Claimed::Facility(job)) => self.send(driver.clone(), *job),
+                Some(Claimed::Move(job)) => self.run_move(job, false),
+                None => {}
+            }
         }
+    }
+
+    /// Runs a move request's steps ([`moves`]) in a task of its own, then frees the slot.
+    /// `again`: a request already running (recovered, or overdue without a runner here) is
+    /// marked running anew first, with a fresh deadline. A move this engine runs already is
+    /// left to that run.
+    fn run_move(self: &Arc<Self>, job: MoveJob, again: bool) {
+        if !self.moving_set().insert(job.id.clone()) {
+            return;
+        }
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tracing::info!(request_id = %job.id, vm = %job.vm, to = ?job.to, again, "moving a VM");
+            let restart = job.clone();
+            let restarted = if again {
+                engine
+                    .inventory
+                    .write(move |c| moves::start(c, &restart))
+                    .await
+            } else {
+                Ok(())
+            };
+            let ran = match restarted {
+                Ok(()) => {
+                    moves::execute(
+                        &engine.inventory,
+                        &engine.options.infra_vlans,
+                        &job,
+                        "engine",
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(Outcome::Failed { message, .. }) => {
+                    tracing::warn!(request_id = %job.id, %message, "VM move failed")
+                }
+                Ok(_) => tracing::info!(request_id = %job.id, vm = %job.vm, "VM move done"),
+                Err(e) => tracing::error!(request_id = %job.id, error = %e,
+                    "cannot record a VM move; it runs again at the next start"),
+            }
+            engine.moving_set().remove(&job.id);
+            engine.wake.notify_one();
+        });
+    }
+
+    fn moving_set(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.moving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Hands a claimed request to the facility. While the facility is unreachable the
@@ -342,12 +427,13 @@ impl Engine {
         Ok(applied == complete::Applied::Applied)
     }
 
-    /// At start: running requests from before a crash are applied, left to run, or re-sent.
+    /// At start: running requests from before a crash are applied, left to run, or re-sent;
+    /// running moves are run again.
     async fn recover(self: &Arc<Self>, driver: &Arc<dyn Driver>) {
         let boot = self.options.boot.current().await;
-        let running = match self
+        let (moving, running) = match self
             .inventory
-            .read(move |tx| dispatches(tx, tx.running()?, &boot))
+            .read(move |tx| split_dispatches(tx, tx.running()?, &boot))
             .await
         {
             Ok(r) => r,
@@ -356,6 +442,9 @@ impl Engine {
                 return;
             }
         };
+        for job in moving {
+            self.run_move(job, true);
+        }
         for job in running {
             match driver.status(job.clone()).await {
                 Ok(Status::Running) => {}
@@ -386,14 +475,15 @@ impl Engine {
         }
     }
 
-    /// Fails running requests past their deadline (unless the facility has the answer), and
-    /// purges terminal requests past the retention period.
-    pub async fn reconcile(&self, driver: &Arc<dyn Driver>) {
+    /// Fails running requests past their deadline (unless the facility has the answer), runs
+    /// overdue moves that no runner here holds again, and purges terminal requests past the
+    /// retention period.
+    pub async fn reconcile(self: &Arc<Self>, driver: &Arc<dyn Driver>) {
         let now = unix_now();
         let boot = self.options.boot.current().await;
-        let overdue = match self
+        let (moving, overdue) = match self
             .inventory
-            .read(move |tx| dispatches(tx, tx.overdue(now)?, &boot))
+            .read(move |tx| split_dispatches(tx, tx.overdue(now)?, &boot))
             .await
         {
             Ok(o) => o,
@@ -402,6 +492,9 @@ impl Engine {
                 return;
             }
         };
+        for job in moving {
+            self.run_move(job, true);
+        }
         for job in overdue {
             let outcome = match driver.status(job.clone()).await {
                 Ok(status) => Outcome::from_status(status),

@@ -40,6 +40,11 @@ pub fn command(tx: &Tx<'_>, work: &Work, vm: &str, boot: &VmBoot) -> inventory::
             op: *op,
             timeout_secs: *timeout_secs,
         },
+        Work::Move { .. } | Work::FinishMove => {
+            return Err(inventory::Error::Invalid(
+                "a VM move is run by the job engine (jobs::moves), not by the facility".into(),
+            ));
+        }
     })
 }
 

@@ -24,6 +24,18 @@ pub enum Work {
     },
     /// An operator's power request on a bare-metal machine.
     Machine { op: MachineOp, timeout_secs: u64 },
+    /// `nhn vm move VM --host TO`: move the VM (the request's resource, by name) to hypervisor
+    /// `to`, make before break: begin (the VM holds a slot on both hosts), wait up to
+    /// `wait_secs` for the switches to report the destination's VLANs, then finish (the
+    /// source's VLANs go) unless `finish` is false (`--no-finish`). Run by the job engine
+    /// itself (`jobs::moves`), not by the facility.
+    Move {
+        to: String,
+        finish: bool,
+        wait_secs: u64,
+    },
+    /// `nhn vm move VM --finish`: finish the move under way (begun with `finish: false`).
+    FinishMove,
 }
 
 /// The Init* methods (HAAS-API.md §2.4): settings applied to a stopped VM's disk.
@@ -78,9 +90,18 @@ impl Work {
         }
     }
 
-    /// Whether it is done to a VM (rather than to a bare-metal machine).
-    pub fn on_vm(&self) -> bool {
-        !matches!(self, Work::Machine { .. })
+    /// Whether its end sets the VM's state (power and disk work on a VM; not a bare-metal
+    /// machine's power, and not a move, which leaves the VM's power as it is).
+    pub fn sets_vm_state(&self) -> bool {
+        !matches!(
+            self,
+            Work::Machine { .. } | Work::Move { .. } | Work::FinishMove
+        )
+    }
+
+    /// Whether it moves a VM between hypervisors (run by the engine, not the facility).
+    pub fn is_move(&self) -> bool {
+        matches!(self, Work::Move { .. } | Work::FinishMove)
     }
 }
 
@@ -199,7 +220,21 @@ mod tests {
                 op: MachineOp::On,
                 timeout_secs: 0
             }
-            .on_vm()
+            .sets_vm_state()
         );
+        assert!(!Work::FinishMove.sets_vm_state() && Work::FinishMove.is_move());
+        let moving = Work::Move {
+            to: "Hypervisor-3".into(),
+            finish: false,
+            wait_secs: 60,
+        };
+        assert!(!moving.sets_vm_state() && moving.is_move());
+        assert!(Work::Reset.sets_vm_state() && !Work::Reset.is_move());
+        let text = serde_json::to_string(&moving).unwrap();
+        assert_eq!(
+            text,
+            r#"{"work":"move","to":"Hypervisor-3","finish":false,"wait_secs":60}"#
+        );
+        assert_eq!(serde_json::from_str::<Work>(&text).unwrap(), moving);
     }
 }

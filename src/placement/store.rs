@@ -1,7 +1,8 @@
 //! Placement decisions applied to the inventory: `nhn vm place`, `vm move` and `vm remove`
 //! (until the HaaS API exists, operators and tests place VMs from the CLI). These only change
 //! the inventory, inside the caller's transaction; the switch reconciler follows the change
-//! events and moves the VLANs.
+//! events and moves the VLANs. A move's steps ([`check_move`], [`begin_move`], [`move_ready`],
+//! [`finish_move`]) are run as a request by `jobs::moves`.
 
 use crate::inventory::networks::Networks;
 use crate::inventory::vms::Vms;
@@ -159,10 +160,9 @@ pub fn place_for_start(
     Ok(Ok(choice))
 }
 
-/// Starts moving a VM to `host` (live migration or evacuation), if the host can take it. Until
-/// [`finish_move`], the VM holds a slot on both hosts and the plan keeps its VLANs on both, so
-/// the destination's network is built before the VM moves.
-pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) -> Result<Choice> {
+/// Whether VM `name` can start moving to `host` (it is not moving, not already there, and the
+/// host can take it): the decision, or why not. Reads only.
+pub fn check_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) -> Result<Choice> {
     let topo = snapshot::topology(conn, infra_vlans)?;
     let mut placement = snapshot::placement(conn)?;
     let vm = take_vm(&mut placement, name)?;
@@ -180,8 +180,14 @@ pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) 
         vcpus: vm.vcpus,
         memory_mb: vm.memory_mb,
     };
-    let choice =
-        choose(&topo, &placement, &req, Some(host)).map_err(|e| Error::Invalid(e.to_string()))?;
+    choose(&topo, &placement, &req, Some(host)).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// Starts moving a VM to `host` (live migration or evacuation), if the host can take it
+/// ([`check_move`]). Until [`finish_move`], the VM holds a slot on both hosts and the plan
+/// keeps its VLANs on both, so the destination's network is built before the VM moves.
+pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) -> Result<Choice> {
+    let choice = check_move(conn, name, host, infra_vlans)?;
     let host_id = host_id(conn, host)?;
     if !conn.begin_move(name, host_id, unix_now())? {
         return Err(Error::NotFound(format!("VM {name:?}")));
@@ -230,12 +236,16 @@ pub fn move_ready(conn: &Tx<'_>, name: &str, infra_vlans: &VlanSet) -> Result<bo
     Ok(true)
 }
 
+/// Where VM `name` is moving, or why it cannot finish a move (no such VM, not moving).
+pub fn move_destination(conn: &Tx<'_>, name: &str) -> Result<String> {
+    conn.move_target(name)?
+        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?
+        .ok_or_else(|| Error::Invalid(format!("VM {name} is not moving")))
+}
+
 /// Finishes a move: the VM now runs on its destination only, and the source's VLANs go.
 pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
-    let to = conn
-        .move_target(name)?
-        .ok_or_else(|| Error::NotFound(format!("VM {name:?}")))?
-        .ok_or_else(|| Error::Invalid(format!("VM {name} is not moving")))?;
+    let to = move_destination(conn, name)?;
     conn.finish_move(name, unix_now())?;
     record_event(conn, EventKind::Vm, name)?;
     audit(conn, "cli", "vm.move.finish", name, &format!("ok: on {to}"))?;

@@ -130,6 +130,37 @@ impl Nhn {
     }
 }
 
+impl Nhn {
+    /// Starts `nhn [GLOBAL...] serve` on loopback with ephemeral ports (no namespace, no root);
+    /// waits until it holds the data dir's lock.
+    pub fn serve_on_loopback(&self, global: &[&str]) -> Serving {
+        let mut args = global.to_vec();
+        args.extend([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--internal-listen",
+            "127.0.0.1:0",
+        ]);
+        let child = self
+            .command(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn nhn serve");
+        let lock = self.dir().join("serve.lock");
+        let pid = child.id().to_string();
+        let serving = Serving(child);
+        let locked = super::wait_until(
+            std::time::Duration::from_secs(20),
+            std::time::Duration::from_millis(50),
+            || std::fs::read_to_string(&lock).is_ok_and(|s| s.trim() == pid),
+        );
+        assert!(locked, "nhn serve did not take the data dir lock");
+        serving
+    }
+}
+
 /// A `nhn serve` child process that is killed (and reaped) when dropped, also on panic.
 pub struct Serving(pub std::process::Child);
 

@@ -24,7 +24,7 @@
 //! credential into an SSH or SNMP target.
 
 mod credentials;
-mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -216,7 +216,7 @@ fn load_intents(tx: &Tx<'_>, switch: &str) -> inventory::Result<Vec<Intent>> {
 }
 
 /// Stores a read-back in `switch_applied`; true if it differs from the stored one.
-pub(super) fn store_readback(
+pub(crate) fn store_readback(
     tx: &Tx<'_>,
     switch_id: i64,
     st: &SwitchState,
