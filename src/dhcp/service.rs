@@ -391,10 +391,12 @@ fn persister(shared: &Shared, inventory: &Inventory, rx: Receiver<Pending>) {
         // Group commit: gather what arrives within a couple of milliseconds into one
         // transaction. The ACKs wait that long; the disk and the writer thread see one commit
         // for dozens of leases instead of one each.
+        // The linger is one sleep, then a drain: waiting on the channel instead would have
+        // every worker's send wake this thread (a futex wake and a context switch per lease).
         let mut batch = vec![first];
-        let linger = Instant::now() + GROUP_COMMIT_LINGER;
+        std::thread::sleep(GROUP_COMMIT_LINGER);
         while batch.len() < 4096 {
-            match rx.recv_timeout(linger.saturating_duration_since(Instant::now())) {
+            match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
