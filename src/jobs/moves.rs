@@ -174,7 +174,7 @@ pub async fn execute(
     job: &MoveJob,
     actor: &'static str,
 ) -> inventory::Result<Outcome> {
-    let outcome = match steps(inventory, infra_vlans, job).await {
+    let outcome = match steps(inventory, infra_vlans, job, actor).await {
         Ok(result) => Outcome::Succeeded(result),
         Err((error_type, message)) => Outcome::Failed {
             error_type: error_type.to_owned(),
@@ -191,11 +191,16 @@ pub async fn execute(
 /// Why a step failed: an error type and a message for the operator.
 type Failure = (&'static str, String);
 
-async fn steps(inv: &Inventory, infra: &VlanSet, job: &MoveJob) -> Result<Struct, Failure> {
+async fn steps(
+    inv: &Inventory,
+    infra: &VlanSet,
+    job: &MoveJob,
+    actor: &'static str,
+) -> Result<Struct, Failure> {
     let vm = &job.vm;
     let mut result = Struct::new();
     if let Some(to) = &job.to {
-        if !begin(inv, infra, vm, to).await? {
+        if !begin(inv, infra, vm, to, actor).await? {
             wait(inv, infra, vm, job.wait_secs).await?;
         }
         result.insert("destination".into(), s(to));
@@ -203,14 +208,20 @@ async fn steps(inv: &Inventory, infra: &VlanSet, job: &MoveJob) -> Result<Struct
             return Ok(result);
         }
     }
-    let host = finish(inv, vm).await?;
+    let host = finish(inv, vm, actor).await?;
     result.insert("host".into(), s(host));
     Ok(result)
 }
 
 /// Begins the move unless it is under way; `true` if the VM already runs on `to` alone (the
 /// move finished before this run).
-async fn begin(inv: &Inventory, infra: &VlanSet, vm: &str, to: &str) -> Result<bool, Failure> {
+async fn begin(
+    inv: &Inventory,
+    infra: &VlanSet,
+    vm: &str,
+    to: &str,
+    actor: &'static str,
+) -> Result<bool, Failure> {
     let (name, dest, infra) = (vm.to_owned(), to.to_owned(), infra.clone());
     inv.write(move |tx| {
         match tx.move_target(&name)? {
@@ -220,7 +231,7 @@ async fn begin(inv: &Inventory, infra: &VlanSet, vm: &str, to: &str) -> Result<b
             }
             _ => {}
         }
-        store::begin_move(tx, &name, &dest, &infra).map(|_| false)
+        store::begin_move(tx, &name, &dest, &infra, actor).map(|_| false)
     })
     .await
     .map_err(|e| ("BackendError", format!("cannot move VM {vm} to {to}: {e}")))
@@ -258,11 +269,11 @@ async fn wait(inv: &Inventory, infra: &VlanSet, vm: &str, secs: u64) -> Result<(
 }
 
 /// Finishes the move; the VM's host. A VM no longer moving has finished already.
-async fn finish(inv: &Inventory, vm: &str) -> Result<String, Failure> {
+async fn finish(inv: &Inventory, vm: &str, actor: &'static str) -> Result<String, Failure> {
     let name = vm.to_owned();
     inv.write(move |tx| match tx.move_target(&name)? {
         Some(None) => Ok(tx.host_of_vm(&name)?.flatten().unwrap_or_default()),
-        _ => store::finish_move(tx, &name),
+        _ => store::finish_move(tx, &name, actor),
     })
     .await
     .map_err(|e| ("BackendError", format!("cannot finish moving VM {vm}: {e}")))

@@ -186,7 +186,13 @@ pub fn check_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) 
 /// Starts moving a VM to `host` (live migration or evacuation), if the host can take it
 /// ([`check_move`]). Until [`finish_move`], the VM holds a slot on both hosts and the plan
 /// keeps its VLANs on both, so the destination's network is built before the VM moves.
-pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) -> Result<Choice> {
+pub fn begin_move(
+    conn: &Tx<'_>,
+    name: &str,
+    host: &str,
+    infra_vlans: &VlanSet,
+    actor: &str,
+) -> Result<Choice> {
     let choice = check_move(conn, name, host, infra_vlans)?;
     let host_id = host_id(conn, host)?;
     if !conn.begin_move(name, host_id, unix_now())? {
@@ -195,7 +201,7 @@ pub fn begin_move(conn: &Tx<'_>, name: &str, host: &str, infra_vlans: &VlanSet) 
     record_event(conn, EventKind::Vm, name)?;
     audit(
         conn,
-        "cli",
+        actor,
         "vm.move.begin",
         name,
         &format!("ok: to {host}"),
@@ -244,11 +250,11 @@ pub fn move_destination(conn: &Tx<'_>, name: &str) -> Result<String> {
 }
 
 /// Finishes a move: the VM now runs on its destination only, and the source's VLANs go.
-pub fn finish_move(conn: &Tx<'_>, name: &str) -> Result<String> {
+pub fn finish_move(conn: &Tx<'_>, name: &str, actor: &str) -> Result<String> {
     let to = move_destination(conn, name)?;
     conn.finish_move(name, unix_now())?;
     record_event(conn, EventKind::Vm, name)?;
-    audit(conn, "cli", "vm.move.finish", name, &format!("ok: on {to}"))?;
+    audit(conn, actor, "vm.move.finish", name, &format!("ok: on {to}"))?;
     Ok(to)
 }
 
