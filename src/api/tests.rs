@@ -33,12 +33,9 @@ fn int(v: i64) -> Value {
 
 impl Fixture {
     fn new() -> Fixture {
-        let mem = Memory::new();
-        let text = include_str!("../../examples/seed-site.toml");
-        let parsed = site::parse("seed-site.toml", text).expect("the seed site parses");
+        let mem = site::seeded();
         let (acme, globex) = {
             let tx = mem.tx();
-            site::store::import(&tx, &parsed).expect("the seed site imports");
             let id = |name| tx.customer_id(name).unwrap().expect("customer");
             (id("acme"), id("globex"))
         };

@@ -5,16 +5,8 @@
 use super::store::{PlaceArgs, place, place_for_start, remove_vm};
 use crate::inventory::networks::Networks;
 use crate::inventory::vms::{NewVm, Vms};
-use crate::inventory::{Memory, Tx, site};
+use crate::inventory::{Tx, site};
 use crate::switch::vlans::VlanSet;
-
-fn seeded() -> Memory {
-    let mem = Memory::new();
-    let text = include_str!("../../examples/seed-site.toml");
-    let parsed = site::parse("seed-site.toml", text).expect("the seed site parses");
-    site::store::import(&mem.tx(), &parsed).expect("the seed site imports");
-    mem
-}
 
 fn args(name: &str, vlans: &[&str], host: Option<&str>, vm_type: &str) -> PlaceArgs {
     PlaceArgs {
@@ -38,7 +30,7 @@ fn host_ports(tx: &Tx<'_>) -> Vec<String> {
 
 #[test]
 fn vms_of_one_vlan_are_packed_onto_the_host_that_carries_it() {
-    let mem = seeded();
+    let mem = site::seeded();
     let tx = mem.tx();
     let none = VlanSet::new();
     for (name, vlans, host, lands) in [
@@ -76,7 +68,7 @@ fn vms_of_one_vlan_are_packed_onto_the_host_that_carries_it() {
 
 #[test]
 fn impossible_placements_are_refused_with_the_reason() {
-    let mem = seeded();
+    let mem = site::seeded();
     let tx = mem.tx();
     let none = VlanSet::new();
     place(
@@ -115,7 +107,7 @@ fn impossible_placements_are_refused_with_the_reason() {
 
 #[test]
 fn a_stopped_api_vm_is_placed_at_power_on_next_to_its_vlan() {
-    let mem = seeded();
+    let mem = site::seeded();
     let tx = mem.tx();
     let none = VlanSet::new();
     place(

@@ -138,22 +138,14 @@ mod tests {
     //! The planner's inputs as read from an in-memory store holding the seed site.
 
     use super::*;
+    use crate::inventory::site;
     use crate::inventory::vms::Vms;
-    use crate::inventory::{Memory, site};
     use crate::model::VmState;
     use crate::placement::store::{PlaceArgs, place};
 
-    fn seeded() -> Memory {
-        let mem = Memory::new();
-        let text = include_str!("../../examples/seed-site.toml");
-        let parsed = site::parse("seed-site.toml", text).expect("the seed site parses");
-        site::store::import(&mem.tx(), &parsed).expect("the seed site imports");
-        mem
-    }
-
     #[test]
     fn the_topology_is_the_site_files() {
-        let mem = seeded();
+        let mem = site::seeded();
         let t = topology(&mem.tx(), &"4000".parse().unwrap()).unwrap();
         let roles: Vec<(String, SwitchRole, Option<u32>)> = t
             .switches
@@ -199,7 +191,7 @@ mod tests {
 
     #[test]
     fn only_vms_on_the_wire_are_active() {
-        let mem = seeded();
+        let mem = site::seeded();
         let tx = mem.tx();
         for (name, vlan) in [("VM1", "100"), ("VM2", "200")] {
             let args = PlaceArgs {

@@ -464,6 +464,17 @@ impl fmt::Display for SiteErrors {
 
 impl std::error::Error for SiteErrors {}
 
+/// An in-memory store holding `examples/seed-site.toml` (2 core and 3 edge switches, 3
+/// hypervisors, customers acme and globex): the fixture of the unit tests that need a site.
+#[cfg(test)]
+pub fn seeded() -> crate::inventory::Memory {
+    let mem = crate::inventory::Memory::new();
+    let text = include_str!("../../../examples/seed-site.toml");
+    let parsed = parse("seed-site.toml", text).expect("the seed site parses");
+    store::import(&mem.tx(), &parsed).expect("the seed site imports");
+    mem
+}
+
 /// Parses a site file. Syntax errors, unknown keys and malformed values (MACs, prefixes,
 /// addresses) are reported with line and column.
 pub fn parse(file: &str, text: &str) -> Result<SiteFile, SiteErrors> {
