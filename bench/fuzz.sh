@@ -38,7 +38,8 @@ for t in $TARGETS; do
     -max_total_time=$((MINUTES * 60)) -print_final_stats=1 \
     -artifact_prefix="$OLDPWD/fuzz/artifacts/$t/" "${jobs[@]}") \
     >"$log" 2>&1 || { result="CRASH (log: $log)"; failed=1; }
-  if [ "$JOBS" -gt 1 ]; then cat "$LOGS"/fuzz-*.log >>"$log" 2>/dev/null || true; rm -f "$LOGS"/fuzz-*.log; fi
+  # The parent process echoes each job's final stats into $log; the per-job logs can go.
+  rm -f "$LOGS"/fuzz-*.log
   # Executions and exec/s are summed over jobs; cov/ft/corpus are the last status line's.
   status=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 || true)
   execs=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{s += $2} END {print s + 0}' || true)
