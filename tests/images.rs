@@ -169,9 +169,8 @@ fn an_archive_becomes_an_image_with_its_own_kernel_and_initrd() {
     let Some((kroot, kver)) = kernel_or_skip("image import") else {
         return;
     };
-    let nhn = Nhn::new();
+    let nhn = Nhn::with_seed_site();
     let seed = examples().join("seed-site.toml");
-    nhn.ok(&["inventory", "import", seed.to_str().unwrap()]);
     let files = rootfs(&kroot, &kver);
     let work = tempfile::tempdir().unwrap();
     for (how, name, ext) in [
@@ -267,12 +266,7 @@ fn hostile_and_broken_archives_are_refused_and_leave_nothing() {
     let Some((kroot, kver)) = kernel_or_skip("image import refusals") else {
         return;
     };
-    let nhn = Nhn::new();
-    nhn.ok(&[
-        "inventory",
-        "import",
-        examples().join("seed-site.toml").to_str().unwrap(),
-    ]);
+    let nhn = Nhn::with_seed_site();
     let files = rootfs(&kroot, &kver);
     let work = tempfile::tempdir().unwrap();
     let before = nhn.events();

@@ -192,6 +192,14 @@ impl Drop for Serving {
 }
 
 impl Nhn {
+    /// A data dir with `examples/seed-site.toml` imported.
+    pub fn with_seed_site() -> Nhn {
+        let nhn = Nhn::new();
+        let seed = examples().join("seed-site.toml");
+        nhn.ok(&["inventory", "import", seed.to_str().expect("a UTF-8 path")]);
+        nhn
+    }
+
     /// A data dir with tests/data/boot-site.toml imported and a 1 GB boot volume for `machine`
     /// (target `iqn.2026-11.test.nhn:vol-<machine>`).
     pub fn with_boot_site(machine: &str) -> Nhn {
