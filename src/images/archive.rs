@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::Error;
+use super::{Error, io_err};
 
 /// How the archive is compressed, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,6 @@ pub struct Scanned {
     pub kernels: BTreeSet<String>,
     /// Kernel releases with a module tree (written to `<staging>/lib/modules/<kver>/`).
     pub module_trees: BTreeSet<String>,
-    pub entries: u64,
 }
 
 /// An entry's path relative to the root, or why it is refused: `..` anywhere (it would
@@ -122,10 +121,6 @@ pub fn scan(
     staging: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Scanned, Error> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
     let input = File::open(file).map_err(io_err(file))?;
     let copy = File::create(copy_to).map_err(io_err(copy_to))?;
     let mut tee = Tee {
@@ -149,7 +144,6 @@ pub fn scan(
         let entries = tar.entries().map_err(|e| Error::Corrupt(e.to_string()))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| Error::Corrupt(e.to_string()))?;
-            found.entries += 1;
             let path = entry.path().map_err(|e| Error::Corrupt(e.to_string()))?;
             let rel = relative(&path).map_err(Error::UnsafePath)?;
             let kind = entry.header().entry_type();

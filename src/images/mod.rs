@@ -82,6 +82,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error of an I/O step on `path` (for `map_err`).
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_owned();
+    move |source| Error::Io { path, source }
+}
+
 /// Where the images live under the data dir.
 pub fn images_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("images")
@@ -98,8 +104,8 @@ fn disk_needed_gb(unpacked: u64) -> u64 {
     (unpacked + unpacked / 10).div_ceil(1 << 30).max(1)
 }
 
-/// Imports `file` as image `what.name` into `data_dir`; `progress(done, total)` counts the
-/// archive's bytes, then the initrd's steps.
+/// Imports `file` as image `what.name` into `data_dir`; `progress(done, total, step)` counts
+/// the archive's bytes, then names the initrd's steps.
 pub fn import(
     data_dir: &Path,
     file: &Path,
@@ -107,10 +113,6 @@ pub fn import(
     tools: &InitrdTools,
     progress: &mut dyn FnMut(u64, u64, &str),
 ) -> Result<Imported> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
     let mut head = [0u8; 6];
     let mut f = fs::File::open(file).map_err(io_err(file))?;
     let total = f.metadata().map_err(io_err(file))?.len();
@@ -119,17 +121,13 @@ pub fn import(
         Compression::sniff(&head[..n]).ok_or_else(|| Error::UnknownFormat(file.to_owned()))?;
     let root = images_dir(data_dir);
     fs::create_dir_all(&root).map_err(io_err(&root))?;
-    let staging = tempfile_dir(&root)?;
-    let result = assemble(
-        &staging,
+    let staging = staging_dir(&root)?;
+    let source = Source {
         file,
         compression,
         total,
-        what,
-        tools,
-        data_dir,
-        progress,
-    );
+    };
+    let result = assemble(&staging, &source, what, tools, data_dir, progress);
     if result.is_err() {
         let _ = fs::remove_dir_all(&staging);
     }
@@ -138,7 +136,7 @@ pub fn import(
 
 /// A fresh staging directory under `root` (`.import-…`), on the same filesystem as the
 /// images so the final rename is atomic.
-fn tempfile_dir(root: &Path) -> Result<PathBuf> {
+fn staging_dir(root: &Path) -> Result<PathBuf> {
     for _ in 0..16 {
         let dir = root.join(format!(".import-{:08x}", rand::random::<u32>()));
         match fs::create_dir(&dir) {
@@ -153,21 +151,25 @@ fn tempfile_dir(root: &Path) -> Result<PathBuf> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn assemble(
-    staging: &Path,
-    file: &Path,
+/// The archive being imported: its path, compression and size.
+struct Source<'a> {
+    file: &'a Path,
     compression: Compression,
     total: u64,
+}
+
+fn assemble(
+    staging: &Path,
+    &Source {
+        file,
+        compression,
+        total,
+    }: &Source<'_>,
     what: &Describe,
     tools: &InitrdTools,
     data_dir: &Path,
     progress: &mut dyn FnMut(u64, u64, &str),
 ) -> Result<Imported> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io { path, source }
-    };
     let extracted = staging.join("extracted");
     let kept = staging.join(compression.file_name());
     let scanned = archive::scan(file, compression, &kept, &extracted, &mut |done| {
