@@ -51,6 +51,9 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::String(s) => J::String(s.clone()),
         Value::Integer(i) => J::from(*i),
         Value::Boolean(b) => J::Bool(*b),
+        // XML-RPC's int is 32 bits, so larger counts travel as doubles (nhn agent's byte
+        // counts); a whole double comes back as an integer so that it reads as one.
+        Value::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => J::from(*d as i64),
         Value::Double(d) => J::from(*d),
         Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
         Value::Struct(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),

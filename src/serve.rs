@@ -464,6 +464,7 @@ fn start_http(ctx: &Shared, listener: TcpListener, api: Arc<Api>) -> Service {
         boot: Arc::new(ctx.config.boot.clone()),
         api,
         chap: ctx.chap(),
+        data_dir: Arc::new(ctx.config.data_dir.clone()),
     };
     let serve = http::serve(listener, state, ctx.stopping.clone());
     Service::spawn(

@@ -1,7 +1,7 @@
 //! The agent's calls to the appliance's internal listener (XML-RPC, HAAS-API.md §3.3):
 //! `reportRequestResult` after each request and `reportHostState` every `[agent] report_secs`,
-//! both with the agent's own credential. Also the download of VM kernels and initrds, kept in
-//! `<state_dir>/cache/<sha256>` and verified before use.
+//! both with the agent's own credential. Also the download of VM kernels, initrds and image
+//! archives, streamed to `<state_dir>/cache/<sha256>` and verified before use.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,6 +21,9 @@ pub enum Error {
     #[error("appliance refused {method}: {reason}")]
     Refused { method: String, reason: String },
 }
+
+/// The longest a download (a kernel, an initrd, an image archive) may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 pub struct Appliance {
     url: String,
@@ -138,27 +141,44 @@ impl Appliance {
         }
         std::fs::create_dir_all(cache)
             .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-        let resp = self
+        let mut resp = self
             .client
             .get(url)
+            .timeout(DOWNLOAD_TIMEOUT)
             .send()
             .await
             .map_err(|e| format!("cannot fetch {url}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("cannot fetch {url}: {}", resp.status()));
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("cannot fetch {url}: {e}"))?;
-        let got = crate::sign::hex(&Sha256::digest(&bytes));
+        // Streamed to a part file while hashing: an image archive can be gigabytes.
+        let tmp = cache.join(format!("{sha256}.part"));
+        let write_err = |e: std::io::Error| format!("cannot write {}: {e}", tmp.display());
+        let mut file = std::fs::File::create(&tmp).map_err(write_err)?;
+        let mut hash = Sha256::new();
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(format!("cannot fetch {url}: {e}"));
+                }
+            };
+            hash.update(&chunk);
+            if let Err(e) = std::io::Write::write_all(&mut file, &chunk) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(write_err(e));
+            }
+        }
+        drop(file);
+        let got = crate::sign::hex(&hash.finalize());
         if got != sha256 {
+            let _ = std::fs::remove_file(&tmp);
             return Err(format!(
                 "{url} has SHA-256 {got}, not the {sha256} the appliance announced; it changed during the download, try again"
             ));
         }
-        let tmp = cache.join(format!("{sha256}.part"));
-        std::fs::write(&tmp, &bytes).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
         std::fs::rename(&tmp, &path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(path)

@@ -14,6 +14,7 @@
 //!   free capacity, VMs that vanished, QEMU processes the agent does not know.
 
 pub mod appliance;
+pub mod install;
 pub mod ovs;
 pub mod qmp;
 pub mod vm;
@@ -33,8 +34,8 @@ use axum::routing::{get, post};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::Agent as AgentConfig;
-use crate::facility::agent::{Handover, HostReport, RequestStatus, VmReport};
-use crate::facility::command::{Chap, Command, VmSpec};
+use crate::facility::agent::{Handover, HostReport, Progress, RequestStatus, VmReport};
+use crate::facility::command::{Chap, Command, Payload, VmSpec};
 use crate::sign::{HEADER, credential_key, verify};
 use crate::util::unix_now;
 use appliance::Appliance;
@@ -69,6 +70,8 @@ struct Agent {
     start_turns: Turns,
     /// CHAP accounts of running requests (memory only).
     chap: Mutex<HashMap<String, Vec<Chap>>>,
+    /// Progress of running installs, by request id, sent with each host report.
+    progress: std::sync::Mutex<HashMap<String, (u64, u64)>>,
 }
 
 /// Runs the agent until SIGTERM/SIGINT.
@@ -112,6 +115,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         vm_turns: Turns::default(),
         start_turns: Turns::default(),
         chap: Mutex::default(),
+        progress: std::sync::Mutex::default(),
         config,
     });
     // Requests the previous agent had not finished run again; results it had not delivered
@@ -409,8 +413,19 @@ impl Agent {
                 "{} is for a bare-metal machine's BMC, not a hypervisor's agent",
                 command.kind()
             )),
-            Command::Restore { .. } | Command::Configure { .. } => Err(format!(
-                "{} is not carried out by nhn agent yet (install and configure modes come with image import)",
+            Command::Restore { spec, payload } => {
+                let _vm = self.vm_turns.take(&spec.vm).await;
+                result.insert("vmId".into(), spec.vm.clone().into());
+                result.insert("imageId".into(), payload.image.clone().into());
+                let chap = self.chap.lock().await.get(id).cloned().unwrap_or_default();
+                let outcome = self.install(id, spec, payload, &chap).await;
+                self.progress_map().remove(id);
+                let uuid = outcome?;
+                result.insert("rootUuid".into(), uuid.into());
+                Ok(result)
+            }
+            Command::Configure { .. } => Err(format!(
+                "{} is not carried out by nhn agent yet (configure mode comes next)",
                 command.kind()
             )),
         }
@@ -428,8 +443,21 @@ impl Agent {
     }
 
     async fn power_on(&self, spec: &VmSpec, chap: &[Chap]) -> Result<Vm, String> {
-        let cache = self.config.state_dir.join("cache");
-        let kernel: PathBuf = self
+        let (kernel, initrd) = self.boot_files(spec).await?;
+        let media = vm::Media {
+            kernel: &kernel,
+            initrd: &initrd,
+            payload: None,
+        };
+        vm::start(&self.config, self.accel, spec, chap, media)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Verified local copies of the VM's kernel and initrd.
+    async fn boot_files(&self, spec: &VmSpec) -> Result<(PathBuf, PathBuf), String> {
+        let cache = self.cache_dir();
+        let kernel = self
             .appliance
             .cached(&cache, &spec.boot.kernel_url, &spec.boot.kernel_sha256)
             .await?;
@@ -437,9 +465,87 @@ impl Agent {
             .appliance
             .cached(&cache, &spec.boot.initrd_url, &spec.boot.initrd_sha256)
             .await?;
-        vm::start(&self.config, self.accel, spec, chap, &kernel, &initrd)
+        Ok((kernel, initrd))
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.config.state_dir.join("cache")
+    }
+
+    fn progress_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u64)>> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An install boot ([`install`]): the root filesystem's UUID once the initrd reports the
+    /// image installed. A run the previous agent left behind is stopped and started afresh
+    /// (the install makes the filesystem anew, so running it again is safe).
+    async fn install(
+        &self,
+        id: &str,
+        spec: &VmSpec,
+        payload: &Payload,
+        chap: &[Chap],
+    ) -> Result<String, String> {
+        if payload.url.is_empty() {
+            return Err(format!(
+                "image {} has no content on the appliance: the operator must `nhn image import` it",
+                payload.image
+            ));
+        }
+        let leftover = self.vms.lock().await.remove(&spec.vm);
+        if let Some(old) = leftover {
+            tracing::info!(vm = %spec.vm, "stopping a run left from before to install afresh");
+            vm::stop(&self.config, &old, true, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let (kernel, initrd) = self.boot_files(spec).await?;
+        let archive = self
+            .appliance
+            .cached(&self.cache_dir(), &payload.url, &payload.sha256)
+            .await?;
+        self.progress_map()
+            .insert(id.to_owned(), (0, payload.bytes));
+        let media = vm::Media {
+            kernel: &kernel,
+            initrd: &initrd,
+            payload: Some(&archive),
+        };
+        let running = vm::start(&self.config, self.accel, spec, chap, media)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        tracing::info!(vm = %spec.vm, image = %payload.image, pid = running.pid, "install boot started");
+        self.vms
+            .lock()
+            .await
+            .insert(spec.vm.clone(), running.clone());
+        let (report, ended) = install::watch(&running, |done, total| {
+            self.progress_map().insert(id.to_owned(), (done, total));
+        })
+        .await;
+        let console = install::console_tail(&running, 8);
+        self.vms.lock().await.remove(&spec.vm);
+        if let Err(e) = vm::stop(&self.config, &running, true, Duration::ZERO).await {
+            tracing::warn!(vm = %spec.vm, error = %e, "cannot stop an install boot's QEMU");
+        }
+        match (report.verdict, ended) {
+            (Some(install::Verdict::Installed { uuid, sha256, .. }), _) if sha256 == payload.sha256 => {
+                tracing::info!(vm = %spec.vm, image = %payload.image, %uuid, "image installed");
+                Ok(uuid)
+            }
+            (Some(install::Verdict::Installed { sha256, .. }), _) => Err(format!(
+                "the install boot reported SHA-256 {sha256}, not the image's {}",
+                payload.sha256
+            )),
+            (Some(install::Verdict::Failed(why)), _) => Err(format!("install failed at {why}")),
+            (None, install::Ended::TimedOut) => Err(format!(
+                "the install boot did not finish within {} minutes (console: {console})",
+                install::LIMIT.as_secs() / 60
+            )),
+            (None, _) => Err(format!(
+                "the install boot ended without a report (console: {console})"
+            )),
+        }
     }
 
     /// Every `report_secs`: what runs, what ended, what the agent does not know.
@@ -527,6 +633,15 @@ impl Agent {
             memory_free_mb: host_memory_mb() - memory,
             vms,
             unknown_processes: vm::unknown_processes(&self.config, &pids),
+            progress: self
+                .progress_map()
+                .iter()
+                .map(|(id, (done, total))| Progress {
+                    request_id: id.clone(),
+                    done: *done,
+                    total: *total,
+                })
+                .collect(),
         }
     }
 }

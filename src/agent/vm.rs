@@ -92,14 +92,27 @@ pub fn choose_accel(config: &AgentConfig) -> &'static str {
     }
 }
 
+/// What QEMU boots: the kernel and initrd (verified copies), and for an install boot the
+/// image archive it unpacks.
+#[derive(Debug, Clone, Copy)]
+pub struct Media<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    /// The archive, attached read-only as a virtio disk with serial [`PAYLOAD_SERIAL`]; the
+    /// boot then also gets a second serial port, its report channel (`report.log`).
+    pub payload: Option<&'a Path>,
+}
+
+/// The serial number by which nhn's initrd finds the payload disk.
+pub const PAYLOAD_SERIAL: &str = "nhn-payload";
+
 /// The QEMU command line of a VM (without the program).
 pub fn argv(
     config: &AgentConfig,
     accel: &str,
     spec: &VmSpec,
     dir: &Path,
-    kernel: &Path,
-    initrd: &Path,
+    media: Media<'_>,
     chap: &[Chap],
 ) -> Vec<String> {
     let d = |f: &str| dir.join(f).display().to_string();
@@ -128,12 +141,28 @@ pub fn argv(
         // own power-off from a QEMU that died.
         "-no-shutdown".into(),
         "-kernel".into(),
-        kernel.display().to_string(),
+        media.kernel.display().to_string(),
         "-initrd".into(),
-        initrd.display().to_string(),
+        media.initrd.display().to_string(),
         "-append".into(),
         spec.boot.cmdline.clone(),
     ];
+    if let Some(payload) = media.payload {
+        a.extend([
+            // ttyS1: the install boot's report channel.
+            "-serial".into(),
+            format!("file:{}", d("report.log")),
+            // A kernel panic ends the run instead of booting the install again.
+            "-no-reboot".into(),
+            "-blockdev".into(),
+            format!(
+                "driver=file,node-name=payload,filename={},read-only=on",
+                payload.display()
+            ),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=payload,serial={PAYLOAD_SERIAL}"),
+        ]);
+    }
     for (i, disk) in spec.disks.iter().enumerate() {
         let node = disk.device.to_ascii_lowercase();
         let (host, port) = disk
@@ -180,14 +209,13 @@ pub async fn start(
     accel: &str,
     spec: &VmSpec,
     chap: &[Chap],
-    kernel: &Path,
-    initrd: &Path,
+    media: Media<'_>,
 ) -> Result<Vm, Error> {
     let vm = &spec.vm;
     let dir = config.state_dir.join("vm").join(vm);
     std::fs::create_dir_all(&dir)
         .map_err(|e| err(vm, format!("cannot create {}: {e}", dir.display())))?;
-    for f in ["pid", "qmp.sock"] {
+    for f in ["pid", "qmp.sock", "report.log"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
     for nic in &spec.nics {
@@ -200,7 +228,7 @@ pub async fn start(
             write_private(&dir.join(format!("chap{i}")), &c.secret).map_err(|e| err(vm, e))?;
         }
     }
-    let argv = argv(config, accel, spec, &dir, kernel, initrd, chap);
+    let argv = argv(config, accel, spec, &dir, media, chap);
     let write = |name: &str, v: String| {
         std::fs::write(dir.join(name), v).map_err(|e| err(vm, format!("cannot write {name}: {e}")))
     };

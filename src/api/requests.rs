@@ -169,7 +169,8 @@ fn check_pending_limits(conn: &Tx<'_>, ctx: &Ctx) -> Result<(), ApiError> {
 /// The `RequestInfo` struct of getRequestIdInfo, for the caller's own request.
 pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct, ApiError> {
     let row = conn.request_of(customer_id, id)?.map(|r| {
-        st([
+        let progress = r.progress;
+        let mut info = st([
             ("requestId", s(id)),
             ("method", s(r.method)),
             ("resourceType", s(r.resource_type)),
@@ -181,7 +182,11 @@ pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct,
             ("errorType", s(r.error_type)),
             ("errorMessage", s(r.error_message)),
             ("result", Value::Struct(decode(&r.result))),
-        ])
+        ]);
+        if let Some((done, total)) = progress {
+            info.insert("progress".into(), progress_struct(done, total));
+        }
+        info
     });
     row.ok_or_else(|| {
         ApiError::new(
@@ -189,6 +194,17 @@ pub fn request_info(conn: &Tx<'_>, customer_id: i64, id: &str) -> Result<Struct,
             format!("request {id} (unknown, not yours, or older than the retention period)"),
         )
     })
+}
+
+/// `progress` of a running request: `done` and `total` (bytes, as doubles: XML-RPC's int is
+/// 32 bits) and `percent`.
+fn progress_struct(done: u64, total: u64) -> Value {
+    let percent = (done.min(total) * 100).checked_div(total).unwrap_or(0);
+    Value::Struct(st([
+        ("done", Value::Double(done as f64)),
+        ("total", Value::Double(total as f64)),
+        ("percent", Value::Integer(percent as i32)),
+    ]))
 }
 
 /// The `CommandStatus` of a VM's latest async request (`{}` if it has none).

@@ -561,8 +561,14 @@ fn imported_images_are_in_the_catalogue_customers_see() {
         kernel_version: "6.1.0-57-amd64".into(),
         archive_bytes: 1 << 20,
         unpacked_bytes: 3 << 20,
+        kernel_sha256: "cd".repeat(32),
+        initrd_sha256: "ef".repeat(32),
     };
     f.mem.tx().add_image(&image, &content, 0).unwrap();
+    assert_eq!(
+        f.mem.tx().image_content("img-deb12").unwrap(),
+        Some(content.clone())
+    );
     let list = f.ok(f.globex, "getImageList", st([]));
     assert_eq!(list.get("totalCount"), Some(&int(2)));
     let info = f.ok(f.globex, "getImageInfo", st([("imageId", s("img-deb12"))]));

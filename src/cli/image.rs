@@ -179,6 +179,8 @@ pub fn run(cmd: ImageCmd, inv: &Inventory, config: &Config) -> Result<()> {
                 kernel_version: imported.kernel_version.clone(),
                 archive_bytes: imported.archive_bytes,
                 unpacked_bytes: imported.unpacked_bytes,
+                kernel_sha256: imported.kernel_sha256.clone(),
+                initrd_sha256: imported.initrd_sha256.clone(),
             };
             let recorded = inv.write_blocking(move |tx| {
                 tx.add_image(&record, &content, unix_now())?;

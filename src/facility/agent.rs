@@ -54,6 +54,18 @@ pub struct HostReport {
     /// QEMU processes on the host that the agent did not start (left alone).
     #[serde(default)]
     pub unknown_processes: Vec<String>,
+    /// How far the requests that report progress (image installs) have got.
+    #[serde(default)]
+    pub progress: Vec<Progress>,
+}
+
+/// A running request's progress: `done` of `total` (an install: archive bytes read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub request_id: String,
+    pub done: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +172,7 @@ impl AgentDriver {
     }
 
     fn chap_accounts(&self, command: &Command) -> Vec<Chap> {
-        let (Some(secret), Command::PowerOn(spec)) = (&self.chap_secret, command) else {
+        let (Some(secret), Some(spec)) = (&self.chap_secret, command.vm_spec()) else {
             return Vec::new();
         };
         spec.disks

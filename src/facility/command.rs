@@ -18,8 +18,10 @@ pub enum Command {
     PowerOff { force: bool },
     /// Hard reset of a running VM.
     Reset,
-    /// Install an image on DISK1 (restoreImage; carried out by the images issue's install mode).
-    Restore { image: String },
+    /// Install an image on DISK1 (restoreImage): the VM boots the image's kernel and nhn
+    /// initrd in install mode (`spec.boot`), with the archive as a read-only disk, and reports
+    /// on its second serial port; a success once the initrd reports the image unpacked.
+    Restore { spec: VmSpec, payload: Payload },
     /// Apply offline settings (the Init* methods; carried out by configure mode).
     Configure {
         method: String,
@@ -33,6 +35,14 @@ pub enum Command {
 pub use crate::model::MachineOp;
 
 impl Command {
+    /// The VM the command boots, if it boots one (a power-on, an install boot).
+    pub fn vm_spec(&self) -> Option<&VmSpec> {
+        match self {
+            Command::PowerOn(spec) | Command::Restore { spec, .. } => Some(spec),
+            _ => None,
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -97,6 +107,17 @@ pub struct BootSpec {
     pub initrd_url: String,
     pub initrd_sha256: String,
     pub cmdline: String,
+}
+
+/// What an install boot unpacks: an image's archive, served by the appliance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// The image's public id.
+    pub image: String,
+    /// Where the archive is ("" when the image has no content: it was never imported).
+    pub url: String,
+    pub sha256: String,
+    pub bytes: u64,
 }
 
 /// A CHAP account for one target, added by the transport when it sends a command.

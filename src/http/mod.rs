@@ -1,6 +1,7 @@
 //! The HTTP listener: `/RPC2` (the HaaS XML-RPC API, see `api::rpc`), `/healthz`, `/metrics`
-//! (Prometheus text), `/`, a small status page, and `/boot/*`: per-machine iPXE scripts
-//! (`/boot/<mac>.ipxe`) and the boot directory's files (kernels, initrds) with Range support.
+//! (Prometheus text), `/`, a small status page, `/boot/*`: per-machine iPXE scripts
+//! (`/boot/<mac>.ipxe`) and the boot directory's files (kernels, initrds) with Range support,
+//! and `/images/<id>/<file>`: an imported image's kernel, initrd and archive (for hypervisors).
 
 mod status;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub api: Arc<Api>,
     /// The appliance secret when `[storage] chap` is on (CHAP accounts derive from it).
     pub chap: Option<[u8; 32]>,
+    /// `[inventory] data_dir`: imported images live under it.
+    pub data_dir: Arc<std::path::PathBuf>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/boot/{*path}", get(boot_file))
+        .route("/images/{id}/{file}", get(image_file))
         .with_state(state)
         .merge(rpc)
 }
@@ -283,6 +287,25 @@ async fn boot_file(
         Err(FileError::Denied(why)) => {
             (StatusCode::FORBIDDEN, format!("forbidden: {why}\n")).into_response()
         }
+        Err(e) => internal_error(e),
+    }
+}
+
+/// `/images/<id>/<file>`: an imported image's kernel, initrd or archive (hypervisors verify
+/// what they fetch by the SHA-256 the appliance sent with the command).
+async fn image_file(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Some(path) = crate::images::served_file(&state.data_dir, &id, &file) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    if !path.is_file() {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    match tower_http::services::ServeFile::new(path).oneshot(req).await {
+        Ok(r) => r.into_response(),
         Err(e) => internal_error(e),
     }
 }

@@ -49,6 +49,9 @@ pub struct Imported {
     pub kernel_version: String,
     pub initrd_bytes: u64,
     pub initrd_modules: usize,
+    /// SHA-256 of `vmlinuz` and `initrd.img` (hypervisors verify their copies by them).
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
 /// Where the images live under the data dir.
 pub fn images_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("images")
+}
+
+/// The files of an imported image that the appliance serves (`/images/<id>/<file>`):
+/// hypervisors fetch the kernel and initrd for a VM's boot and the archive for an install.
+pub fn served_file(data_dir: &Path, id: &str, file: &str) -> Option<PathBuf> {
+    let id_ok = id.starts_with("img-")
+        && id.len() <= 80
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !id.contains("..");
+    let servable = ["vmlinuz", "initrd.img"].contains(&file)
+        || [Compression::Zstd, Compression::Gzip, Compression::Xz]
+            .iter()
+            .any(|c| c.file_name() == file);
+    (id_ok && servable).then(|| images_dir(data_dir).join(id).join(file))
 }
 
 /// The public id of the image named `name`.
@@ -229,6 +248,7 @@ fn assemble(
         .join(format!("vmlinuz-{kernel_version}"));
     let vmlinuz = staging.join("vmlinuz");
     fs::rename(&kernel, &vmlinuz).map_err(io_err(&kernel))?;
+    let kernel_sha256 = sha256_hex(&fs::read(&vmlinuz).map_err(io_err(&vmlinuz))?);
     // The modules are in the initrd now; the rest of the root stays in the archive.
     fs::remove_dir_all(&extracted).map_err(io_err(&extracted))?;
     let public_id = public_id(&what.name);
@@ -255,7 +275,14 @@ fn assemble(
         kernel_version,
         initrd_bytes: built.bytes.len() as u64,
         initrd_modules: built.modules.len(),
+        kernel_sha256,
+        initrd_sha256: sha256_hex(&built.bytes),
     })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    crate::sign::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// Deletes an image's files (after its catalogue entry is gone).
@@ -270,6 +297,26 @@ pub fn remove_files(data_dir: &Path, public_id: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_images_own_files_are_served() {
+        let d = Path::new("/data");
+        assert_eq!(
+            served_file(d, "img-deb12", "vmlinuz"),
+            Some(PathBuf::from("/data/images/img-deb12/vmlinuz"))
+        );
+        assert!(served_file(d, "img-deb12", "rootfs.tar.zst").is_some());
+        for (id, file) in [
+            ("img-deb12", "../../nhn.db"),
+            ("img-..", "vmlinuz"),
+            ("../img-x", "vmlinuz"),
+            ("img-a/b", "vmlinuz"),
+            ("deb12", "vmlinuz"),
+            ("img-deb12", "extracted"),
+        ] {
+            assert_eq!(served_file(d, id, file), None, "{id}/{file}");
+        }
+    }
 
     #[test]
     fn the_disk_needed_leaves_room_for_the_filesystem() {

@@ -27,6 +27,16 @@ pub struct ImageContent {
     pub kernel_version: String,
     pub archive_bytes: u64,
     pub unpacked_bytes: u64,
+    /// SHA-256 of the image's kernel (`vmlinuz`) and of the nhn initrd built for it.
+    pub kernel_sha256: String,
+    pub initrd_sha256: String,
+}
+
+impl ImageContent {
+    /// Whether `nhn image import` gave the image files (a site-file entry has none).
+    pub fn imported(&self) -> bool {
+        !self.archive.is_empty()
+    }
 }
 
 /// An image for the operator: the catalogue entry, its content, and the VMs that hold it.
@@ -51,6 +61,8 @@ pub trait Images {
     /// Records an imported image: a new catalogue entry, or content for an entry the site
     /// file declared. An entry that already has content is refused (Invalid).
     fn add_image(&self, image: &ImageRecord, content: &ImageContent, at: i64) -> Result<()>;
+    /// The content of image `public_id` (`None`: no such image).
+    fn image_content(&self, public_id: &str) -> Result<Option<ImageContent>>;
     /// Every image with its content and users, by name.
     fn image_details(&self) -> Result<Vec<ImageDetail>>;
     /// Deletes image `public_id` from the catalogue; whether it existed. Refused (Invalid,

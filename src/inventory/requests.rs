@@ -130,6 +130,9 @@ pub struct RequestRow {
     pub error_message: String,
     /// The result struct, encoded.
     pub result: String,
+    /// `(done, total)` as the facility last reported it while the request ran (restoreImage:
+    /// archive bytes the install boot has read).
+    pub progress: Option<(u64, u64)>,
 }
 
 /// A customer's queue as the pending limits see it.
@@ -158,6 +161,9 @@ pub trait Requests {
     fn pending_counts(&self, customer_id: i64) -> Result<PendingCounts>;
     /// Request `id` if it is the customer's.
     fn request_of(&self, customer_id: i64, id: &str) -> Result<Option<RequestRow>>;
+    /// Records the progress that host `host_id` reports for running request `id` (ignored
+    /// once the request has ended, or when it was handed to another machine).
+    fn set_progress(&self, id: &str, host_id: i64, done: u64, total: u64) -> Result<()>;
     /// Id, method and status of VM `vm`'s latest async request.
     fn latest_vm_request(&self, vm: &str) -> Result<Option<(String, String, String)>>;
     /// Records a finished call (nothing if the id is taken).

@@ -27,6 +27,8 @@ pub struct Hardware {
     /// Device, MAC, and the access VLAN of its network (if attached), by device.
     pub nics: Vec<(String, String, Option<u16>)>,
     pub disks: Vec<AttachedDisk>,
+    /// The public id of the image installed on DISK1, if any.
+    pub image: Option<String>,
 }
 
 /// A volume attached to a VM, with the portal that exports it.

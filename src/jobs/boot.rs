@@ -70,6 +70,7 @@ impl BootFiles {
 
     fn describe(&self, kernel_sha256: String, initrd_sha256: String) -> VmBoot {
         VmBoot {
+            base_url: self.base_url.clone(),
             kernel_url: format!("{}/boot/{}", self.base_url, self.kernel),
             kernel_sha256,
             initrd_url: format!("{}/boot/{}", self.base_url, self.initrd),

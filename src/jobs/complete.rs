@@ -1,6 +1,7 @@
 //! Finishing an async request: one transaction sets its terminal status, result and error,
 //! moves the VM to its final state (§2.1 transitions; failure goes back to the previous state,
-//! a timeout to `error`) and clears the VM's `currentRequestId`; work that sets no VM state
+//! a timeout to `error`) and clears the VM's `currentRequestId`; a restoreImage records the
+//! image on DISK1, or none when it failed; work that sets no VM state
 //! (a bare-metal machine's power, a VM move: [`Work::sets_vm_state`]) ends only the request.
 //! Idempotent: a request that is already terminal is left alone, so repeated or late
 //! callbacks change nothing.
@@ -115,10 +116,10 @@ pub fn apply(
     )?;
     let sets_state = work.as_ref().is_none_or(Work::sets_vm_state);
     if sets_state && tx.end_request(&vm, request_id, vm_state, &message, now)? {
-        if status == "succeeded"
-            && let Some(Work::Restore { image }) = &work
-        {
-            tx.set_installed_image(&vm, image)?;
+        if let Some(Work::Restore { image }) = &work {
+            // A failed install may have left DISK1 half written: the VM has no image then.
+            let installed = if status == "succeeded" { image.as_str() } else { "" };
+            tx.set_installed_image(&vm, installed)?;
         }
         record_event(tx, EventKind::Vm, &vm)?;
     }

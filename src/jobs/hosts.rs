@@ -4,6 +4,7 @@
 //! Every `[agent] report_secs` each agent sends a [`HostReport`]: its VMs and their state, free
 //! capacity, and QEMU processes it does not know (which it never kills). Applying one:
 //! - the host is `up`, with the time and the report kept for `nhn host show`;
+//! - the progress of its running requests (image installs) is kept for getRequestIdInfo;
 //! - a VM whose QEMU exited while it should run becomes `error`, with the agent's reason;
 //!   a VM whose guest powered itself off becomes `stopped` (and leaves its slot);
 //! - a VM the inventory runs on the host but the agent does not mention at all is `error`
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 pub use crate::facility::agent::{HostReport, VmReport};
 use crate::inventory::hosts::{AgentRecord, Hosts};
+use crate::inventory::requests::Requests;
 use crate::inventory::vms::Vms;
 use crate::inventory::{self, Tx, audit, record_event};
 use crate::model::{EventKind, VmState};
@@ -41,6 +43,9 @@ pub fn apply(
     let now = unix_now();
     let json = serde_json::to_string(report).unwrap_or_default();
     let (host, was) = tx.record_report(host_id, &json, now)?;
+    for p in &report.progress {
+        tx.set_progress(&p.request_id, host_id, p.done, p.total)?;
+    }
     if was != "up" {
         record_event(tx, EventKind::Host, &host)?;
         audit(tx, "agent", "host.up", &host, &was)?;

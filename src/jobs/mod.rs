@@ -32,6 +32,8 @@ use tokio::sync::{Notify, watch};
 use crate::config;
 use crate::facility::{Command, Dispatch, Driver, Error, Status};
 use crate::inventory::requests::{Job, Requests};
+use crate::inventory::vms::Vms;
+use crate::model::Work;
 use crate::inventory::{self, Inventory, Tx};
 use crate::switch::vlans::VlanSet;
 use crate::util::unix_now;
@@ -164,6 +166,7 @@ fn claim(
     config: &config::Api,
     customer: i64,
     boot: &VmBoot,
+    infra_vlans: &VlanSet,
 ) -> inventory::Result<Option<Claimed>> {
     let Some(found) = tx.oldest_queued(customer)? else {
         return Ok(None);
@@ -180,6 +183,29 @@ fn claim(
     if let Some(job) = MoveJob::of_job(&found) {
         moves::start(tx, &job)?;
         return Ok(Some(Claimed::Move(job)));
+    }
+    let mut found = found;
+    if found.host.is_none() && found.work.as_ref().is_some_and(Work::boots_offline) {
+        // An install or configure boot runs on a hypervisor for its duration: placed now,
+        // when it runs, so queued work holds no slot.
+        let vm_id = tx
+            .vm_id_by_name(&found.resource_id)?
+            .ok_or_else(|| inventory::Error::NotFound(format!("VM {}", found.resource_id)))?;
+        match crate::placement::store::place_for_start(tx, vm_id, infra_vlans)? {
+            Ok(choice) => found.host = Some(choice.host),
+            Err(why) => {
+                tracing::warn!(request_id = %found.id, %why, "no hypervisor can run an offline boot now");
+                let outcome = Outcome::Failed {
+                    error_type: "ResourceExhausted".into(),
+                    message: format!(
+                        "no hypervisor can boot VM {} for {} now (capacity or switch MAC budgets); try again later",
+                        found.resource_id, found.method
+                    ),
+                };
+                complete::apply(tx, &found.id, &outcome, "engine")?;
+                return Ok(None);
+            }
+        }
     }
     let job = dispatch_of(tx, found, boot)?;
     let now = unix_now();
@@ -282,9 +308,10 @@ impl Engine {
             *cursor = Some(customer);
             let config = self.config.clone();
             let boot = self.options.boot.current().await;
+            let infra = self.options.infra_vlans.clone();
             match self
                 .inventory
-                .write(move |c| claim(c, &config, customer, &boot))
+                .write(move |c| claim(c, &config, customer, &boot, &infra))
                 .await?
             {
                 Some(Claimed::Facility(job)) => self.send(driver.clone(), *job),

@@ -3,7 +3,8 @@
 //! never reads the inventory or the caller's XML-RPC arguments. The request's [`Work`] (decided
 //! from the API method when the call was accepted) says what to do.
 
-use crate::facility::command::{BootSpec, Command, DiskSpec, NicSpec, VmSpec};
+use crate::facility::command::{BootSpec, Command, DiskSpec, NicSpec, Payload, VmSpec};
+use crate::inventory::images::{ImageContent, Images};
 use crate::inventory::vms::{Hardware, Vms};
 use crate::inventory::{self, Tx};
 use crate::model::Work;
@@ -12,6 +13,8 @@ use crate::storage::default_initiator;
 /// What a VM boots, prepared by the engine outside the writer (hashing files takes time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmBoot {
+    /// Where the appliance serves files (`[facility] boot_url`), without a trailing `/`.
+    pub base_url: String,
     pub kernel_url: String,
     pub kernel_sha256: String,
     pub initrd_url: String,
@@ -29,9 +32,7 @@ pub fn command(tx: &Tx<'_>, work: &Work, vm: &str, boot: &VmBoot) -> inventory::
         Work::PowerOn => Command::PowerOn(vm_spec(tx, vm, boot)?),
         Work::PowerOff { force } => Command::PowerOff { force: *force },
         Work::Reset => Command::Reset,
-        Work::Restore { image } => Command::Restore {
-            image: image.clone(),
-        },
+        Work::Restore { image } => restore(tx, vm, image, boot)?,
         Work::Configure { method, settings } => Command::Configure {
             method: method.clone(),
             settings: settings.clone(),
@@ -48,8 +49,70 @@ pub fn command(tx: &Tx<'_>, work: &Work, vm: &str, boot: &VmBoot) -> inventory::
     })
 }
 
-/// The VM as its hypervisor must run it.
+/// The VM as its hypervisor must run it: the kernel and initrd of the image on its DISK1 when
+/// that image was imported (`boot`'s otherwise), booting DISK1.
 pub fn vm_spec(tx: &Tx<'_>, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec> {
+    let (mut spec, image) = hardware_spec(tx, vm, boot)?;
+    if let Some((id, content)) = image {
+        spec.boot = image_boot(boot, &id, &content, "");
+    }
+    Ok(spec)
+}
+
+/// An install boot (restoreImage): the image's own kernel and initrd in install mode, with no
+/// NIC (the archive comes as a disk, the report on a serial port).
+fn restore(tx: &Tx<'_>, vm: &str, image: &str, boot: &VmBoot) -> inventory::Result<Command> {
+    let (mut spec, _) = hardware_spec(tx, vm, boot)?;
+    spec.nics.clear();
+    let content = tx.image_content(image)?.filter(ImageContent::imported);
+    let payload = match &content {
+        Some(c) => Payload {
+            image: image.to_owned(),
+            url: format!("{}/{}", boot.base_url, c.archive),
+            sha256: c.sha256.clone(),
+            bytes: c.archive_bytes,
+        },
+        None => Payload {
+            image: image.to_owned(),
+            url: String::new(),
+            sha256: String::new(),
+            bytes: 0,
+        },
+    };
+    if let Some(c) = &content {
+        let install = format!(
+            "nhn.mode=install nhn.payload=disk nhn.payload.sha256={} nhn.payload.bytes={} nhn.report=/dev/ttyS1",
+            payload.sha256, payload.bytes
+        );
+        spec.boot = image_boot(boot, image, c, &install);
+    }
+    Ok(Command::Restore { spec, payload })
+}
+
+/// The boot files of imported image `id`, with `extra` on the command line.
+fn image_boot(boot: &VmBoot, id: &str, content: &ImageContent, extra: &str) -> BootSpec {
+    BootSpec {
+        kernel_url: format!("{}/images/{id}/vmlinuz", boot.base_url),
+        kernel_sha256: content.kernel_sha256.clone(),
+        initrd_url: format!("{}/images/{id}/initrd.img", boot.base_url),
+        initrd_sha256: content.initrd_sha256.clone(),
+        cmdline: root_cmdline(&format!("{} {extra}", boot.cmdline)),
+    }
+}
+
+/// The command line with DISK1, the first virtio disk, as the root.
+fn root_cmdline(cmdline: &str) -> String {
+    format!("{} nhn.root=disk nhn.rootdev=/dev/vda", cmdline.trim())
+        .trim()
+        .to_owned()
+}
+
+/// The VM's hardware as a spec booting `boot`'s files, and the imported image on its DISK1.
+fn hardware_spec(
+    tx: &Tx<'_>,
+    vm: &str,
+    boot: &VmBoot,
+) -> inventory::Result<(VmSpec, Option<(String, ImageContent)>)> {
     let Hardware {
         owner,
         vcpus,
@@ -57,7 +120,15 @@ pub fn vm_spec(tx: &Tx<'_>, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec
         bandwidth_mbps,
         nics,
         disks,
+        image,
     } = tx.hardware(vm)?;
+    let image = match image {
+        Some(id) => tx
+            .image_content(&id)?
+            .filter(|c| c.imported() && !c.kernel_sha256.is_empty())
+            .map(|c| (id, c)),
+        None => None,
+    };
     let nics = nics
         .into_iter()
         .map(|(device, mac, vlan)| NicSpec { device, mac, vlan })
@@ -73,7 +144,7 @@ pub fn vm_spec(tx: &Tx<'_>, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec
             chap: boot.chap,
         })
         .collect();
-    Ok(VmSpec {
+    let spec = VmSpec {
         vm: vm.to_owned(),
         owner,
         vcpus,
@@ -86,10 +157,8 @@ pub fn vm_spec(tx: &Tx<'_>, vm: &str, boot: &VmBoot) -> inventory::Result<VmSpec
             kernel_sha256: boot.kernel_sha256.clone(),
             initrd_url: boot.initrd_url.clone(),
             initrd_sha256: boot.initrd_sha256.clone(),
-            // DISK1 is the first virtio disk.
-            cmdline: format!("{} nhn.root=disk nhn.rootdev=/dev/vda", boot.cmdline)
-                .trim()
-                .to_owned(),
+            cmdline: root_cmdline(&boot.cmdline),
         },
-    })
+    };
+    Ok((spec, image))
 }

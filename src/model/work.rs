@@ -99,6 +99,12 @@ impl Work {
         )
     }
 
+    /// Whether it boots a stopped VM into nhn's initrd (install or configure mode): the VM
+    /// needs a hypervisor for the run, chosen when the request is claimed.
+    pub fn boots_offline(&self) -> bool {
+        matches!(self, Work::Restore { .. } | Work::Configure { .. })
+    }
+
     /// Whether it moves a VM between hypervisors (run by the engine, not the facility).
     pub fn is_move(&self) -> bool {
         matches!(self, Work::Move { .. } | Work::FinishMove)

@@ -12,6 +12,14 @@ step by step, between which it looks at hypervisors and switches):
   reset KEY VM          resetVm and wait until it succeeded.
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 
+For tests/restore.rs (images):
+  disk_vm KEY           a VM with a 2 GB DISK1 and nothing installed; prints its id.
+  restore KEY VM IMAGE  restoreImage without waiting; prints the requestId.
+  watch KEY RID         polls getRequestIdInfo until terminal (whatever the outcome), keeping
+                        each distinct `progress` seen while it ran; prints
+                        {"info": RequestInfo, "progress": [progress...]}.
+  vm_info KEY VM        prints getVmInfo's vm as JSON.
+
 For bench/power_on.rs:
   prepare_many KEY N    one L2EX network and N VMs on it (DISK1, NET1); prints the VM ids.
   timed_on KEY VM       powerOnVm, polls every 2 ms; prints the seconds until it succeeded.
@@ -104,6 +112,30 @@ def power(key, method, vms, expect):
     print(json.dumps(started))
 
 
+def disk_vm(key):
+    c = Client(key)
+    vm = c.allocateVm(vmType="V10")["vmId"]
+    vol = c.allocateVolume(sizeGB=2)["volumeId"]
+    c.attachVolume(vmId=vm, volumeId=vol, device="DISK1")
+    print(vm)
+
+
+def watch(key, rid, timeout=600):
+    c = Client(key)
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        info = c.getRequestIdInfo(requestId=rid)["request"]
+        p = info.get("progress")
+        if p is not None and (not seen or seen[-1] != p):
+            seen.append(p)
+        if info["status"] in ("succeeded", "failed", "canceled"):
+            print(json.dumps({"info": info, "progress": seen}))
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"request {rid} not terminal after {timeout}s: {info}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "prepare":
@@ -132,6 +164,14 @@ def main():
         info = wait_request(Client(args[0]), args[1], timeout=120)
         assert info["status"] == "succeeded", info
         print(json.dumps(info))
+    elif cmd == "disk_vm":
+        disk_vm(args[0])
+    elif cmd == "restore":
+        print(Client(args[0]).restoreImage(vmId=args[1], imageId=args[2])["requestId"])
+    elif cmd == "watch":
+        watch(args[0], args[1])
+    elif cmd == "vm_info":
+        print(json.dumps(Client(args[0]).getVmInfo(vmId=args[1])["vm"]))
     elif cmd == "status":
         print(json.dumps(Client(args[0]).getVmStatus(vmId=args[1])))
     else:

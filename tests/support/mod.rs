@@ -24,6 +24,7 @@ pub mod api;
 pub mod bmc;
 pub mod cli;
 pub mod facility;
+pub mod image;
 pub mod kernel;
 pub mod switchlab;
 

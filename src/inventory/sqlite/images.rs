@@ -23,6 +23,22 @@ fn image(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
     })
 }
 
+const CONTENT: &str =
+    "archive, sha256, kernel_version, archive_bytes, unpacked_bytes, kernel_sha256, initrd_sha256";
+
+/// [`CONTENT`] from column `at` on.
+fn content(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ImageContent> {
+    Ok(ImageContent {
+        archive: r.get(at)?,
+        sha256: r.get(at + 1)?,
+        kernel_version: r.get(at + 2)?,
+        archive_bytes: r.get::<_, i64>(at + 3)? as u64,
+        unpacked_bytes: r.get::<_, i64>(at + 4)? as u64,
+        kernel_sha256: r.get(at + 5)?,
+        initrd_sha256: r.get(at + 6)?,
+    })
+}
+
 impl Tx<'_> {
     fn image_where(&self, filter: &str, key: &dyn rusqlite::ToSql) -> Result<Option<ImageRecord>> {
         Ok(self
@@ -81,13 +97,14 @@ impl Images for Tx<'_> {
             .prepare_cached(
                 "INSERT INTO images (public_id, name, os, os_version, architecture, min_disk_gb,
                     init_supported, description, archive, sha256, kernel_version, archive_bytes,
-                    unpacked_bytes, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                    unpacked_bytes, kernel_sha256, initrd_sha256, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT(name) DO UPDATE SET os = excluded.os, os_version = excluded.os_version,
                     architecture = excluded.architecture, min_disk_gb = excluded.min_disk_gb,
                     description = excluded.description, archive = excluded.archive,
                     sha256 = excluded.sha256, kernel_version = excluded.kernel_version,
-                    archive_bytes = excluded.archive_bytes, unpacked_bytes = excluded.unpacked_bytes",
+                    archive_bytes = excluded.archive_bytes, unpacked_bytes = excluded.unpacked_bytes,
+                    kernel_sha256 = excluded.kernel_sha256, initrd_sha256 = excluded.initrd_sha256",
             )?
             .execute(params![
                 i.public_id,
@@ -103,31 +120,30 @@ impl Images for Tx<'_> {
                 c.kernel_version,
                 c.archive_bytes as i64,
                 c.unpacked_bytes as i64,
+                c.kernel_sha256,
+                c.initrd_sha256,
                 rfc3339(at)
             ])?;
         Ok(())
+    }
+
+    fn image_content(&self, public_id: &str) -> Result<Option<ImageContent>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {CONTENT} FROM images WHERE public_id = ?1"
+            ))?
+            .query_row([public_id], |r| content(r, 0))
+            .optional()?)
     }
 
     fn image_details(&self) -> Result<Vec<ImageDetail>> {
         let rows: Vec<(i64, ImageRecord, ImageContent)> = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {COLUMNS}, id, archive, sha256, kernel_version, archive_bytes, unpacked_bytes
-                 FROM images ORDER BY name"
+                "SELECT {COLUMNS}, id, {CONTENT} FROM images ORDER BY name"
             ))?
-            .query_map([], |r| {
-                Ok((
-                    r.get(9)?,
-                    image(r)?,
-                    ImageContent {
-                        archive: r.get(10)?,
-                        sha256: r.get(11)?,
-                        kernel_version: r.get(12)?,
-                        archive_bytes: r.get::<_, i64>(13)? as u64,
-                        unpacked_bytes: r.get::<_, i64>(14)? as u64,
-                    },
-                ))
-            })?
+            .query_map([], |r| Ok((r.get(9)?, image(r)?, content(r, 10)?)))?
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(id, image, content)| {

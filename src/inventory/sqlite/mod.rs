@@ -162,6 +162,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_port_native.sql"),
     include_str!("migrations/0008_work_json.sql"),
     include_str!("migrations/0009_image_content.sql"),
+    include_str!("migrations/0010_image_boot.sql"),
 ];
 
 /// The migration whose rows a hook converts, by its index in [`MIGRATIONS`].

@@ -124,7 +124,7 @@ impl Requests for Tx<'_> {
             .conn
             .prepare_cached(
                 "SELECT method, resource_type, resource_id, status, accepted_at, started_at, finished_at,
-                        error_type, error_message, result
+                        error_type, error_message, result, progress_done, progress_total
                  FROM requests WHERE id = ?1 AND customer_id = ?2",
             )?
             .query_row(params![id, customer_id], |r| {
@@ -139,9 +139,24 @@ impl Requests for Tx<'_> {
                     error_type: r.get(7)?,
                     error_message: r.get(8)?,
                     result: r.get(9)?,
+                    progress: match (r.get::<_, Option<i64>>(10)?, r.get::<_, Option<i64>>(11)?) {
+                        (Some(d), Some(t)) => Some((d.max(0) as u64, t.max(0) as u64)),
+                        _ => None,
+                    },
                 })
             })
             .optional()?)
+    }
+
+    fn set_progress(&self, id: &str, host_id: i64, done: u64, total: u64) -> Result<()> {
+        let big = |n: u64| n.min(i64::MAX as u64) as i64;
+        self.conn
+            .prepare_cached(
+                "UPDATE requests SET progress_done = ?3, progress_total = ?4
+                 WHERE id = ?1 AND host_id = ?2 AND status = 'running'",
+            )?
+            .execute(params![id, host_id, big(done), big(total)])?;
+        Ok(())
     }
 
     fn latest_vm_request(&self, vm: &str) -> Result<Option<(String, String, String)>> {

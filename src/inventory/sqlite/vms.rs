@@ -13,14 +13,30 @@ use crate::util::rfc3339;
 
 impl Vms for Tx<'_> {
     fn hardware(&self, vm: &str) -> Result<Hardware> {
-        let (id, owner, vcpus, memory_mb, bandwidth_mbps): (i64, String, u32, u32, u32) =
-            self.conn.query_row(
-                "SELECT v.id, COALESCE(c.name, ''), t.vcpus, t.memory_mb, t.bandwidth_mbps FROM vms v
-                 JOIN vm_types t ON t.name = v.vm_type LEFT JOIN customers c ON c.id = v.customer_id
-                 WHERE v.public_id = ?1",
-                [vm],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )?;
+        let (id, owner, vcpus, memory_mb, bandwidth_mbps, image): (
+            i64,
+            String,
+            u32,
+            u32,
+            u32,
+            Option<String>,
+        ) = self.conn.query_row(
+            "SELECT v.id, COALESCE(c.name, ''), t.vcpus, t.memory_mb, t.bandwidth_mbps, i.public_id
+             FROM vms v JOIN vm_types t ON t.name = v.vm_type
+             LEFT JOIN customers c ON c.id = v.customer_id LEFT JOIN images i ON i.id = v.image_id
+             WHERE v.public_id = ?1",
+            [vm],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?;
         let nics = self
             .conn
             .prepare_cached(
@@ -54,6 +70,7 @@ impl Vms for Tx<'_> {
             bandwidth_mbps,
             nics,
             disks,
+            image,
         })
     }
 
