@@ -124,7 +124,9 @@ pub enum Ended {
 }
 
 fn read(path: &Path) -> Report {
-    parse(&String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()))
+    parse(&String::from_utf8_lossy(
+        &std::fs::read(path).unwrap_or_default(),
+    ))
 }
 
 /// The guest powered off (`-no-shutdown` leaves QEMU in `shutdown`).
@@ -135,10 +137,28 @@ async fn guest_off(vm: &Vm) -> bool {
     }
 }
 
+/// Whether the cached archive at `path` still has SHA-256 `sha256` (read again after a failed
+/// install: a damaged cache must not fail every install that follows).
+pub async fn intact(path: &Path, sha256: &str) -> bool {
+    let path = path.to_owned();
+    let want = sha256.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use sha2::{Digest, Sha256};
+        let Ok(mut f) = std::fs::File::open(&path) else {
+            return false;
+        };
+        let mut hash = Sha256::new();
+        std::io::copy(&mut f, &mut hash).is_ok() && crate::sign::hex(&hash.finalize()) == want
+    })
+    .await
+    .unwrap_or(false)
+}
+
 /// The last `n` lines of the VM's console, for a failure without a verdict.
 pub fn console_tail(vm: &Vm, n: usize) -> String {
-    let text = String::from_utf8_lossy(&std::fs::read(vm.dir.join("console.log")).unwrap_or_default())
-        .into_owned();
+    let text =
+        String::from_utf8_lossy(&std::fs::read(vm.dir.join("console.log")).unwrap_or_default())
+            .into_owned();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }

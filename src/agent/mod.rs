@@ -529,7 +529,9 @@ impl Agent {
             tracing::warn!(vm = %spec.vm, error = %e, "cannot stop an install boot's QEMU");
         }
         match (report.verdict, ended) {
-            (Some(install::Verdict::Installed { uuid, sha256, .. }), _) if sha256 == payload.sha256 => {
+            (Some(install::Verdict::Installed { uuid, sha256, .. }), _)
+                if sha256 == payload.sha256 =>
+            {
                 tracing::info!(vm = %spec.vm, image = %payload.image, %uuid, "image installed");
                 Ok(uuid)
             }
@@ -537,7 +539,17 @@ impl Agent {
                 "the install boot reported SHA-256 {sha256}, not the image's {}",
                 payload.sha256
             )),
-            (Some(install::Verdict::Failed(why)), _) => Err(format!("install failed at {why}")),
+            (Some(install::Verdict::Failed(why)), _) => {
+                let mut why = format!("install failed at {why}");
+                if !install::intact(&archive, &payload.sha256).await {
+                    // The guest read a bad copy: fetch it again next time.
+                    let _ = std::fs::remove_file(&archive);
+                    why.push_str(
+                        " (this hypervisor's cached copy of the archive was damaged; it is removed and the next restoreImage fetches it again)",
+                    );
+                }
+                Err(why)
+            }
             (None, install::Ended::TimedOut) => Err(format!(
                 "the install boot did not finish within {} minutes (console: {console})",
                 install::LIMIT.as_secs() / 60

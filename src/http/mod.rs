@@ -304,7 +304,10 @@ async fn image_file(
     if !path.is_file() {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
-    match tower_http::services::ServeFile::new(path).oneshot(req).await {
+    match tower_http::services::ServeFile::new(path)
+        .oneshot(req)
+        .await
+    {
         Ok(r) => r.into_response(),
         Err(e) => internal_error(e),
     }

@@ -118,7 +118,11 @@ pub fn apply(
     if sets_state && tx.end_request(&vm, request_id, vm_state, &message, now)? {
         if let Some(Work::Restore { image }) = &work {
             // A failed install may have left DISK1 half written: the VM has no image then.
-            let installed = if status == "succeeded" { image.as_str() } else { "" };
+            let installed = if status == "succeeded" {
+                image.as_str()
+            } else {
+                ""
+            };
             tx.set_installed_image(&vm, installed)?;
         }
         record_event(tx, EventKind::Vm, &vm)?;

@@ -16,7 +16,7 @@ pub fn kernel_or_skip(test: &str) -> Option<(PathBuf, String)> {
         .filter(|t| !Path::new(t).exists())
         .collect();
     let found = if missing.is_empty() {
-        support::kernel::kernel()
+        super::kernel::kernel()
     } else {
         Err(format!("missing {missing:?} (busybox-static, open-iscsi)"))
     };
@@ -125,4 +125,3 @@ pub fn sha256(path: &Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
-
