@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use dxr::Value;
 
 /// An XML-RPC struct, members in name order.
@@ -55,6 +56,8 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         // counts); a whole double comes back as an integer so that it reads as one.
         Value::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => J::from(*d as i64),
         Value::Double(d) => J::from(*d),
+        // writeFile's content: configure mode decodes it again when it builds the bundle.
+        Value::Base64(b) => J::String(base64::engine::general_purpose::STANDARD.encode(b)),
         Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
         Value::Struct(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
         other => J::String(other.to_xml().unwrap_or_default()),

@@ -99,11 +99,11 @@ fn restore_image_installs_inside_the_vm_and_the_vm_boots_it() {
     let booting = wait_until(Duration::from_secs(60), Duration::from_millis(100), || {
         rig.agents
             .values()
-            .any(|p| p.log().contains("install boot started"))
+            .any(|p| p.log().contains("offline boot started"))
     });
     assert!(
         booting,
-        "no install boot started: {}",
+        "no offline boot started: {}",
         tail(&rig.serve_log(), 40)
     );
     rig.kill9_serve();

@@ -14,7 +14,7 @@
 //!   free capacity, VMs that vanished, QEMU processes the agent does not know.
 
 pub mod appliance;
-pub mod install;
+pub mod offline;
 pub mod ovs;
 pub mod qmp;
 pub mod vm;
@@ -254,6 +254,17 @@ async fn status(
     axum::Json(st).into_response()
 }
 
+/// An offline boot to run: the VM, and the payload disk with its checksum and size (on the
+/// kernel command line, for the initrd to check).
+struct OfflineBoot<'a> {
+    id: &'a str,
+    spec: &'a VmSpec,
+    chap: &'a [Chap],
+    payload: &'a std::path::Path,
+    sha256: &'a str,
+    bytes: u64,
+}
+
 /// Keyed FIFO turns: one holder per key at a time, waiters served in arrival order (tokio's
 /// mutex is fair).
 #[derive(Default)]
@@ -418,16 +429,24 @@ impl Agent {
                 result.insert("vmId".into(), spec.vm.clone().into());
                 result.insert("imageId".into(), payload.image.clone().into());
                 let chap = self.chap.lock().await.get(id).cloned().unwrap_or_default();
-                let outcome = self.install(id, spec, payload, &chap).await;
+                let uuid = self.restore(id, spec, payload, &chap).await;
                 self.progress_map().remove(id);
-                let uuid = outcome?;
-                result.insert("rootUuid".into(), uuid.into());
+                result.insert("rootUuid".into(), uuid?.into());
                 Ok(result)
             }
-            Command::Configure { .. } => Err(format!(
-                "{} is not carried out by nhn agent yet (configure mode comes next)",
-                command.kind()
-            )),
+            Command::Configure {
+                spec,
+                method,
+                settings,
+            } => {
+                let _vm = self.vm_turns.take(&spec.vm).await;
+                result.insert("vmId".into(), spec.vm.clone().into());
+                let chap = self.chap.lock().await.get(id).cloned().unwrap_or_default();
+                let done = self.configure(id, spec, method, settings, &chap).await;
+                self.progress_map().remove(id);
+                done?;
+                Ok(result)
+            }
         }
     }
 
@@ -476,10 +495,10 @@ impl Agent {
         self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An install boot ([`install`]): the root filesystem's UUID once the initrd reports the
-    /// image installed. A run the previous agent left behind is stopped and started afresh
-    /// (the install makes the filesystem anew, so running it again is safe).
-    async fn install(
+    /// restoreImage: an install boot ([`offline`]) with the image archive (fetched, verified
+    /// and cached) as its payload; the root filesystem's UUID once the initrd reports the image
+    /// installed with the archive's SHA-256.
+    async fn restore(
         &self,
         id: &str,
         spec: &VmSpec,
@@ -492,56 +511,32 @@ impl Agent {
                 payload.image
             ));
         }
-        let leftover = self.vms.lock().await.remove(&spec.vm);
-        if let Some(old) = leftover {
-            tracing::info!(vm = %spec.vm, "stopping a run left from before to install afresh");
-            vm::stop(&self.config, &old, true, Duration::ZERO)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        let (kernel, initrd) = self.boot_files(spec).await?;
         let archive = self
             .appliance
             .cached(&self.cache_dir(), &payload.url, &payload.sha256)
             .await?;
-        self.progress_map()
-            .insert(id.to_owned(), (0, payload.bytes));
-        let media = vm::Media {
-            kernel: &kernel,
-            initrd: &initrd,
-            payload: Some(&archive),
+        let boot = OfflineBoot {
+            id,
+            spec,
+            chap,
+            payload: &archive,
+            sha256: &payload.sha256,
+            bytes: payload.bytes,
         };
-        let running = vm::start(&self.config, self.accel, spec, chap, media)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::info!(vm = %spec.vm, image = %payload.image, pid = running.pid, "install boot started");
-        self.vms
-            .lock()
-            .await
-            .insert(spec.vm.clone(), running.clone());
-        let (report, ended) = install::watch(&running, |done, total| {
-            self.progress_map().insert(id.to_owned(), (done, total));
-        })
-        .await;
-        let console = install::console_tail(&running, 8);
-        self.vms.lock().await.remove(&spec.vm);
-        if let Err(e) = vm::stop(&self.config, &running, true, Duration::ZERO).await {
-            tracing::warn!(vm = %spec.vm, error = %e, "cannot stop an install boot's QEMU");
-        }
-        match (report.verdict, ended) {
-            (Some(install::Verdict::Installed { uuid, sha256, .. }), _)
-                if sha256 == payload.sha256 =>
-            {
+        match self.offline_boot(&boot).await? {
+            offline::Verdict::Done(fields) if fields.get("sha256") == Some(&payload.sha256) => {
+                let uuid = fields.get("uuid").cloned().unwrap_or_default();
                 tracing::info!(vm = %spec.vm, image = %payload.image, %uuid, "image installed");
                 Ok(uuid)
             }
-            (Some(install::Verdict::Installed { sha256, .. }), _) => Err(format!(
-                "the install boot reported SHA-256 {sha256}, not the image's {}",
+            offline::Verdict::Done(fields) => Err(format!(
+                "the install boot reported SHA-256 {}, not the image's {}",
+                fields.get("sha256").map_or("(none)", String::as_str),
                 payload.sha256
             )),
-            (Some(install::Verdict::Failed(why)), _) => {
+            offline::Verdict::Failed(why) => {
                 let mut why = format!("install failed at {why}");
-                if !install::intact(&archive, &payload.sha256).await {
+                if !offline::intact(&archive, &payload.sha256).await {
                     // The guest read a bad copy: fetch it again next time.
                     let _ = std::fs::remove_file(&archive);
                     why.push_str(
@@ -550,12 +545,92 @@ impl Agent {
                 }
                 Err(why)
             }
-            (None, install::Ended::TimedOut) => Err(format!(
-                "the install boot did not finish within {} minutes (console: {console})",
-                install::LIMIT.as_secs() / 60
+        }
+    }
+
+    /// An Init* method: a configure boot ([`offline`]) with the settings bundle as its payload
+    /// (written 0600 for the run, removed after it).
+    async fn configure(
+        &self,
+        id: &str,
+        spec: &VmSpec,
+        method: &str,
+        settings: &serde_json::Value,
+        chap: &[Chap],
+    ) -> Result<(), String> {
+        let tar = offline::bundle(method, settings)?;
+        let dir = self.config.state_dir.join("bundles");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(format!("{id}.tar"));
+        vm::write_private(&path, &tar).map_err(|e| format!("cannot write the bundle: {e}"))?;
+        let sha256 = crate::sign::hex(&<sha2::Sha256 as sha2::Digest>::digest(&tar));
+        let boot = OfflineBoot {
+            id,
+            spec,
+            chap,
+            payload: &path,
+            sha256: &sha256,
+            bytes: tar.len() as u64,
+        };
+        let verdict = self.offline_boot(&boot).await;
+        let _ = std::fs::remove_file(&path);
+        match verdict? {
+            offline::Verdict::Done(_) => {
+                tracing::info!(vm = %spec.vm, %method, "settings applied");
+                Ok(())
+            }
+            offline::Verdict::Failed(why) => Err(format!("{method} failed at {why}")),
+        }
+    }
+
+    /// Boots the VM into nhn's initrd with a payload disk and watches it to its verdict. A run
+    /// the previous agent left behind is stopped first: both modes may run again safely.
+    async fn offline_boot(&self, boot: &OfflineBoot<'_>) -> Result<offline::Verdict, String> {
+        let vm_id = &boot.spec.vm;
+        let leftover = self.vms.lock().await.remove(vm_id);
+        if let Some(old) = leftover {
+            tracing::info!(vm = %vm_id, "stopping a run left from before to start afresh");
+            vm::stop(&self.config, &old, true, Duration::ZERO)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let (kernel, initrd) = self.boot_files(boot.spec).await?;
+        self.progress_map()
+            .insert(boot.id.to_owned(), (0, boot.bytes));
+        let mut spec = boot.spec.clone();
+        spec.boot.cmdline = format!(
+            "{} nhn.payload=disk nhn.payload.sha256={} nhn.payload.bytes={}",
+            spec.boot.cmdline, boot.sha256, boot.bytes
+        );
+        let media = vm::Media {
+            kernel: &kernel,
+            initrd: &initrd,
+            payload: Some(boot.payload),
+        };
+        let running = vm::start(&self.config, self.accel, &spec, boot.chap, media)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(vm = %vm_id, pid = running.pid, cmdline = %spec.boot.cmdline, "offline boot started");
+        self.vms.lock().await.insert(vm_id.clone(), running.clone());
+        let (report, ended) = offline::watch(&running, |done, total| {
+            self.progress_map()
+                .insert(boot.id.to_owned(), (done, total));
+        })
+        .await;
+        let console = offline::console_tail(&running, 8);
+        self.vms.lock().await.remove(vm_id);
+        if let Err(e) = vm::stop(&self.config, &running, true, Duration::ZERO).await {
+            tracing::warn!(vm = %vm_id, error = %e, "cannot stop an offline boot's QEMU");
+        }
+        match (report.verdict, ended) {
+            (Some(v), _) => Ok(v),
+            (None, offline::Ended::TimedOut) => Err(format!(
+                "the offline boot did not finish within {} minutes (console: {console})",
+                offline::LIMIT.as_secs() / 60
             )),
             (None, _) => Err(format!(
-                "the install boot ended without a report (console: {console})"
+                "the offline boot ended without a report (console: {console})"
             )),
         }
     }

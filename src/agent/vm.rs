@@ -276,7 +276,8 @@ pub async fn start(
     Ok(vm_state)
 }
 
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+/// Writes a file only its owner can read (CHAP secrets, settings bundles).
+pub fn write_private(path: &Path, secret: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -285,7 +286,7 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(secret.as_bytes())
+    f.write_all(secret.as_ref())
 }
 
 fn remove_secrets(dir: &Path) {

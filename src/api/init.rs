@@ -1,8 +1,9 @@
 //! Initialization methods (HAAS-API.md §2.4): settings applied *offline* to the VM's DISK1 by a
 //! "configure" boot of our initrd (DESIGN.md §4), so the VM must be stopped and idle, and its
-//! DISK1 must hold an image that supports init. Every call validates its arguments here, moves
+//! DISK1 must hold an image of a family whose layout configure mode writes (Red Hat or Debian). Every call validates its arguments here, moves
 //! the VM to `configuring` and queues an async request carrying the arguments for the facility.
 
+use crate::images::Layout;
 use crate::inventory::images::Images;
 use crate::inventory::vms::Vms;
 use base64::Engine;
@@ -25,11 +26,13 @@ fn configure(conn: &Tx<'_>, ctx: &Ctx, vm: &Vm, method: &str) -> Result<Outcome,
     ensure_state(vm, VmState::Stopped, method)?;
     let image = installed_image(conn, vm, "attachVolume one and restoreImage first")?;
     match conn.init_support(image)? {
-        Some((true, _)) => start_async(conn, ctx, vm, VmState::Configuring, Struct::new()),
-        Some((false, id)) => fail(
+        Some((true, os, _)) if Layout::for_os(&os).is_some() => {
+            start_async(conn, ctx, vm, VmState::Configuring, Struct::new())
+        }
+        Some((_, os, id)) => fail(
             ErrorType::InvalidStatus,
             format!(
-                "image {id} on DISK1 of VM {} does not support {method} (not a supported CentOS)",
+                "image {id} ({os}) on DISK1 of VM {} does not support {method} (the Init* methods know the Red Hat and Debian families)",
                 vm.public_id
             ),
         ),

@@ -22,8 +22,11 @@ pub enum Command {
     /// initrd in install mode (`spec.boot`), with the archive as a read-only disk, and reports
     /// on its second serial port; a success once the initrd reports the image unpacked.
     Restore { spec: VmSpec, payload: Payload },
-    /// Apply offline settings (the Init* methods; carried out by configure mode).
+    /// Apply an Init* method's settings to DISK1 (configure mode): the VM boots nhn's initrd
+    /// with `nhn.mode=configure` (`spec.boot`) and the settings as a read-only disk, and
+    /// reports on its second serial port like an install.
     Configure {
+        spec: VmSpec,
         method: String,
         settings: serde_json::Value,
     },
@@ -38,7 +41,9 @@ impl Command {
     /// The VM the command boots, if it boots one (a power-on, an install boot).
     pub fn vm_spec(&self) -> Option<&VmSpec> {
         match self {
-            Command::PowerOn(spec) | Command::Restore { spec, .. } => Some(spec),
+            Command::PowerOn(spec)
+            | Command::Restore { spec, .. }
+            | Command::Configure { spec, .. } => Some(spec),
             _ => None,
         }
     }

@@ -112,6 +112,33 @@ pub fn served_file(data_dir: &Path, id: &str, file: &str) -> Option<PathBuf> {
     (id_ok && servable).then(|| images_dir(data_dir).join(id).join(file))
 }
 
+/// The two families of file layouts the Init* methods write (configure mode finds the real
+/// one in the image's `/etc/os-release`; this is the catalogue's promise, from its `os`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `/etc/sysconfig/network-scripts/ifcfg-ethN`, `/etc/sysconfig/iptables`.
+    RedHat,
+    /// `/etc/network/interfaces`, `/etc/iptables/rules.v4`.
+    Debian,
+}
+
+impl Layout {
+    /// The layout of an image whose `os` is `os` (case and spaces ignored), if Init* knows it.
+    pub fn for_os(os: &str) -> Option<Layout> {
+        let os: String = os
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        match os.as_str() {
+            "centos" | "redhat" | "rhel" | "rocky" | "rockylinux" | "almalinux" | "fedora"
+            | "oraclelinux" => Some(Layout::RedHat),
+            "debian" | "ubuntu" => Some(Layout::Debian),
+            _ => None,
+        }
+    }
+}
+
 /// The public id of the image named `name`.
 pub fn public_id(name: &str) -> String {
     format!("img-{name}")
@@ -297,6 +324,16 @@ pub fn remove_files(data_dir: &Path, public_id: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_layouts_follow_the_os_family() {
+        assert_eq!(Layout::for_os("CentOS"), Some(Layout::RedHat));
+        assert_eq!(Layout::for_os("Red Hat"), Some(Layout::RedHat));
+        assert_eq!(Layout::for_os("Rocky Linux"), Some(Layout::RedHat));
+        assert_eq!(Layout::for_os("debian"), Some(Layout::Debian));
+        assert_eq!(Layout::for_os("Ubuntu"), Some(Layout::Debian));
+        assert_eq!(Layout::for_os("Windows"), None);
+    }
 
     #[test]
     fn only_an_images_own_files_are_served() {

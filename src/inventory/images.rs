@@ -49,9 +49,9 @@ pub struct ImageDetail {
 }
 
 pub trait Images {
-    /// Whether image `id` (row id) supports the Init* methods (CentOS images with init
-    /// support), and its public id.
-    fn init_support(&self, id: i64) -> Result<Option<(bool, String)>>;
+    /// Image `id` (row id): whether the catalogue marks it as taking the Init* methods, its
+    /// `os`, and its public id.
+    fn init_support(&self, id: i64) -> Result<Option<(bool, String, String)>>;
     /// A page of the catalogue, by name.
     fn image_page(&self, window: Window) -> Result<Page<ImageRecord>>;
     /// Image `public_id`.

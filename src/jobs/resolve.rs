@@ -33,10 +33,7 @@ pub fn command(tx: &Tx<'_>, work: &Work, vm: &str, boot: &VmBoot) -> inventory::
         Work::PowerOff { force } => Command::PowerOff { force: *force },
         Work::Reset => Command::Reset,
         Work::Restore { image } => restore(tx, vm, image, boot)?,
-        Work::Configure { method, settings } => Command::Configure {
-            method: method.clone(),
-            settings: settings.clone(),
-        },
+        Work::Configure { method, settings } => configure(tx, vm, method, settings, boot)?,
         Work::Machine { op, timeout_secs } => Command::Machine {
             op: *op,
             timeout_secs: *timeout_secs,
@@ -80,14 +77,39 @@ fn restore(tx: &Tx<'_>, vm: &str, image: &str, boot: &VmBoot) -> inventory::Resu
         },
     };
     if let Some(c) = &content {
-        let install = format!(
-            "nhn.mode=install nhn.payload=disk nhn.payload.sha256={} nhn.payload.bytes={} nhn.report=/dev/ttyS1",
-            payload.sha256, payload.bytes
-        );
-        spec.boot = image_boot(boot, image, c, &install);
+        spec.boot = image_boot(boot, image, c, OFFLINE_INSTALL);
     }
     Ok(Command::Restore { spec, payload })
 }
+
+/// A configure boot (the Init* methods): the kernel and initrd the VM boots (nhn's initrd
+/// in every case), in configure mode, with no NIC (the settings come as a disk).
+fn configure(
+    tx: &Tx<'_>,
+    vm: &str,
+    method: &str,
+    settings: &serde_json::Value,
+    boot: &VmBoot,
+) -> inventory::Result<Command> {
+    let (mut spec, image) = hardware_spec(tx, vm, boot)?;
+    spec.nics.clear();
+    spec.boot = match &image {
+        Some((id, content)) => image_boot(boot, id, content, OFFLINE_CONFIGURE),
+        None => BootSpec {
+            cmdline: root_cmdline(&format!("{} {OFFLINE_CONFIGURE}", boot.cmdline)),
+            ..spec.boot
+        },
+    };
+    Ok(Command::Configure {
+        spec,
+        method: method.to_owned(),
+        settings: settings.clone(),
+    })
+}
+
+/// The command line of the offline boots; the agent adds the payload's `nhn.payload=…`.
+const OFFLINE_INSTALL: &str = "nhn.mode=install nhn.report=/dev/ttyS1";
+const OFFLINE_CONFIGURE: &str = "nhn.mode=configure nhn.report=/dev/ttyS1";
 
 /// The boot files of imported image `id`, with `extra` on the command line.
 fn image_boot(boot: &VmBoot, id: &str, content: &ImageContent, extra: &str) -> BootSpec {

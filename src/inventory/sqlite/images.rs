@@ -50,13 +50,13 @@ impl Tx<'_> {
 }
 
 impl Images for Tx<'_> {
-    fn init_support(&self, id: i64) -> Result<Option<(bool, String)>> {
+    fn init_support(&self, id: i64) -> Result<Option<(bool, String, String)>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT init_supported AND os = 'CentOS', public_id FROM images WHERE id = ?1",
+                "SELECT init_supported, os, public_id FROM images WHERE id = ?1",
                 [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?)
     }
