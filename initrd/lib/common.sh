@@ -11,10 +11,35 @@ arg() {
     echo "$2"
 }
 
-# fail STEP WHY: say what failed, then rescue shell (nhn.rescue=1) or power off; never panic-loop.
+# report WORDS...: one "NHN-REPORT <words>" line on the report channel nhn.report= (a serial
+# port the agent reads, e.g. /dev/ttyS1), if there is one. Never on the console: the agent
+# parses it. The first call makes the port raw (no \r added to \n); the port keeps that setting
+# across opens. Each line opens and closes the port, and a serial port's last close waits until
+# the line has gone out: a poweroff right after a report does not lose it.
+report() {
+    REPORT_DEV=${REPORT_DEV-$(arg nhn.report "")}
+    [ -n "$REPORT_DEV" ] || return 0
+    if [ -z "$REPORT_RAW" ]; then
+        stty -F "$REPORT_DEV" raw -echo 2>/dev/null
+        REPORT_RAW=1
+    fi
+    printf 'NHN-REPORT %s\n' "$*" > "$REPORT_DEV" 2>/dev/null
+}
+
+# fail STEP WHY: say what failed (console and report channel), run the mode's $ON_FAIL cleanup
+# (install: wipe the half-made disk), then rescue shell (nhn.rescue=1) or power off; never
+# panic-loop.
 fail() {
     echo "nhn-initrd: FAILED at step '$1': $2"
     echo "nhn-initrd: STEP FAILED: $1"
+    if [ -n "$ON_FAIL" ]; then
+        # Once only: a failure inside the cleanup must not loop back into it.
+        cleanup=$ON_FAIL
+        ON_FAIL=
+        $cleanup
+    fi
+    # The agent reads one line per report: no newlines inside.
+    report "failed $(printf '%s' "$1: $2" | tr '\r\n' '  ')"
     if [ "$(arg nhn.rescue 0)" = 1 ]; then
         echo "nhn-initrd: rescue shell (exit to power off)"
         sh

@@ -1,11 +1,14 @@
 //! `nhn initrd build`: the switchroot initrd as a reproducible newc cpio archive.
 //!
-//! Contents: static busybox with its applet links, `iscsistart` with the shared libraries `ldd`
-//! names, the requested kernel modules plus their dependency closure from `modules.dep` (in a
-//! load order: dependencies first), and the scripts of `initrd/` (embedded in the binary at
-//! compile time, so a deployed appliance needs no checkout). Entries are sorted, owned by root,
-//! stamped with `SOURCE_DATE_EPOCH` (or 0) and numbered in order; the gzip header carries no
-//! time or name: the same inputs give the same bytes.
+//! Contents: static busybox with its applet links; `iscsistart` (the iSCSI root) and the tools
+//! of the install mode (GNU tar, e2fsprogs' mke2fs with the host's `/etc/mke2fs.conf`, zstd and
+//! xz: busybox's tar and mke2fs lack xattrs and ext4's defaults), each with the shared libraries
+//! `ldd` names, and replacing busybox's applet of the same name; the requested kernel modules
+//! plus their dependency closure from `modules.dep` (in a load order: dependencies first); and
+//! the scripts of `initrd/` (embedded in the binary at compile time, so a deployed appliance
+//! needs no checkout). Every initrd carries every mode (`nhn.mode=boot|install`). Entries are
+//! sorted, owned by root, stamped with `SOURCE_DATE_EPOCH` (or 0) and numbered in order; the gzip
+//! header carries no time or name: the same inputs give the same bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
@@ -29,6 +32,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
 const INIT: &str = include_str!("../../initrd/init");
 const COMMON: &str = include_str!("../../initrd/lib/common.sh");
 const MODE_BOOT: &str = include_str!("../../initrd/lib/mode-boot.sh");
+const MODE_INSTALL: &str = include_str!("../../initrd/lib/mode-install.sh");
 const UDHCPC_SCRIPT: &str = include_str!("../../initrd/lib/udhcpc.script");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,8 +51,42 @@ pub struct Options {
     pub compress: Compress,
     pub busybox: PathBuf,
     pub iscsistart: PathBuf,
+    pub install: InstallTools,
     /// Timestamp of every entry (`SOURCE_DATE_EPOCH`).
     pub mtime: u32,
+}
+
+/// mke2fs's configuration (ext4's feature defaults), packed when the host has it.
+const MKE2FS_CONF: &str = "/etc/mke2fs.conf";
+
+/// The host tools the install mode (`initrd/lib/mode-install.sh`) runs, as Debian installs
+/// them; the CLI commands that build initrds take them as options.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct InstallTools {
+    /// GNU tar for the install mode (unpacks an image with owners, modes and xattrs; Debian: tar).
+    #[arg(long, value_name = "FILE", default_value = "/bin/tar")]
+    pub tar: PathBuf,
+    /// mke2fs for the install mode (makes DISK1's ext4; Debian: e2fsprogs).
+    #[arg(long, value_name = "FILE", default_value = "/sbin/mke2fs")]
+    pub mke2fs: PathBuf,
+    /// zstd for the install mode (unpacks .tar.zst images; Debian: zstd).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/zstd")]
+    pub zstd: PathBuf,
+    /// xz for the install mode (unpacks .tar.xz images; Debian: xz-utils).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/xz")]
+    pub xz: PathBuf,
+}
+
+impl InstallTools {
+    /// (tool, host path, path in the initrd, Debian package), in a fixed order.
+    fn list(&self) -> [(&'static str, &Path, &'static str, &'static str); 4] {
+        [
+            ("GNU tar", &self.tar, "bin/tar", "install tar"),
+            ("mke2fs", &self.mke2fs, "sbin/mke2fs", "install e2fsprogs"),
+            ("zstd", &self.zstd, "usr/bin/zstd", "install zstd"),
+            ("xz", &self.xz, "usr/bin/xz", "install xz-utils"),
+        ]
+    }
 }
 
 /// Why an initrd could not be built; each says what to install or fix.
@@ -195,6 +233,25 @@ fn is_static(bin: &Path) -> Result<bool> {
     Ok(shared_libraries(bin)?.is_empty())
 }
 
+/// Packs the executable `src` as `dest` with the shared libraries it needs (at their host
+/// paths, where its dynamic loader looks). A busybox applet link of the same name elsewhere in
+/// PATH goes, so that PATH lookups find this one (busybox's own sh still prefers its applets:
+/// the scripts call these tools by path).
+fn add_executable(tree: &mut BTreeMap<String, Node>, dest: &str, src: &Path) -> Result<()> {
+    let name = dest.rsplit('/').next().unwrap_or(dest);
+    tree.retain(|path, node| {
+        !(matches!(node, Node::Symlink(t) if t == "/bin/busybox")
+            && path.rsplit('/').next() == Some(name))
+    });
+    add_file(tree, dest, read(src)?, 0o755);
+    for lib in shared_libraries(src)? {
+        let data = read(&lib)?;
+        let name = lib.to_string_lossy().trim_start_matches('/').to_owned();
+        add_file(tree, &name, data, 0o755);
+    }
+    Ok(())
+}
+
 fn add_dirs(tree: &mut BTreeMap<String, Node>, path: &str) {
     let mut acc = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -215,7 +272,7 @@ fn add_file(tree: &mut BTreeMap<String, Node>, path: &str, data: Vec<u8>, mode: 
 
 /// Builds the archive in memory. `progress(done, total, what)` reports each step.
 pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Built> {
-    let total = 5;
+    let total = 6;
     progress(0, total, "checking tools");
     if !o.busybox.exists() {
         return Err(Error::Missing {
@@ -235,6 +292,15 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
             path: o.iscsistart.clone(),
             fix: "install open-iscsi",
         });
+    }
+    for (what, path, _, fix) in o.install.list() {
+        if !path.exists() {
+            return Err(Error::Missing {
+                what,
+                path: path.to_owned(),
+                fix,
+            });
+        }
     }
     let (modules, builtin) = module_closure(&o.modules_dir, &o.kernel_version, &o.modules)?;
 
@@ -278,14 +344,22 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
     }
 
     progress(2, total, "iscsistart and its libraries");
-    add_file(&mut tree, "sbin/iscsistart", read(&o.iscsistart)?, 0o755);
-    for lib in shared_libraries(&o.iscsistart)? {
-        let data = read(&lib)?;
-        let name = lib.to_string_lossy().trim_start_matches('/').to_owned();
-        add_file(&mut tree, &name, data, 0o755);
+    add_executable(&mut tree, "sbin/iscsistart", &o.iscsistart)?;
+
+    progress(3, total, "install tools and their libraries");
+    for (_, path, dest, _) in o.install.list() {
+        add_executable(&mut tree, dest, path)?;
+    }
+    if Path::new(MKE2FS_CONF).exists() {
+        add_file(
+            &mut tree,
+            MKE2FS_CONF.trim_start_matches('/'),
+            read(Path::new(MKE2FS_CONF))?,
+            0o644,
+        );
     }
 
-    progress(3, total, "kernel modules");
+    progress(4, total, "kernel modules");
     let base = o.modules_dir.join(&o.kernel_version);
     let mut names = Vec::new();
     for m in &modules {
@@ -305,7 +379,7 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
         0o644,
     );
 
-    progress(4, total, "scripts");
+    progress(5, total, "scripts");
     add_file(&mut tree, "init", INIT.as_bytes().to_vec(), 0o755);
     add_file(
         &mut tree,
@@ -317,6 +391,12 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
         &mut tree,
         "lib/nhn/mode-boot.sh",
         MODE_BOOT.as_bytes().to_vec(),
+        0o644,
+    );
+    add_file(
+        &mut tree,
+        "lib/nhn/mode-install.sh",
+        MODE_INSTALL.as_bytes().to_vec(),
         0o644,
     );
     add_file(
@@ -359,7 +439,7 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
     }
     cpio::newc::trailer(&mut cpio)?;
 
-    progress(5, total, "compressing");
+    progress(6, total, "compressing");
     let bytes = match o.compress {
         Compress::Gzip => {
             let mut gz = flate2::GzBuilder::new()
