@@ -121,7 +121,7 @@ fn archive(tree: &Path, out: &Path, tar_flags: &str, compress: &str) -> u64 {
             out.display()
         ));
         let len = std::fs::metadata(out).unwrap().len();
-        if len % 512 != 0 {
+        if !len.is_multiple_of(512) {
             return len;
         }
     }
