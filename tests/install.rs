@@ -256,6 +256,7 @@ fn install_mode_unpacks_a_verified_image_that_boots_and_wipes_the_disk_on_failur
             "tar",
             "zstd",
             "xz",
+            "gzip",
             "mke2fs",
             "sha256sum",
         ],
@@ -304,6 +305,16 @@ fn install_mode_unpacks_a_verified_image_that_boots_and_wipes_the_disk_on_failur
         &[(&disk, "DISK1", false), (&zst, "nhn-payload", true)],
     );
     let uuid = check_ok("install-zst", &run, &zst_sha, zst_bytes);
+    // QEMU rounds the archive file up to whole sectors (zeros past its end), so the partial
+    // last sector is readable; the install reads exactly nhn.payload.bytes of it.
+    let rounded = zst_bytes.div_ceil(512) * 512;
+    assert!(
+        run.console.contains(&format!(
+            "{zst_bytes} bytes of zstd on a {rounded}-byte disk"
+        )),
+        "{}",
+        run.console
+    );
     check_boots(&vm, "boot-zst", &disk, &uuid, &known_sha);
 
     // (c) a wrong checksum: the install fails, says why, and DISK1 keeps no filesystem (it
@@ -344,6 +355,18 @@ fn install_mode_unpacks_a_verified_image_that_boots_and_wipes_the_disk_on_failur
     let uuid_xz = check_ok("install-xz", &run, &xz_sha, xz_bytes);
     assert_ne!(uuid, uuid_xz, "every install makes a fresh filesystem UUID");
     check_boots(&vm, "boot-xz", &disk, &uuid_xz, &known_sha);
+
+    // A tar.gz over that install: mke2fs replaces the existing filesystem without asking.
+    let gz = dir.join("image.tar.gz");
+    let gz_bytes = archive(&tree, &gz, "", "gzip -c");
+    let gz_sha = sha256(&gz);
+    let run = vm.run(
+        "install-gz",
+        &install_append(&gz_sha, gz_bytes),
+        &[(&disk, "DISK1", false), (&gz, "nhn-payload", true)],
+    );
+    let uuid_gz = check_ok("install-gz", &run, &gz_sha, gz_bytes);
+    assert_ne!(uuid_xz, uuid_gz);
 
     // No payload disk: an early failure still reaches the agent, and DISK1 is left alone
     // (nothing was made yet).

@@ -98,7 +98,7 @@ find_payload() {
         fd377a585a00) FORMAT=xz DECOMPRESS="$XZ -d -c" ;;
         *) fail "find the payload disk" "$PAYLOAD_DEV does not start like a tar.zst, tar.gz or tar.xz (first bytes: ${magic:-unreadable})" ;;
     esac
-    log "payload $PAYLOAD_DEV: $PAYLOAD_BYTES bytes, $FORMAT"
+    log "payload $PAYLOAD_DEV: $PAYLOAD_BYTES bytes of $FORMAT on a $have-byte disk"
 }
 
 # After mke2fs a failure must not leave a half-installed disk that a later boot would take for
