@@ -182,5 +182,14 @@ fn a_missing_module_or_tool_fails_with_what_to_do() {
             "{flag}: {err}"
         );
     }
+    // busybox's tar and mke2fs would fail only inside the machine: refused at build time.
+    for (flag, what) in [("--tar", "GNU tar"), ("--mke2fs", "mke2fs")] {
+        let o = build(&nhn, &modules, &kver, &out, &[flag, "/bin/busybox"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(&format!("/bin/busybox is not {what}")),
+            "{flag}: {err}"
+        );
+    }
     assert!(!out.exists(), "a failed build left an output file");
 }

@@ -2,7 +2,7 @@
 //!
 //! Contents: static busybox with its applet links; `iscsistart` (the iSCSI root) and the tools
 //! of the install mode (GNU tar, e2fsprogs' mke2fs with the host's `/etc/mke2fs.conf`, zstd and
-//! xz: busybox's tar and mke2fs lack xattrs and ext4's defaults), each with the shared libraries
+//! xz: busybox's tar has no xattrs, its mke2fs no ext4), each with the shared libraries
 //! `ldd` names, and replacing busybox's applet of the same name; the requested kernel modules
 //! plus their dependency closure from `modules.dep` (in a load order: dependencies first); and
 //! the scripts of `initrd/` (embedded in the binary at compile time, so a deployed appliance
@@ -77,15 +77,82 @@ pub struct InstallTools {
     pub xz: PathBuf,
 }
 
+/// One install-mode tool: where it comes from and goes, and how to tell it from busybox's.
+struct Tool<'a> {
+    what: &'static str,
+    path: &'a Path,
+    dest: &'static str,
+    fix: &'static str,
+    /// The flag that makes it print its version, and a word of that text busybox's applet of
+    /// the same name would not print (None: busybox has no such applet worth confusing).
+    version: Option<(&'static str, &'static str)>,
+}
+
 impl InstallTools {
-    /// (tool, host path, path in the initrd, Debian package), in a fixed order.
-    fn list(&self) -> [(&'static str, &Path, &'static str, &'static str); 4] {
+    /// The tools, in a fixed order.
+    fn list(&self) -> [Tool<'_>; 4] {
         [
-            ("GNU tar", &self.tar, "bin/tar", "install tar"),
-            ("mke2fs", &self.mke2fs, "sbin/mke2fs", "install e2fsprogs"),
-            ("zstd", &self.zstd, "usr/bin/zstd", "install zstd"),
-            ("xz", &self.xz, "usr/bin/xz", "install xz-utils"),
+            Tool {
+                what: "GNU tar",
+                path: &self.tar,
+                dest: "bin/tar",
+                fix: "install tar",
+                version: Some(("--version", "GNU tar")),
+            },
+            Tool {
+                what: "mke2fs",
+                path: &self.mke2fs,
+                dest: "sbin/mke2fs",
+                fix: "install e2fsprogs",
+                version: Some(("-V", "EXT2FS Library")),
+            },
+            Tool {
+                what: "zstd",
+                path: &self.zstd,
+                dest: "usr/bin/zstd",
+                fix: "install zstd",
+                version: None,
+            },
+            Tool {
+                what: "xz",
+                path: &self.xz,
+                dest: "usr/bin/xz",
+                fix: "install xz-utils",
+                version: None,
+            },
         ]
+    }
+}
+
+/// Refuses a missing tool, or busybox's tar or mke2fs in place of the real one (the install
+/// would fail only inside the machine: busybox's tar has no xattrs, its mke2fs no ext4).
+fn check_tool(t: &Tool) -> Result<()> {
+    if !t.path.exists() {
+        return Err(Error::Missing {
+            what: t.what,
+            path: t.path.to_owned(),
+            fix: t.fix,
+        });
+    }
+    let Some((flag, word)) = t.version else {
+        return Ok(());
+    };
+    let out = Command::new(t.path)
+        .arg(flag)
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: t.path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    let text = [out.stdout, out.stderr].concat();
+    if String::from_utf8_lossy(&text).contains(word) {
+        Ok(())
+    } else {
+        Err(Error::NotTheTool {
+            what: t.what,
+            path: t.path.to_owned(),
+            fix: t.fix,
+        })
     }
 }
 
@@ -94,6 +161,12 @@ impl InstallTools {
 pub enum Error {
     #[error("{what} not found at {path}: {fix}")]
     Missing {
+        what: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+    },
+    #[error("{path} is not {what} (busybox's lacks what the install mode needs): {fix}")]
+    NotTheTool {
         what: &'static str,
         path: PathBuf,
         fix: &'static str,
@@ -293,14 +366,8 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
             fix: "install open-iscsi",
         });
     }
-    for (what, path, _, fix) in o.install.list() {
-        if !path.exists() {
-            return Err(Error::Missing {
-                what,
-                path: path.to_owned(),
-                fix,
-            });
-        }
+    for tool in o.install.list() {
+        check_tool(&tool)?;
     }
     let (modules, builtin) = module_closure(&o.modules_dir, &o.kernel_version, &o.modules)?;
 
@@ -347,8 +414,8 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
     add_executable(&mut tree, "sbin/iscsistart", &o.iscsistart)?;
 
     progress(3, total, "install tools and their libraries");
-    for (_, path, dest, _) in o.install.list() {
-        add_executable(&mut tree, dest, path)?;
+    for tool in o.install.list() {
+        add_executable(&mut tree, tool.dest, tool.path)?;
     }
     if Path::new(MKE2FS_CONF).exists() {
         add_file(
