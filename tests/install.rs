@@ -258,7 +258,6 @@ fn install_mode_unpacks_a_verified_image_that_boots_and_wipes_the_disk_on_failur
             "xz",
             "gzip",
             "mke2fs",
-            "sha256sum",
         ],
     ) else {
         return;
