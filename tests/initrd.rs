@@ -83,12 +83,30 @@ fn two_builds_are_byte_identical_and_hold_what_the_boot_needs() {
         " lib/modules/ext4.ko\n",
         " lib/modules/jbd2.ko\n",
         " lib/nhn/common.sh\n",
+        " lib/nhn/mode-boot.sh\n",
+        " lib/nhn/mode-install.sh\n",
         " etc/nhn/modules.order\n",
+        // The install mode's tools replace busybox's applets of the same name.
+        " bin/tar\n",
+        " sbin/mke2fs\n",
+        " usr/bin/zstd\n",
+        " usr/bin/xz\n",
     ] {
         assert!(listing.contains(want), "{want:?} missing from:\n{listing}");
     }
     assert!(listing.contains("-rwxr-xr-x   1 root     root") && listing.contains(" init\n"));
     assert!(listing.contains("bin/sh -> /bin/busybox"), "{listing}");
+    for tool in ["bin/tar", "sbin/mke2fs", "usr/bin/xz"] {
+        assert!(
+            !listing.contains(&format!(" {tool} -> /bin/busybox")),
+            "{tool} is busybox's: {listing}"
+        );
+    }
+    // GNU tar's and zstd's libraries.
+    assert!(
+        listing.contains("libacl.so.1") && listing.contains("libzstd.so.1"),
+        "{listing}"
+    );
     // iscsistart's libraries come along (it is dynamically linked on Debian).
     assert!(listing.contains("libc.so.6"), "{listing}");
 }
@@ -151,4 +169,27 @@ fn a_missing_module_or_tool_fails_with_what_to_do() {
         &["--iscsistart", "/nonexistent/iscsistart"],
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("install open-iscsi"));
+    for (flag, fix) in [
+        ("--tar", "install tar"),
+        ("--mke2fs", "install e2fsprogs"),
+        ("--zstd", "install zstd"),
+        ("--xz", "install xz-utils"),
+    ] {
+        let o = build(&nhn, &modules, &kver, &out, &[flag, "/nonexistent/tool"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("/nonexistent/tool") && err.contains(fix),
+            "{flag}: {err}"
+        );
+    }
+    // busybox's tar and mke2fs would fail only inside the machine: refused at build time.
+    for (flag, what) in [("--tar", "GNU tar"), ("--mke2fs", "mke2fs")] {
+        let o = build(&nhn, &modules, &kver, &out, &[flag, "/bin/busybox"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(&format!("/bin/busybox is not {what}")),
+            "{flag}: {err}"
+        );
+    }
+    assert!(!out.exists(), "a failed build left an output file");
 }

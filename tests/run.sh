@@ -23,6 +23,7 @@ PACKAGES=(
   qemu-system-x86 ipxe-qemu ovmf              # a PXE guest: QEMU with its iPXE NIC ROM (TCG), BIOS and UEFI
   qemu-block-extra                            # QEMU's iSCSI initiator: nhn agent hands VM disks to QEMU through it
   tgt open-iscsi e2fsprogs cpio kmod          # iSCSI target, iscsistart, LUN images, depmod
+  zstd xz-utils                               # the initrd's install mode unpacks tar.zst/tar.xz images
   tcpdump                                     # 802.1Q tags seen on the wire (switch lab)
   ipmitool python3-venv                       # the IPMI power driver's client; a venv for the BMC emulators
 )

@@ -11,16 +11,92 @@ arg() {
     echo "$2"
 }
 
-# fail STEP WHY: say what failed, then rescue shell (nhn.rescue=1) or power off; never panic-loop.
+# report WORDS...: one "NHN-REPORT <words>" line on the report channel nhn.report= (a serial
+# port the agent reads, e.g. /dev/ttyS1), if there is one. Never on the console: the agent
+# parses it. The first call makes the port raw (no \r added to \n); the port keeps that setting
+# across opens. Each line opens and closes the port, and a serial port's last close waits until
+# the line has gone out: a poweroff right after a report does not lose it.
+report() {
+    REPORT_DEV=${REPORT_DEV-$(arg nhn.report "")}
+    [ -n "$REPORT_DEV" ] || return 0
+    if [ -z "$REPORT_RAW" ]; then
+        stty -F "$REPORT_DEV" raw -echo 2>/dev/null
+        REPORT_RAW=1
+    fi
+    printf 'NHN-REPORT %s\n' "$*" > "$REPORT_DEV" 2>/dev/null
+}
+
+# fail STEP WHY: say what failed (console and report channel), run the mode's $ON_FAIL cleanup
+# (install: wipe the half-made disk), then rescue shell (nhn.rescue=1) or power off; never
+# panic-loop.
 fail() {
     echo "nhn-initrd: FAILED at step '$1': $2"
     echo "nhn-initrd: STEP FAILED: $1"
+    if [ -n "$ON_FAIL" ]; then
+        # Once only: a failure inside the cleanup must not loop back into it.
+        cleanup=$ON_FAIL
+        ON_FAIL=
+        $cleanup
+    fi
+    # The agent reads one line per report: no newlines inside.
+    report "failed $(printf '%s' "$1: $2" | tr '\r\n' '  ')"
     if [ "$(arg nhn.rescue 0)" = 1 ]; then
         echo "nhn-initrd: rescue shell (exit to power off)"
         sh
     fi
     poweroff -f
     sleep 86400
+}
+
+# payload_args FAIL: the payload arguments of the offline modes (install, configure), checked
+# strictly; FAIL WHY is called for a bad one. Sets PAYLOAD_SHA256 and PAYLOAD_BYTES.
+#   nhn.payload=disk              the payload is the block device whose serial is nhn-payload
+#   nhn.payload.sha256=<64 hex>   its SHA-256, lowercase
+#   nhn.payload.bytes=<n>         its size: exactly these bytes are read (the disk is the file
+#                                 rounded up to whole sectors)
+payload_args() {
+    payload=$(arg nhn.payload "")
+    [ "$payload" = disk ] || $1 "nhn.payload='$payload': only nhn.payload=disk is known"
+    PAYLOAD_SHA256=$(arg nhn.payload.sha256 "")
+    case "$PAYLOAD_SHA256" in
+        *[!0-9a-f]* | "") $1 "nhn.payload.sha256='$PAYLOAD_SHA256' is not 64 lowercase hex digits" ;;
+    esac
+    [ ${#PAYLOAD_SHA256} -eq 64 ] ||
+        $1 "nhn.payload.sha256='$PAYLOAD_SHA256' is not 64 lowercase hex digits"
+    PAYLOAD_BYTES=$(arg nhn.payload.bytes "")
+    # Digits without a leading zero (no octal surprises in $(( )), no empty payload), and at
+    # most 15 of them so that shell arithmetic cannot overflow.
+    case "$PAYLOAD_BYTES" in
+        *[!0-9]* | "" | 0*) $1 "nhn.payload.bytes='$PAYLOAD_BYTES' is not a positive byte count" ;;
+    esac
+    [ ${#PAYLOAD_BYTES} -le 15 ] || $1 "nhn.payload.bytes=$PAYLOAD_BYTES is too large"
+}
+
+# payload_disk STEP: PAYLOAD_NAME and PAYLOAD_DEV, the disk whose serial is nhn-payload (found
+# by serial: its name depends on the order the hypervisor attached the disks in), which must
+# not be the root disk and must hold PAYLOAD_BYTES.
+payload_disk() {
+    i=0
+    while [ $i -lt 100 ] && [ -z "$PAYLOAD_NAME" ]; do
+        for s in /sys/block/*/serial; do
+            [ -e "$s" ] && [ "$(cat "$s")" = nhn-payload ] || continue
+            d=${s%/serial}
+            PAYLOAD_NAME=${d##*/}
+        done
+        [ -n "$PAYLOAD_NAME" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    [ -n "$PAYLOAD_NAME" ] ||
+        fail "$1" "no disk with serial nhn-payload (is the payload attached to the VM?)"
+    PAYLOAD_DEV=/dev/$PAYLOAD_NAME
+    [ -b "$PAYLOAD_DEV" ] || fail "$1" "$PAYLOAD_DEV is not a block device"
+    [ "$(readlink -f "$ROOT_DEV")" != "$PAYLOAD_DEV" ] ||
+        fail "$1" "the payload disk $PAYLOAD_DEV is the root disk $ROOT_DEV"
+    # The hypervisor rounds the file up to whole 512-byte sectors (reading zeros past its end);
+    # a disk smaller than the payload means the tail is missing.
+    have=$(($(cat "/sys/block/$PAYLOAD_NAME/size") * 512))
+    [ "$have" -ge "$PAYLOAD_BYTES" ] ||
+        fail "$1" "$PAYLOAD_DEV has $have bytes, fewer than nhn.payload.bytes=$PAYLOAD_BYTES (pad the file to a multiple of 512 bytes)"
 }
 
 # step NAME FUNCTION: run a step, timing it; a failing function has already called fail.

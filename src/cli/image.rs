@@ -48,6 +48,9 @@ pub enum ImageCmd {
         /// The iscsistart packed into its initrd (open-iscsi).
         #[arg(long, value_name = "FILE", default_value = "/sbin/iscsistart")]
         iscsistart: PathBuf,
+        // Boxed: the other variants are small (clippy::large_enum_variant).
+        #[command(flatten)]
+        install: Box<nhn::initrd::InstallTools>,
     },
     /// List images: id, OS, architecture, minimum disk, kernel, archive size, users.
     List,
@@ -106,6 +109,7 @@ pub fn run(cmd: ImageCmd, inv: &Inventory, config: &Config) -> Result<()> {
             description,
             busybox,
             iscsistart,
+            install,
         } => {
             let m = manifest(&file)?;
             let need = |v: Option<String>, what: &str| {
@@ -143,6 +147,7 @@ pub fn run(cmd: ImageCmd, inv: &Inventory, config: &Config) -> Result<()> {
             let tools = InitrdTools {
                 busybox,
                 iscsistart,
+                install: *install,
                 modules: nhn::initrd::DEFAULT_MODULES
                     .iter()
                     .map(|m| (*m).to_owned())

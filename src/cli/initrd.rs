@@ -12,8 +12,10 @@ use nhn::config::Config;
 pub enum InitrdCmd {
     /// Build a reproducible initrd: the same inputs give byte-identical output.
     ///
-    /// Packs static busybox, iscsistart with its libraries, the named kernel modules plus
-    /// their dependencies (from modules.dep) and nhn's init scripts into a newc cpio archive.
+    /// Packs static busybox, iscsistart and the install mode's tools (GNU tar, mke2fs with
+    /// /etc/mke2fs.conf, zstd, xz) with their libraries, the named kernel modules plus their
+    /// dependencies (from modules.dep) and nhn's init scripts (modes boot and install) into a
+    /// newc cpio archive.
     /// The default output is the boot directory's initrd, which iPXE fetches over HTTP.
     Build {
         /// Kernel release the modules come from (default: the running kernel, `uname -r`).
@@ -36,6 +38,8 @@ pub enum InitrdCmd {
         /// The iscsistart to pack (open-iscsi).
         #[arg(long, value_name = "FILE", default_value = "/sbin/iscsistart")]
         iscsistart: PathBuf,
+        #[command(flatten)]
+        install: nhn::initrd::InstallTools,
     },
 }
 
@@ -48,6 +52,7 @@ pub fn run(cmd: InitrdCmd, config: &Config) -> Result<()> {
         out,
         busybox,
         iscsistart,
+        install,
     } = cmd;
     let kernel_version = match kernel_version {
         Some(k) => k,
@@ -72,14 +77,16 @@ pub fn run(cmd: InitrdCmd, config: &Config) -> Result<()> {
         compress,
         busybox,
         iscsistart,
+        install,
         mtime,
     };
     build(&options, &out)
 }
 
 fn build(options: &nhn::initrd::Options, out: &Path) -> Result<()> {
-    let bar = super::progress_bar(5, "{bar:30} {pos}/{len} {msg}");
-    let built = nhn::initrd::build(options, &mut |done, _, what| {
+    let bar = super::progress_bar(0, "{bar:30} {pos}/{len} {msg}");
+    let built = nhn::initrd::build(options, &mut |done, total, what| {
+        bar.set_length(total);
         bar.set_position(done);
         bar.set_message(what.to_owned());
     })?;

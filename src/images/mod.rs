@@ -32,6 +32,7 @@ pub struct Describe {
 pub struct InitrdTools {
     pub busybox: PathBuf,
     pub iscsistart: PathBuf,
+    pub install: crate::initrd::InstallTools,
     pub modules: Vec<String>,
 }
 
@@ -263,6 +264,7 @@ fn assemble(
             compress: crate::initrd::Compress::Gzip,
             busybox: tools.busybox.clone(),
             iscsistart: tools.iscsistart.clone(),
+            install: tools.install.clone(),
             mtime: 0,
         },
         // The archive is read: the bar stays full while the initrd's steps are named.

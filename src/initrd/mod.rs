@@ -1,11 +1,14 @@
 //! `nhn initrd build`: the switchroot initrd as a reproducible newc cpio archive.
 //!
-//! Contents: static busybox with its applet links, `iscsistart` with the shared libraries `ldd`
-//! names, the requested kernel modules plus their dependency closure from `modules.dep` (in a
-//! load order: dependencies first), and the scripts of `initrd/` (embedded in the binary at
-//! compile time, so a deployed appliance needs no checkout). Entries are sorted, owned by root,
-//! stamped with `SOURCE_DATE_EPOCH` (or 0) and numbered in order; the gzip header carries no
-//! time or name: the same inputs give the same bytes.
+//! Contents: static busybox with its applet links; `iscsistart` (the iSCSI root) and the tools
+//! of the install mode (GNU tar, e2fsprogs' mke2fs with the host's `/etc/mke2fs.conf`, zstd and
+//! xz: busybox's tar has no xattrs, its mke2fs no ext4), each with the shared libraries
+//! `ldd` names, and replacing busybox's applet of the same name; the requested kernel modules
+//! plus their dependency closure from `modules.dep` (in a load order: dependencies first); and
+//! the scripts of `initrd/` (embedded in the binary at compile time, so a deployed appliance
+//! needs no checkout). Every initrd carries every mode (`nhn.mode=boot|install`). Entries are
+//! sorted, owned by root, stamped with `SOURCE_DATE_EPOCH` (or 0) and numbered in order; the gzip
+//! header carries no time or name: the same inputs give the same bytes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Write};
@@ -27,9 +30,34 @@ pub const DEFAULT_MODULES: &[&str] = &[
 ];
 
 const INIT: &str = include_str!("../../initrd/init");
-const COMMON: &str = include_str!("../../initrd/lib/common.sh");
-const MODE_BOOT: &str = include_str!("../../initrd/lib/mode-boot.sh");
-const UDHCPC_SCRIPT: &str = include_str!("../../initrd/lib/udhcpc.script");
+/// The scripts under /lib/nhn: the shared helpers, one per boot mode, the DHCP client's hook.
+const SCRIPTS: &[(&str, &str, u32)] = &[
+    (
+        "common.sh",
+        include_str!("../../initrd/lib/common.sh"),
+        0o644,
+    ),
+    (
+        "mode-boot.sh",
+        include_str!("../../initrd/lib/mode-boot.sh"),
+        0o644,
+    ),
+    (
+        "mode-install.sh",
+        include_str!("../../initrd/lib/mode-install.sh"),
+        0o644,
+    ),
+    (
+        "mode-configure.sh",
+        include_str!("../../initrd/lib/mode-configure.sh"),
+        0o644,
+    ),
+    (
+        "udhcpc.script",
+        include_str!("../../initrd/lib/udhcpc.script"),
+        0o755,
+    ),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compress {
@@ -47,8 +75,109 @@ pub struct Options {
     pub compress: Compress,
     pub busybox: PathBuf,
     pub iscsistart: PathBuf,
+    pub install: InstallTools,
     /// Timestamp of every entry (`SOURCE_DATE_EPOCH`).
     pub mtime: u32,
+}
+
+/// mke2fs's configuration (ext4's feature defaults), packed when the host has it.
+const MKE2FS_CONF: &str = "/etc/mke2fs.conf";
+
+/// The host tools the install mode (`initrd/lib/mode-install.sh`) runs, as Debian installs
+/// them; the CLI commands that build initrds take them as options.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct InstallTools {
+    /// GNU tar for the install mode (unpacks an image with owners, modes and xattrs; Debian: tar).
+    #[arg(long, value_name = "FILE", default_value = "/bin/tar")]
+    pub tar: PathBuf,
+    /// mke2fs for the install mode (makes DISK1's ext4; Debian: e2fsprogs).
+    #[arg(long, value_name = "FILE", default_value = "/sbin/mke2fs")]
+    pub mke2fs: PathBuf,
+    /// zstd for the install mode (unpacks .tar.zst images; Debian: zstd).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/zstd")]
+    pub zstd: PathBuf,
+    /// xz for the install mode (unpacks .tar.xz images; Debian: xz-utils).
+    #[arg(long, value_name = "FILE", default_value = "/usr/bin/xz")]
+    pub xz: PathBuf,
+}
+
+/// One install-mode tool: where it comes from and goes, and how to tell it from busybox's.
+struct Tool<'a> {
+    what: &'static str,
+    path: &'a Path,
+    dest: &'static str,
+    fix: &'static str,
+    /// The flag that makes it print its version, and a word of that text busybox's applet of
+    /// the same name would not print (None: busybox has no such applet worth confusing).
+    version: Option<(&'static str, &'static str)>,
+}
+
+impl InstallTools {
+    /// The tools, in a fixed order.
+    fn list(&self) -> [Tool<'_>; 4] {
+        [
+            Tool {
+                what: "GNU tar",
+                path: &self.tar,
+                dest: "bin/tar",
+                fix: "install tar",
+                version: Some(("--version", "GNU tar")),
+            },
+            Tool {
+                what: "mke2fs",
+                path: &self.mke2fs,
+                dest: "sbin/mke2fs",
+                fix: "install e2fsprogs",
+                version: Some(("-V", "EXT2FS Library")),
+            },
+            Tool {
+                what: "zstd",
+                path: &self.zstd,
+                dest: "usr/bin/zstd",
+                fix: "install zstd",
+                version: None,
+            },
+            Tool {
+                what: "xz",
+                path: &self.xz,
+                dest: "usr/bin/xz",
+                fix: "install xz-utils",
+                version: None,
+            },
+        ]
+    }
+}
+
+/// Refuses a missing tool, or busybox's tar or mke2fs in place of the real one (the install
+/// would fail only inside the machine: busybox's tar has no xattrs, its mke2fs no ext4).
+fn check_tool(t: &Tool) -> Result<()> {
+    if !t.path.exists() {
+        return Err(Error::Missing {
+            what: t.what,
+            path: t.path.to_owned(),
+            fix: t.fix,
+        });
+    }
+    let Some((flag, word)) = t.version else {
+        return Ok(());
+    };
+    let out = Command::new(t.path)
+        .arg(flag)
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: t.path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+    let text = [out.stdout, out.stderr].concat();
+    if String::from_utf8_lossy(&text).contains(word) {
+        Ok(())
+    } else {
+        Err(Error::NotTheTool {
+            what: t.what,
+            path: t.path.to_owned(),
+            fix: t.fix,
+        })
+    }
 }
 
 /// Why an initrd could not be built; each says what to install or fix.
@@ -56,6 +185,12 @@ pub struct Options {
 pub enum Error {
     #[error("{what} not found at {path}: {fix}")]
     Missing {
+        what: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+    },
+    #[error("{path} is not {what} (busybox's lacks what the install mode needs): {fix}")]
+    NotTheTool {
         what: &'static str,
         path: PathBuf,
         fix: &'static str,
@@ -195,6 +330,25 @@ fn is_static(bin: &Path) -> Result<bool> {
     Ok(shared_libraries(bin)?.is_empty())
 }
 
+/// Packs the executable `src` as `dest` with the shared libraries it needs (at their host
+/// paths, where its dynamic loader looks). A busybox applet link of the same name elsewhere in
+/// PATH goes, so that PATH lookups find this one (busybox's own sh still prefers its applets:
+/// the scripts call these tools by path).
+fn add_executable(tree: &mut BTreeMap<String, Node>, dest: &str, src: &Path) -> Result<()> {
+    let name = dest.rsplit('/').next().unwrap_or(dest);
+    tree.retain(|path, node| {
+        !(matches!(node, Node::Symlink(t) if t == "/bin/busybox")
+            && path.rsplit('/').next() == Some(name))
+    });
+    add_file(tree, dest, read(src)?, 0o755);
+    for lib in shared_libraries(src)? {
+        let data = read(&lib)?;
+        let name = lib.to_string_lossy().trim_start_matches('/').to_owned();
+        add_file(tree, &name, data, 0o755);
+    }
+    Ok(())
+}
+
 fn add_dirs(tree: &mut BTreeMap<String, Node>, path: &str) {
     let mut acc = String::new();
     for part in path.split('/').filter(|p| !p.is_empty()) {
@@ -215,7 +369,7 @@ fn add_file(tree: &mut BTreeMap<String, Node>, path: &str, data: Vec<u8>, mode: 
 
 /// Builds the archive in memory. `progress(done, total, what)` reports each step.
 pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Built> {
-    let total = 5;
+    let total = 6;
     progress(0, total, "checking tools");
     if !o.busybox.exists() {
         return Err(Error::Missing {
@@ -235,6 +389,9 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
             path: o.iscsistart.clone(),
             fix: "install open-iscsi",
         });
+    }
+    for tool in o.install.list() {
+        check_tool(&tool)?;
     }
     let (modules, builtin) = module_closure(&o.modules_dir, &o.kernel_version, &o.modules)?;
 
@@ -278,14 +435,22 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
     }
 
     progress(2, total, "iscsistart and its libraries");
-    add_file(&mut tree, "sbin/iscsistart", read(&o.iscsistart)?, 0o755);
-    for lib in shared_libraries(&o.iscsistart)? {
-        let data = read(&lib)?;
-        let name = lib.to_string_lossy().trim_start_matches('/').to_owned();
-        add_file(&mut tree, &name, data, 0o755);
+    add_executable(&mut tree, "sbin/iscsistart", &o.iscsistart)?;
+
+    progress(3, total, "install tools and their libraries");
+    for tool in o.install.list() {
+        add_executable(&mut tree, tool.dest, tool.path)?;
+    }
+    if Path::new(MKE2FS_CONF).exists() {
+        add_file(
+            &mut tree,
+            MKE2FS_CONF.trim_start_matches('/'),
+            read(Path::new(MKE2FS_CONF))?,
+            0o644,
+        );
     }
 
-    progress(3, total, "kernel modules");
+    progress(4, total, "kernel modules");
     let base = o.modules_dir.join(&o.kernel_version);
     let mut names = Vec::new();
     for m in &modules {
@@ -305,26 +470,16 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
         0o644,
     );
 
-    progress(4, total, "scripts");
+    progress(5, total, "scripts");
     add_file(&mut tree, "init", INIT.as_bytes().to_vec(), 0o755);
-    add_file(
-        &mut tree,
-        "lib/nhn/common.sh",
-        COMMON.as_bytes().to_vec(),
-        0o644,
-    );
-    add_file(
-        &mut tree,
-        "lib/nhn/mode-boot.sh",
-        MODE_BOOT.as_bytes().to_vec(),
-        0o644,
-    );
-    add_file(
-        &mut tree,
-        "lib/nhn/udhcpc.script",
-        UDHCPC_SCRIPT.as_bytes().to_vec(),
-        0o755,
-    );
+    for (name, text, mode) in SCRIPTS {
+        add_file(
+            &mut tree,
+            &format!("lib/nhn/{name}"),
+            text.as_bytes().to_vec(),
+            *mode,
+        );
+    }
 
     let mut cpio = Vec::new();
     for (ino, (name, node)) in tree.iter().enumerate() {
@@ -359,7 +514,7 @@ pub fn build(o: &Options, progress: &mut dyn FnMut(u64, u64, &str)) -> Result<Bu
     }
     cpio::newc::trailer(&mut cpio)?;
 
-    progress(5, total, "compressing");
+    progress(6, total, "compressing");
     let bytes = match o.compress {
         Compress::Gzip => {
             let mut gz = flate2::GzBuilder::new()

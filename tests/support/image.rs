@@ -9,7 +9,15 @@ use sha2::{Digest, Sha256};
 
 /// The fetched kernel, or (locally) a skip; under CI a missing kernel fails.
 pub fn kernel_or_skip(test: &str) -> Option<(PathBuf, String)> {
-    let tools = ["/bin/busybox", "/sbin/iscsistart"];
+    // What the image's initrd packs (nhn initrd build's defaults).
+    let tools = [
+        "/bin/busybox",
+        "/sbin/iscsistart",
+        "/bin/tar",
+        "/sbin/mke2fs",
+        "/usr/bin/zstd",
+        "/usr/bin/xz",
+    ];
     let missing: Vec<&str> = tools
         .iter()
         .copied()
@@ -18,7 +26,9 @@ pub fn kernel_or_skip(test: &str) -> Option<(PathBuf, String)> {
     let found = if missing.is_empty() {
         super::kernel::kernel()
     } else {
-        Err(format!("missing {missing:?} (busybox-static, open-iscsi)"))
+        Err(format!(
+            "missing {missing:?} (busybox-static, open-iscsi, tar, e2fsprogs, zstd, xz-utils)"
+        ))
     };
     match found {
         Ok(k) => Some(k),

@@ -25,9 +25,10 @@ pub fn kernel() -> Result<(PathBuf, String), String> {
     Ok((root, kver))
 }
 
-/// Like `lab_or_skip`, plus the fetched kernel (a missing kernel fails under CI).
+/// Like `lab_or_skip`, plus the fetched kernel (a missing kernel fails under CI): the boot
+/// tests' tools (QEMU, tgt, an iSCSI initiator).
 pub fn lab_with_kernel(test: &str) -> Option<(Lab, PathBuf, String)> {
-    let lab = lab_or_skip(
+    lab_with_kernel_and(
         test,
         &[
             "qemu-system-x86_64",
@@ -38,7 +39,12 @@ pub fn lab_with_kernel(test: &str) -> Option<(Lab, PathBuf, String)> {
             "curl",
             "iscsistart",
         ],
-    )?;
+    )
+}
+
+/// Like `lab_or_skip` with `tools`, plus the fetched kernel (a missing kernel fails under CI).
+pub fn lab_with_kernel_and(test: &str, tools: &[&str]) -> Option<(Lab, PathBuf, String)> {
+    let lab = lab_or_skip(test, tools)?;
     match kernel() {
         Ok((root, kver)) => Some((lab, root, kver)),
         Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{test}: {why}"),
@@ -52,6 +58,23 @@ pub fn lab_with_kernel(test: &str) -> Option<(Lab, PathBuf, String)> {
 /// A root filesystem image `<dir>/<name>.img` (ext4, `size` as mke2fs takes it, label
 /// `nhnroot`): static busybox with `applets`, and `init` as /sbin/init.
 pub fn busybox_root(dir: &Path, name: &str, applets: &[&str], init: &str, size: &str) -> PathBuf {
+    let tree = busybox_tree(dir, name, applets, init);
+    let img = dir.join(format!("{name}.img"));
+    let ok = std::process::Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "nhnroot", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg(size)
+        .output()
+        .expect("run mke2fs")
+        .status
+        .success();
+    assert!(ok, "mke2fs failed");
+    img
+}
+
+/// A root tree `<dir>/<name>-tree`: static busybox with `applets`, and `init` as /sbin/init.
+pub fn busybox_tree(dir: &Path, name: &str, applets: &[&str], init: &str) -> PathBuf {
     let tree = dir.join(format!("{name}-tree"));
     for d in ["bin", "sbin", "proc", "sys", "dev", "etc"] {
         std::fs::create_dir_all(tree.join(d)).expect("make the root tree");
@@ -66,18 +89,7 @@ pub fn busybox_root(dir: &Path, name: &str, applets: &[&str], init: &str, size: 
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod init");
-    let img = dir.join(format!("{name}.img"));
-    let ok = std::process::Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext4", "-L", "nhnroot", "-d"])
-        .arg(&tree)
-        .arg(&img)
-        .arg(size)
-        .output()
-        .expect("run mke2fs")
-        .status
-        .success();
-    assert!(ok, "mke2fs failed");
-    img
+    tree
 }
 
 /// What tgtd (control port `ctl`) exports, as `tgtadm --op show --mode target` prints it.

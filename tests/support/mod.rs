@@ -95,6 +95,9 @@ fn debian_package(tool: &str) -> &str {
         "ovs-vswitchd" | "ovs-vsctl" | "ovs-appctl" | "ovs-ofctl" => "openvswitch-switch",
         "ovsdb-tool" | "ovsdb-server" => "openvswitch-common",
         "/usr/bin/python3" | "python3" => "python3",
+        "mke2fs" => "e2fsprogs",
+        "xz" => "xz-utils",
+        "qemu-system-x86_64" => "qemu-system-x86",
         other => other,
     }
 }
