@@ -377,7 +377,7 @@ fn install_mode_unpacks_a_verified_image_that_boots_and_wipes_the_disk_on_failur
     assert_eq!(
         report_lines(&run.report),
         [
-            "NHN-REPORT failed find the payload disk: no disk with serial nhn-payload (is the image attached to the VM?)"
+            "NHN-REPORT failed find the payload disk: no disk with serial nhn-payload (is the payload attached to the VM?)"
         ],
         "console:\n{}",
         run.console

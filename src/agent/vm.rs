@@ -147,22 +147,6 @@ pub fn argv(
         "-append".into(),
         spec.boot.cmdline.clone(),
     ];
-    if let Some(payload) = media.payload {
-        a.extend([
-            // ttyS1: the install boot's report channel.
-            "-serial".into(),
-            format!("file:{}", d("report.log")),
-            // A kernel panic ends the run instead of booting the install again.
-            "-no-reboot".into(),
-            "-blockdev".into(),
-            format!(
-                "driver=file,node-name=payload,filename={},read-only=on",
-                payload.display()
-            ),
-            "-device".into(),
-            format!("virtio-blk-pci,drive=payload,serial={PAYLOAD_SERIAL}"),
-        ]);
-    }
     for (i, disk) in spec.disks.iter().enumerate() {
         let node = disk.device.to_ascii_lowercase();
         let (host, port) = disk
@@ -185,6 +169,23 @@ pub fn argv(
             "virtio-blk-pci,drive={node},serial={}",
             disk.device
         ));
+    }
+    // After DISK1 and DISK2, so that they keep their names (vda, vdb) in the guest.
+    if let Some(payload) = media.payload {
+        a.extend([
+            // ttyS1: the offline boot's report channel.
+            "-serial".into(),
+            format!("file:{}", d("report.log")),
+            // A kernel panic ends the run instead of booting the install again.
+            "-no-reboot".into(),
+            "-blockdev".into(),
+            format!(
+                "driver=file,node-name=payload,filename={},read-only=on",
+                payload.display()
+            ),
+            "-device".into(),
+            format!("virtio-blk-pci,drive=payload,serial={PAYLOAD_SERIAL}"),
+        ]);
     }
     for nic in &spec.nics {
         let id = nic.device.to_ascii_lowercase();

@@ -13,7 +13,7 @@ step by step, between which it looks at hypervisors and switches):
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 
 For tests/restore.rs (images):
-  disk_vm KEY           a VM with a 2 GB DISK1 and nothing installed; prints its id.
+  disk_vm KEY           a VM with a 30 GB DISK1 (sparse) and nothing installed; prints its id.
   restore KEY VM IMAGE  restoreImage without waiting; prints the requestId.
   watch KEY RID         polls getRequestIdInfo until terminal (whatever the outcome), keeping
                         each distinct `progress` seen while it ran; prints
@@ -115,7 +115,7 @@ def power(key, method, vms, expect):
 def disk_vm(key):
     c = Client(key)
     vm = c.allocateVm(vmType="V10")["vmId"]
-    vol = c.allocateVolume(sizeGB=2)["volumeId"]
+    vol = c.allocateVolume(sizeGB=30)["volumeId"]
     c.attachVolume(vmId=vm, volumeId=vol, device="DISK1")
     print(vm)
 
