@@ -260,8 +260,11 @@ set_password() {
     f=/newroot/etc/shadow
     [ -f "$f" ] || cfail "the image has no /etc/shadow"
     grep -q "^$user:" "$f" || cfail "user $user has no line in /etc/shadow"
-    shadow_gid=$(group_id shadow)
-    set -- $(keep "$f" 640 0 "${shadow_gid:-0}")
+    # What the family's own tools leave: Debian 0640 root:shadow, Red Hat 0000 root:root.
+    case "$LAYOUT" in
+        debian) shadow_gid=$(group_id shadow); set -- 640 0 "${shadow_gid:-0}" ;;
+        redhat) set -- 000 0 0 ;;
+    esac
     U="$user" H="$(val passwordHash)" awk -F: 'BEGIN { OFS = ":" }
         $1 == ENVIRON["U"] { $2 = ENVIRON["H"]; $3 = int(systime() / 86400) } { print }' "$f" |
         put "$f" "$1" "$2" "$3"

@@ -672,6 +672,12 @@ impl Agent {
                 });
                 continue;
             };
+            // The list was taken before the turn: the VM may have ended (an offline boot) and
+            // started again since. Only the VM as it is now counts.
+            let now = self.vms.lock().await.get(&id).cloned();
+            let Some(vm) = now.filter(|now| now.pid == vm.pid) else {
+                continue;
+            };
             if !vm.alive() {
                 let reason = format!("QEMU (pid {}) exited", vm.pid);
                 tracing::warn!(vm = %id, %reason, "a VM ended without being asked");

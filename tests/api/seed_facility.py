@@ -13,12 +13,17 @@ step by step, between which it looks at hypervisors and switches):
   wait KEY RID          polls getRequestIdInfo until terminal; fails unless it succeeded.
 
 For tests/restore.rs (images):
-  disk_vm KEY           a VM with a 30 GB DISK1 (sparse) and nothing installed; prints its id.
+  disk_vm KEY           a VM with a 30 GB DISK1 (sparse), nothing installed, and NET1 on a new
+                        L2EX network; prints its id.
   restore KEY VM IMAGE  restoreImage without waiting; prints the requestId.
   watch KEY RID         polls getRequestIdInfo until terminal (whatever the outcome), keeping
                         each distinct `progress` seen while it ran; prints
                         {"info": RequestInfo, "progress": [progress...]}.
   vm_info KEY VM        prints getVmInfo's vm as JSON.
+  init KEY VM METHOD JSON   an Init* method with the arguments in JSON (a "content" string is
+                        sent as base64 of its UTF-8 bytes, a "contentHex" as base64 of those
+                        bytes), polled until terminal; prints the RequestInfo as JSON (or
+                        {"fault": code, "message": text}).
 
 For bench/power_on.rs:
   prepare_many KEY N    one L2EX network and N VMs on it (DISK1, NET1); prints the VM ids.
@@ -31,6 +36,7 @@ import json
 import sys
 import threading
 import time
+import xmlrpc.client
 
 from haas import Client, wait_request
 
@@ -117,7 +123,24 @@ def disk_vm(key):
     vm = c.allocateVm(vmType="V10")["vmId"]
     vol = c.allocateVolume(sizeGB=30)["volumeId"]
     c.attachVolume(vmId=vm, volumeId=vol, device="DISK1")
+    net = c.allocateNetwork(networkType="L2EX")["networkId"]
+    c.attachNetwork(vmId=vm, networkId=net, device="NET1")
     print(vm)
+
+
+def init(key, vm, method, args):
+    c = Client(key)
+    args = json.loads(args)
+    if "content" in args:
+        args["content"] = xmlrpc.client.Binary(args["content"].encode())
+    if "contentHex" in args:
+        args["content"] = xmlrpc.client.Binary(bytes.fromhex(args.pop("contentHex")))
+    try:
+        rid = getattr(c, method)(vmId=vm, **args)["requestId"]
+    except xmlrpc.client.Fault as f:
+        print(json.dumps({"fault": f.faultCode, "message": f.faultString}))
+        return
+    print(json.dumps(wait_request(c, rid, timeout=300)))
 
 
 def watch(key, rid, timeout=600):
@@ -170,6 +193,8 @@ def main():
         print(Client(args[0]).restoreImage(vmId=args[1], imageId=args[2])["requestId"])
     elif cmd == "watch":
         watch(args[0], args[1])
+    elif cmd == "init":
+        init(args[0], args[1], args[2], args[3])
     elif cmd == "vm_info":
         print(json.dumps(Client(args[0]).getVmInfo(vmId=args[1])["vm"]))
     elif cmd == "status":

@@ -187,8 +187,10 @@ impl Rig<'_> {
 
     pub fn console(&self, host: usize, vm: &str) -> String {
         let dir = self.agent_dir(host).join("state/vm");
-        std::fs::read_to_string(dir.join(vm).join("console.log"))
-            .or_else(|_| std::fs::read_to_string(dir.join(format!("{vm}.console.log"))))
+        // Lossy: a guest may print any bytes.
+        std::fs::read(dir.join(vm).join("console.log"))
+            .or_else(|_| std::fs::read(dir.join(format!("{vm}.console.log"))))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 
@@ -204,9 +206,39 @@ impl Rig<'_> {
         );
         assert!(
             ok,
-            "{vm} on Hypervisor-{host}: no {marker:?} on the console:\n{text}"
+            "{vm} on Hypervisor-{host}: no {marker:?} on the console:\n{text}\nagent log:\n{}\nnhn serve log:\n{}\nrequests:\n{}",
+            tail(
+                &self.agents.get(&host).map(Proc::log).unwrap_or_default(),
+                30
+            ),
+            tail(&self.serve_log(), 30),
+            self.requests_of(vm)
         );
         text
+    }
+
+    /// The requests about `vm`, oldest first: method, status, error (for failure messages).
+    pub fn requests_of(&self, vm: &str) -> String {
+        let db = self.db();
+        let mut st = db
+            .prepare(
+                "SELECT method, status, error_message, accepted_at FROM requests
+                 WHERE resource_id = ?1 ORDER BY accepted_at",
+            )
+            .unwrap();
+        st.query_map([vm], |r| {
+            Ok(format!(
+                "{} {} {} {}",
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
     }
 
     pub fn trunks(&self, switch: &str, port: &str) -> String {
